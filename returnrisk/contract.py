@@ -1,0 +1,715 @@
+"""The merchant's data directory: one file per table, Parquet or CSV.
+
+This module is the one source of truth for the data contract. ``SCHEMAS`` declares every
+table's columns, types and rules; loading coerces types, then checks each rule vectorised,
+column rules first and cross-table rules (keys, foreign keys, time order) after. Every
+problem names the table, the column, the rule, how many rows break it and their keys, so a
+command can refuse exactly those rows and say why. ``returnrisk contract`` prints the
+contract from ``SCHEMAS`` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from returnrisk.progress import QUIET, StepLog
+
+TABLE_NAMES = (
+    "orders",
+    "order_lines",
+    "skus",
+    "countries",
+    "carriers",
+    "customers",
+    "after_sales_cases",
+    "shipments",
+)
+OPTIONAL_TABLES = frozenset({"shipments"})
+CASE_TYPES = (
+    "return",
+    "refund",
+    "not_received",
+    "damaged",
+    "not_as_described",
+    "wrong_item",
+    "duty_dispute",
+    "other",
+)
+INCOTERMS = ("DDP", "DDU")
+SERVICE_LEVELS = ("economy", "standard", "express")
+SEGMENTS = ("b2c", "b2b")
+KNOWN_CHANNELS = ("amazon", "ebay", "aliexpress", "shopify", "own_site")
+
+Kind = Literal["str", "timestamp", "float", "int", "bool"]
+_DTYPES: dict[str, object] = {
+    "str": "str",
+    "timestamp": "datetime64[ns, UTC]",
+    "float": "float64",
+    "bool": "boolean",
+}
+_ISO2 = r"^[A-Z]{2}$"
+_LANGS = r"^[a-z]{2}(,[a-z]{2})*$"
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the contract and the rules a value must follow."""
+
+    name: str
+    kind: Kind
+    nullable: bool = False
+    unique: bool = False
+    ge: float | None = None
+    gt: float | None = None
+    allowed: tuple[str, ...] | None = None
+    pattern: str | None = None
+    doc: str = ""
+
+    @property
+    def dtype(self) -> object:
+        if self.kind == "int":
+            return "Int64" if self.nullable else "int64"
+        return _DTYPES[self.kind]
+
+    def rules(self) -> list[str]:
+        out = ["nullable" if self.nullable else "not null"]
+        if self.unique:
+            out.append("unique")
+        if self.ge is not None:
+            out.append(f">= {self.ge:g}")
+        if self.gt is not None:
+            out.append(f"> {self.gt:g}")
+        if self.allowed:
+            out.append("one of " + ", ".join(f"`{a}`" for a in self.allowed))
+        if self.pattern == _ISO2:
+            out.append("ISO 3166-1 alpha-2 (two capital letters)")
+        if self.pattern == _LANGS:
+            out.append("comma-separated ISO 639-1 codes (`en,de`)")
+        return out
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    column: str
+    table: str
+    target: str
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    key: str
+    doc: str
+    columns: tuple[Column, ...]
+    foreign_keys: tuple[ForeignKey, ...] = ()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+def _c(name: str, kind: Kind, **kw: object) -> Column:
+    return Column(name, kind, **kw)  # type: ignore[arg-type]
+
+
+SCHEMAS: dict[str, TableSchema] = {
+    s.name: s
+    for s in (
+        TableSchema(
+            "orders",
+            "order_id",
+            "one row per order",
+            (
+                _c("order_id", "str", unique=True),
+                _c("customer_id", "str", doc="in `customers`"),
+                _c("order_ts", "timestamp", doc="when the order was placed (UTC)"),
+                _c("channel", "str", doc="where it was placed: amazon, ebay, shopify, ..."),
+                _c("destination_country", "str", pattern=_ISO2, doc="in `countries`"),
+                _c("carrier_id", "str", nullable=True, doc="not yet assigned when null"),
+                _c(
+                    "incoterm", "str", nullable=True, allowed=INCOTERMS, doc="null: country default"
+                ),
+                _c("order_value", "float", ge=0, doc="goods value after discounts"),
+                _c("shipping_fee", "float", nullable=True, ge=0),
+                _c("discount_value", "float", nullable=True, ge=0),
+                _c("payment_method", "str", nullable=True),
+                _c("promised_delivery_days", "int", nullable=True, gt=0),
+            ),
+            (
+                ForeignKey("customer_id", "customers", "customer_id"),
+                ForeignKey("destination_country", "countries", "country_code"),
+                ForeignKey("carrier_id", "carriers", "carrier_id"),
+            ),
+        ),
+        TableSchema(
+            "order_lines",
+            "order_id",
+            "one row per order line",
+            (
+                _c("order_id", "str", doc="in `orders`"),
+                _c("sku_id", "str", doc="in `skus`"),
+                _c("quantity", "int", ge=1),
+                _c("unit_price", "float", ge=0),
+            ),
+            (
+                ForeignKey("order_id", "orders", "order_id"),
+                ForeignKey("sku_id", "skus", "sku_id"),
+            ),
+        ),
+        TableSchema(
+            "skus",
+            "sku_id",
+            "one row per sellable variant",
+            (
+                _c("sku_id", "str", unique=True),
+                _c("product_id", "str", nullable=True, doc="parent product; null: its own"),
+                _c("category", "str"),
+                _c("brand", "str", nullable=True),
+                _c("supplier_id", "str", nullable=True),
+                _c("list_price", "float", nullable=True, ge=0),
+                _c("weight_g", "float", nullable=True, gt=0),
+                _c("size", "str", nullable=True),
+                _c("color", "str", nullable=True),
+                _c("n_images", "int", nullable=True, ge=0),
+                _c("has_size_chart", "bool", nullable=True),
+                _c("listing_languages", "str", nullable=True, pattern=_LANGS),
+            ),
+        ),
+        TableSchema(
+            "countries",
+            "country_code",
+            "one row per destination",
+            (
+                _c("country_code", "str", unique=True, pattern=_ISO2),
+                _c("region", "str"),
+                _c("languages", "str", nullable=True, pattern=_LANGS),
+                _c(
+                    "duty_de_minimis",
+                    "float",
+                    nullable=True,
+                    ge=0,
+                    doc="order value below which no import duty is charged",
+                ),
+                _c("default_incoterm", "str", nullable=True, allowed=INCOTERMS),
+            ),
+        ),
+        TableSchema(
+            "carriers",
+            "carrier_id",
+            "one row per carrier service",
+            (
+                _c("carrier_id", "str", unique=True),
+                _c("carrier_name", "str"),
+                _c("service_level", "str", allowed=SERVICE_LEVELS),
+                _c("tracked", "bool", nullable=True),
+            ),
+        ),
+        TableSchema(
+            "customers",
+            "customer_id",
+            "one row per customer",
+            (
+                _c("customer_id", "str", unique=True),
+                _c("first_seen_ts", "timestamp", nullable=True),
+                _c("country_code", "str", nullable=True, pattern=_ISO2),
+                _c("segment", "str", nullable=True, allowed=SEGMENTS),
+            ),
+        ),
+        TableSchema(
+            "after_sales_cases",
+            "case_id",
+            "zero or more rows per order; the label comes from here",
+            (
+                _c("case_id", "str", unique=True),
+                _c("order_id", "str", doc="in `orders`"),
+                _c("opened_ts", "timestamp", doc="not before the order's `order_ts`"),
+                _c("case_type", "str", allowed=CASE_TYPES),
+                _c("sku_id", "str", nullable=True, doc="the line the case is about"),
+                _c("amount", "float", nullable=True, ge=0, doc="what the case cost"),
+            ),
+            (
+                ForeignKey("order_id", "orders", "order_id"),
+                ForeignKey("sku_id", "skus", "sku_id"),
+            ),
+        ),
+        TableSchema(
+            "shipments",
+            "order_id",
+            "optional; at most one row per order, once it has shipped",
+            (
+                _c("order_id", "str", unique=True, doc="in `orders`"),
+                _c("shipped_ts", "timestamp", doc="not before `order_ts`"),
+                _c("delivered_ts", "timestamp", nullable=True, doc="not before `shipped_ts`"),
+            ),
+            (ForeignKey("order_id", "orders", "order_id"),),
+        ),
+    )
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Problems
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Rows of one table that break one rule of one column."""
+
+    table: str
+    column: str
+    rule: str
+    key_column: str
+    keys: tuple[str, ...] = ()
+    n_rows_override: int | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return self.n_rows_override if self.n_rows_override is not None else len(self.keys)
+
+    @property
+    def examples(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(self.keys))[:5]
+
+    def __str__(self) -> str:
+        where = f"{self.table}.{self.column}" if self.column else self.table
+        rows = "row" if self.n_rows == 1 else "rows"
+        text = f"{where}: {self.rule} — {self.n_rows} {rows}"
+        if self.examples:
+            text += f", e.g. {self.key_column} " + ", ".join(map(str, self.examples))
+        return text
+
+
+class ContractError(ValueError):
+    """A data directory (or in-memory tables) breaks the contract."""
+
+    def __init__(
+        self,
+        problems: list[Problem],
+        source: str = "data",
+        refused: dict[str, pd.DataFrame] | None = None,
+    ):
+        self.problems = problems
+        self.source = source
+        self.refused = refused or {}
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        head = f"{self.source}: {len(self.problems)} contract problem(s)"
+        return "\n".join([head, *(f"  - {p}" for p in self.problems)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+@dataclass(frozen=True)
+class Tables:
+    """One typed DataFrame per contract table."""
+
+    orders: pd.DataFrame
+    order_lines: pd.DataFrame
+    skus: pd.DataFrame
+    countries: pd.DataFrame
+    carriers: pd.DataFrame
+    customers: pd.DataFrame
+    after_sales_cases: pd.DataFrame
+    shipments: pd.DataFrame = field(default_factory=lambda: empty_table("shipments"))
+
+    def as_dict(self) -> dict[str, pd.DataFrame]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def replace(self, **frames: pd.DataFrame) -> Tables:
+        return replace(self, **frames)
+
+    def as_of(self) -> pd.Timestamp:
+        """The export time: the latest timestamp anywhere in the directory (UTC)."""
+        stamps = [
+            self.orders["order_ts"].max(),
+            self.after_sales_cases["opened_ts"].max(),
+            self.shipments["shipped_ts"].max(),
+            self.shipments["delivered_ts"].max(),
+            self.customers["first_seen_ts"].max(),
+        ]
+        stamps = [s for s in stamps if not pd.isna(s)]
+        if not stamps:
+            raise ValueError("orders: no timestamps, cannot infer as_of")
+        return max(stamps)
+
+    def summary(self) -> str:
+        lines = [f"{name:18s} {len(df):>10,d} rows" for name, df in self.as_dict().items()]
+        if len(self.orders):
+            ts = self.orders["order_ts"]
+            lines.append(f"orders placed      {ts.min():%Y-%m-%d} .. {ts.max():%Y-%m-%d}")
+            lines.append(f"as of              {self.as_of():%Y-%m-%d %H:%M:%S} UTC")
+        return "\n".join(lines)
+
+
+def empty_table(name: str) -> pd.DataFrame:
+    """An empty frame with the contract's columns and dtypes."""
+    schema = SCHEMAS[name]
+    return pd.DataFrame({c.name: pd.Series([], dtype=c.dtype) for c in schema.columns})
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and coercion
+
+
+def _table_file(path: Path, name: str) -> Path | None:
+    for ext in (".parquet", ".csv"):
+        candidate = path / f"{name}{ext}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_frames(
+    path: str | Path, names: Iterable[str] = TABLE_NAMES, *, required: Iterable[str] | None = None
+) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Read the tables present in ``path``; a missing required table is a problem."""
+    path = Path(path)
+    required = set(TABLE_NAMES) - OPTIONAL_TABLES if required is None else set(required)
+    frames: dict[str, pd.DataFrame] = {}
+    problems: list[Problem] = []
+    if not path.is_dir():
+        return frames, [Problem("(directory)", "", f"not a directory: {path}", "path")]
+    for name in names:
+        file = _table_file(path, name)
+        if file is None:
+            if name in required:
+                problems.append(
+                    Problem(name, "", f"file missing: expected {name}.parquet or {name}.csv", "")
+                )
+            continue
+        try:
+            if file.suffix == ".parquet":
+                frames[name] = pd.read_parquet(file)
+            else:
+                frames[name] = pd.read_csv(
+                    file, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
+                )
+        except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not raised
+            problems.append(Problem(name, "", f"unreadable {file.name}: {err}", ""))
+    return frames, problems
+
+
+def _keys(df: pd.DataFrame, key: str, mask: np.ndarray | pd.Series) -> tuple[str, ...]:
+    mask = np.asarray(mask, dtype=bool)
+    if key in df.columns:
+        return tuple(df.loc[mask, key].astype("str").fillna("<null>").tolist())
+    return tuple(f"row {i}" for i in np.flatnonzero(mask))
+
+
+_TRUE = {"true", "1", "yes", "y", "t"}
+_FALSE = {"false", "0", "no", "n", "f"}
+
+
+def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
+    """Cast one column to its contract dtype; unparseable values become missing."""
+    if col.kind == "str":
+        if pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s):
+            # numeric codes read from Parquet: render integers without a trailing .0
+            as_int = pd.to_numeric(s, errors="coerce")
+            if (as_int.dropna() % 1 == 0).all():
+                return as_int.astype("Int64").astype("str").where(as_int.notna())
+        return s.astype("str").where(s.notna())
+    if col.kind == "timestamp":
+        if isinstance(s.dtype, pd.DatetimeTZDtype):
+            return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+        if pd.api.types.is_datetime64_dtype(s):
+            return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+        text = s.astype("str").where(s.notna())
+        out = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        retry = out.isna() & text.notna()
+        if retry.any():
+            out = out.copy()
+            out[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
+        return out.astype("datetime64[ns, UTC]")
+    if col.kind == "float":
+        return pd.to_numeric(s, errors="coerce").astype("float64")
+    if col.kind == "int":
+        num = pd.to_numeric(s, errors="coerce")
+        num = num.where(num % 1 == 0)
+        return num.astype("Int64")
+    # bool
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("boolean")
+    text = s.astype("str").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[text.isin(_TRUE)] = True
+    out[text.isin(_FALSE)] = False
+    return out
+
+
+def _coerce_table(
+    name: str, df: pd.DataFrame
+) -> tuple[pd.DataFrame, list[Problem], dict[str, np.ndarray]]:
+    """Typed copy of ``df``, its type problems, and per column the rows that failed to parse."""
+    schema = SCHEMAS[name]
+    problems: list[Problem] = []
+    missing = [c.name for c in schema.columns if c.name not in df.columns]
+    for col in missing:
+        problems.append(Problem(name, col, "column missing", schema.key, (), len(df)))
+    out = df.copy()
+    unparsed: dict[str, np.ndarray] = {}
+    for col in schema.columns:
+        if col.name in missing:
+            continue
+        raw = df[col.name]
+        typed = _coerce_column(raw, col)
+        bad = typed.isna().to_numpy() & raw.notna().to_numpy()
+        if bad.any() and col.kind != "str":
+            unparsed[col.name] = bad
+            problems.append(
+                Problem(
+                    name,
+                    col.name,
+                    f"wrong type: expected {col.kind}",
+                    schema.key,
+                    _keys(df, schema.key, bad),
+                )
+            )
+        out[col.name] = typed
+    return out, problems, unparsed
+
+
+def _column_problems(
+    name: str, df: pd.DataFrame, skip: set[str], unparsed: dict[str, np.ndarray]
+) -> list[Problem]:
+    schema = SCHEMAS[name]
+    problems: list[Problem] = []
+
+    def add(col: Column, rule: str, mask: pd.Series | np.ndarray) -> None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            problems.append(Problem(name, col.name, rule, schema.key, _keys(df, schema.key, mask)))
+
+    for col in schema.columns:
+        if col.name in skip or col.name not in df.columns:
+            continue
+        s = df[col.name]
+        present = s.notna()
+        if not col.nullable:
+            add(col, "not null", ~present & ~unparsed.get(col.name, False))
+        if col.unique:
+            add(col, "unique (duplicate key)", s.duplicated(keep=False) & present)
+        if col.ge is not None:
+            add(col, f">= {col.ge:g}", present & (s.astype("float64") < col.ge).fillna(False))
+        if col.gt is not None:
+            add(col, f"> {col.gt:g}", present & (s.astype("float64") <= col.gt).fillna(False))
+        if col.allowed is not None:
+            add(col, "one of " + ", ".join(col.allowed), present & ~s.isin(col.allowed))
+        if col.pattern is not None:
+            ok = s.astype("str").str.fullmatch(col.pattern).fillna(False).astype(bool)
+            rule = "ISO 3166-1 alpha-2" if col.pattern == _ISO2 else "ISO 639-1 code list"
+            add(col, f"format: {rule}", present & ~ok)
+    return problems
+
+
+def _cross_table_problems(
+    frames: Mapping[str, pd.DataFrame], skip: set[tuple[str, str]]
+) -> list[Problem]:
+    problems: list[Problem] = []
+    for name, df in frames.items():
+        schema = SCHEMAS[name]
+        for fk in schema.foreign_keys:
+            target = frames.get(fk.table)
+            if target is None or (name, fk.column) in skip or (fk.table, fk.target) in skip:
+                continue
+            s = df[fk.column]
+            mask = s.notna() & ~s.isin(target[fk.target])
+            if mask.any():
+                problems.append(
+                    Problem(
+                        name,
+                        fk.column,
+                        f"foreign key: must exist in {fk.table}.{fk.target}",
+                        schema.key,
+                        _keys(df, schema.key, mask),
+                    )
+                )
+
+    def time_order(table: str, col: str, earlier: pd.Series, later: pd.Series, rule: str) -> None:
+        mask = (later < earlier).fillna(False).to_numpy(dtype=bool)
+        if mask.any():
+            df = frames[table]
+            problems.append(
+                Problem(table, col, rule, SCHEMAS[table].key, _keys(df, SCHEMAS[table].key, mask))
+            )
+
+    orders = frames.get("orders")
+    if orders is not None and not ({("orders", "order_ts"), ("orders", "order_id")} & skip):
+        order_ts = orders.drop_duplicates("order_id").set_index("order_id")["order_ts"]
+        cases = frames.get("after_sales_cases")
+        if cases is not None and ("after_sales_cases", "opened_ts") not in skip:
+            time_order(
+                "after_sales_cases",
+                "opened_ts",
+                cases["order_id"].map(order_ts),
+                cases["opened_ts"],
+                "not before the order's order_ts",
+            )
+        ships = frames.get("shipments")
+        if ships is not None and ("shipments", "shipped_ts") not in skip:
+            time_order(
+                "shipments",
+                "shipped_ts",
+                ships["order_id"].map(order_ts),
+                ships["shipped_ts"],
+                "not before the order's order_ts",
+            )
+    ships = frames.get("shipments")
+    if ships is not None and not (
+        {("shipments", "shipped_ts"), ("shipments", "delivered_ts")} & skip
+    ):
+        time_order(
+            "shipments",
+            "delivered_ts",
+            ships["shipped_ts"],
+            ships["delivered_ts"],
+            "not before shipped_ts",
+        )
+    return problems
+
+
+def check_frames(
+    frames: Mapping[str, pd.DataFrame],
+) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Coerce the given tables to contract dtypes and check every rule; never raises.
+
+    Works on any subset of tables (cross-table rules run where both sides are present).
+    """
+    typed: dict[str, pd.DataFrame] = {}
+    problems: list[Problem] = []
+    broken: set[tuple[str, str]] = set()
+    unparsed: dict[str, dict[str, np.ndarray]] = {}
+    for name, df in frames.items():
+        if name not in SCHEMAS:
+            continue
+        out, coerce_problems, unparsed[name] = _coerce_table(name, df)
+        problems += coerce_problems
+        broken |= {(name, p.column) for p in coerce_problems if p.rule == "column missing"}
+        typed[name] = out
+    for name, df in typed.items():
+        skip = {c for (t, c) in broken if t == name}
+        problems += _column_problems(name, df, skip, unparsed[name])
+    problems += _cross_table_problems(typed, broken)
+    for name, df in typed.items():
+        schema = SCHEMAS[name]
+        for col in schema.columns:
+            int_column = col.kind == "int" and not col.nullable and col.name in df.columns
+            if int_column and df[col.name].notna().all():
+                df[col.name] = df[col.name].astype("int64")
+    return typed, problems
+
+
+def coerce_tables(frames: Mapping[str, pd.DataFrame], *, source: str = "tables") -> Tables:
+    """Typed, validated ``Tables`` from in-memory frames; raises ``ContractError``."""
+    missing = [
+        Problem(n, "", "table missing", "")
+        for n in TABLE_NAMES
+        if n not in frames and n not in OPTIONAL_TABLES
+    ]
+    typed, problems = check_frames(frames)
+    problems = missing + problems
+    if problems:
+        raise ContractError(problems, source, refused_rows(typed, problems))
+    typed.setdefault("shipments", empty_table("shipments"))
+    return Tables(**{n: typed[n] for n in TABLE_NAMES})
+
+
+def find_problems(tables: Tables) -> list[Problem]:
+    """Every rule checked on already-typed tables."""
+    return check_frames(tables.as_dict())[1]
+
+
+def load_tables(path: str | Path, *, log: StepLog = QUIET) -> Tables:
+    """Read and validate a data directory; raises ``ContractError`` naming every problem."""
+    with log.step(f"reading {path}"):
+        frames, problems = read_frames(path)
+    if problems:
+        raise ContractError(problems, str(path))
+    with log.step("checking the data contract"):
+        return coerce_tables(frames, source=str(path))
+
+
+def write_tables(
+    frames: Tables | Mapping[str, pd.DataFrame], path: str | Path, *, fmt: str = "parquet"
+) -> None:
+    """Write one file per table (Parquet or CSV) into ``path``."""
+    if fmt not in ("parquet", "csv"):
+        raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
+    items = frames.as_dict() if isinstance(frames, Tables) else dict(frames)
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for name, df in items.items():
+        if fmt == "parquet":
+            df.to_parquet(path / f"{name}.parquet", index=False)
+        else:
+            df.to_csv(path / f"{name}.csv", index=False)
+
+
+def refused_rows(
+    frames: Mapping[str, pd.DataFrame], problems: list[Problem]
+) -> dict[str, pd.DataFrame]:
+    """For each table, the rows named by ``problems`` with a ``problem`` column saying why."""
+    out: dict[str, pd.DataFrame] = {}
+    for name, df in frames.items():
+        mine = [p for p in problems if p.table == name and p.keys and p.key_column in df.columns]
+        if not mine:
+            continue
+        key = df[SCHEMAS[name].key].astype("str").fillna("<null>")
+        reason = pd.Series("", index=df.index, dtype="str")
+        for p in mine:
+            hit = key.isin(p.keys)
+            reason = reason.where(~hit, reason + f"{p.column}: {p.rule}; ")
+        mask = reason != ""
+        out[name] = df.loc[mask].assign(problem=reason[mask].str.rstrip("; "))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The contract as text
+
+
+def contract_markdown() -> str:
+    """The contract, rendered from ``SCHEMAS`` (the code's own rules)."""
+    out = [
+        "# returnrisk data contract",
+        "",
+        "A data directory holds one file per table, `<table>.parquet` or `<table>.csv` "
+        "(UTF-8, header row). Column names are exact; extra columns are kept and ignored. "
+        "Timestamps are UTC (naive ones are read as UTC). Money is in one reporting currency.",
+        "",
+    ]
+    for schema in SCHEMAS.values():
+        optional = " (optional)" if schema.name in OPTIONAL_TABLES else ""
+        out += [f"## {schema.name}{optional} — {schema.doc}", ""]
+        out += ["| column | type | rules |", "|---|---|---|"]
+        for col in schema.columns:
+            rules = "; ".join(col.rules() + ([col.doc] if col.doc else []))
+            out.append(f"| {col.name} | {col.kind} | {rules} |")
+        out.append("")
+    out += [
+        "## Cross-table rules",
+        "",
+        *(
+            f"- `{s.name}.{fk.column}` must exist in `{fk.table}.{fk.target}`"
+            for s in SCHEMAS.values()
+            for fk in s.foreign_keys
+        ),
+        "- `after_sales_cases.opened_ts` and `shipments.shipped_ts` are not before the order's "
+        "`order_ts`; `shipments.delivered_ts` is not before `shipped_ts`",
+        "",
+        "## Label",
+        "",
+        "An order is positive when it has at least one case opened within `label_window_days` "
+        "(default 90) of its `order_ts`, and mature when `order_ts + label_window_days <= as_of` "
+        "(default: the latest timestamp in the directory). Only mature orders train or measure.",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""returnrisk.train"""
