@@ -1,0 +1,599 @@
+"""The one entry point: ``returnrisk COMMAND``. MLproject and the Makefile call it.
+
+Each command parses its options into typed config objects here and passes them down.
+Heavy libraries (lightgbm, mlflow, shap) are imported inside the commands that use them,
+so ``returnrisk validate`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from returnrisk.progress import StepLog
+
+app = typer.Typer(
+    help="Pre-shipment after-sales risk scoring for cross-border e-commerce sellers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+import_app = typer.Typer(help="Import a real merchant export into a data directory.")
+app.add_typer(import_app, name="import")
+report_app = typer.Typer(help="Reports for people.")
+app.add_typer(report_app, name="report")
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print no progress.")]
+DataDir = Annotated[
+    Path, typer.Argument(help="Merchant data directory (see `returnrisk contract`).")
+]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+@app.command()
+def contract() -> None:
+    """Print the data contract, generated from the schemas the code enforces."""
+    from returnrisk.contract import contract_markdown
+
+    typer.echo(contract_markdown())
+
+
+@app.command()
+def validate(
+    data: DataDir,
+    refused_out: Annotated[
+        Path | None,
+        typer.Option(help="Write the rows that break a rule here, one CSV per table, to fix."),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Check a data directory against the contract; exit 0 when valid, 1 when not."""
+    from returnrisk.contract import ContractError, load_tables
+
+    log = StepLog(quiet)
+    try:
+        tables = load_tables(data, log=log)
+    except ContractError as err:
+        typer.echo(err.report(), err=True)
+        if refused_out is not None and err.refused:
+            refused_out.mkdir(parents=True, exist_ok=True)
+            for name, rows in err.refused.items():
+                rows.to_csv(refused_out / f"{name}.refused.csv", index=False)
+            typer.echo(f"refused rows written to {refused_out}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(tables.summary())
+    typer.echo(f"{data}: valid")
+
+
+# --- synth (owner: synth) ---
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the world into.")],
+    orders: Annotated[
+        int, typer.Option("--orders", min=10, help="Orders to generate (history + new).")
+    ] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same bytes.")] = 0,
+    new_days: Annotated[
+        int,
+        typer.Option("--new-days", min=0, help="Last D days of orders go to DIR/new/ (0: none)."),
+    ] = 1,
+    start: Annotated[
+        str, typer.Option("--start", help="First day of the world, YYYY-MM-DD.")
+    ] = "2024-01-01",
+    days: Annotated[int, typer.Option("--days", min=2, help="Length of the world in days.")] = 540,
+    quiet: Quiet = False,
+) -> None:
+    """Generate a synthetic cross-border world: every contract table + truth.parquet + new/."""
+    from datetime import date
+
+    from returnrisk.synth import SynthConfig, generate_world, write_world
+
+    try:
+        start_date = date.fromisoformat(start)
+    except ValueError:
+        _fail(f"--start: not a date in YYYY-MM-DD form: {start!r}")
+    try:
+        cfg = SynthConfig(
+            n_orders=orders, seed=seed, start=start_date, days=days, new_days=new_days
+        )
+    except ValueError as err:
+        _fail(str(err))
+    if out.exists() and not out.is_dir():
+        _fail(f"--out: {out} exists and is not a directory")
+    log = StepLog(quiet)
+    world = generate_world(cfg, log=log)
+    write_world(world, out, log=log)
+    n_hist = len(world.tables["orders"])
+    n_new = len(world.new.get("orders", ()))
+    n_cases = len(world.tables["after_sales_cases"])
+    typer.echo(
+        f"wrote {out}: {n_hist:,} orders ({n_new:,} more in {out / 'new'}), {n_cases:,} cases"
+    )
+
+
+# --- import (owner: importers) ---
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+
+def _run_import(run: Callable[..., Any], cfg: object, out: Path, quiet: bool) -> None:
+    """Call an importer; turn its errors into messages; print its summary."""
+    from returnrisk.contract import ContractError
+    from returnrisk.importers import ImporterError
+
+    log = StepLog(quiet)
+    try:
+        result = run(cfg, log=log)
+    except ImporterError as err:
+        _fail(str(err))
+    except ContractError as err:
+        _fail("the imported tables break the contract (importer bug):\n" + err.report())
+    typer.echo(result.report())
+    typer.echo(f"wrote {out} (refused rows with their reason in {out / 'refused'})")
+
+
+@import_app.command("online-retail")
+def import_online_retail_cmd(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Online Retail (I or II) files: .parquet, .csv or .xlsx; merged."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Data directory to write.")],
+    quiet: Quiet = False,
+) -> None:
+    """Import the UCI Online Retail / Online Retail II export (UK shop, one carrier unknown).
+
+    Example: returnrisk import online-retail online_retail_II_2009_2010.parquet --out data/or
+    """
+    from returnrisk.importers import OnlineRetailConfig, import_online_retail
+
+    cfg = OnlineRetailConfig(files=tuple(files), out=out)
+    _run_import(import_online_retail, cfg, out, quiet)
+
+
+@import_app.command("superstore")
+def import_superstore_cmd(
+    orders_csv: Annotated[
+        Path, typer.Argument(help="Global Superstore order lines (CSV or .csv.zip, latin-1).")
+    ],
+    returns_csv: Annotated[Path, typer.Argument(help="Returns.csv (Returned, Order ID, Market).")],
+    out: Annotated[Path, typer.Option("--out", help="Data directory to write.")],
+    all_markets: Annotated[
+        bool,
+        typer.Option(
+            "--all-markets",
+            help="Keep markets that record no returns (there, 'no return' is unknown).",
+        ),
+    ] = False,
+    return_lag_days: Annotated[
+        int,
+        typer.Option(min=0, help="Assumed days from ship date to a return's opened_ts."),
+    ] = 14,
+    quiet: Quiet = False,
+) -> None:
+    """Import Tableau's Global Superstore sample (returns joined on Order ID and Market).
+
+    Example: returnrisk import superstore Global_Superstore2.csv.zip Returns.csv --out data/ss
+    """
+    from returnrisk.importers import SuperstoreConfig, import_superstore
+
+    cfg = SuperstoreConfig(
+        orders_csv=orders_csv,
+        returns_csv=returns_csv,
+        out=out,
+        all_markets=all_markets,
+        return_lag_days=return_lag_days,
+    )
+    _run_import(import_superstore, cfg, out, quiet)
+
+
+# --- features (owner: features) ---
+
+
+@app.command()
+def features(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file: .parquet or .csv.")],
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Export time (UTC); default: latest timestamp in DATA."),
+    ] = None,
+    label_window_days: Annotated[
+        int, typer.Option("--label-window-days", min=1, help="Days after the order for a case.")
+    ] = 90,
+    quiet: Quiet = False,
+) -> None:
+    """Build the point-in-time feature table (one row per order, with label and maturity)."""
+    import pandas as pd
+
+    from returnrisk.contract import ContractError, load_tables
+    from returnrisk.features import FeatureConfig, build_features
+    from returnrisk.features.build import write_features
+
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        _fail(f"--out must end in .parquet or .csv, got {out.name!r}")
+    as_of_ts = None
+    if as_of is not None:
+        try:
+            as_of_ts = pd.Timestamp(as_of)
+        except ValueError:
+            _fail(f"--as-of: cannot read {as_of!r} as a timestamp (e.g. 2024-06-30T00:00:00Z)")
+    config = FeatureConfig(label_window_days=label_window_days)
+    log = StepLog(quiet)
+    try:
+        tables = load_tables(data, log=log)
+    except ContractError as err:
+        typer.echo(err.report(), err=True)
+        raise typer.Exit(1) from None
+    try:
+        frame = build_features(tables, as_of=as_of_ts, config=config, log=log)
+    except ValueError as err:
+        _fail(str(err))
+    with log.step(f"writing {out}"):
+        write_features(frame, out)
+    n_mature = int(frame["mature"].sum())
+    rate = frame["label"].mean() if n_mature else float("nan")
+    typer.echo(
+        f"{out}: {len(frame):,d} orders, {n_mature:,d} mature (case rate {rate:.3f}), "
+        f"{frame.shape[1]:,d} columns"
+    )
+
+
+# --- train / retrain / promote / rollback (owner: train) ---
+AsOf = Annotated[
+    str | None,
+    typer.Option(
+        "--as-of", help="Export time (UTC) labels are read at; default: latest timestamp."
+    ),
+]
+TuneTrials = Annotated[
+    int, typer.Option("--tune-trials", min=0, help="Optuna trials (0 = default parameters).")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of every random choice.")]
+TestDays = Annotated[
+    int | None,
+    typer.Option("--test-days", min=1, help="Test slice = last N days of mature orders."),
+]
+
+
+def _train_config(
+    data: Path, as_of: str | None, tune_trials: int, seed: int, test_days: int | None
+):  # noqa: ANN202 (lazy import of the config type)
+    import pandas as pd
+
+    from returnrisk.train.pipeline import SplitConfig, TrainConfig
+
+    ts = None
+    if as_of is not None:
+        try:
+            ts = pd.Timestamp(as_of)
+        except ValueError:
+            _fail(f"--as-of {as_of!r} is not a timestamp (e.g. 2026-01-31T00:00:00)")
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    split = SplitConfig(test_days=test_days) if test_days else SplitConfig()
+    return TrainConfig(data=data, as_of=ts, seed=seed, tune_trials=tune_trials, split=split)
+
+
+def _train_errors() -> tuple[type[Exception], ...]:
+    from returnrisk.contract import ContractError
+    from returnrisk.train.model import ModelInputError
+    from returnrisk.train.pipeline import TrainDataError
+    from returnrisk.train.registry import RegistryError
+
+    return (ContractError, TrainDataError, RegistryError, ModelInputError, FileNotFoundError)
+
+
+def _train_env() -> str:
+    _quiet_environment()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from returnrisk.train.registry import configure_tracking
+
+    return configure_tracking()
+
+
+@app.command()
+def train(
+    data: DataDir,
+    as_of: AsOf = None,
+    tune_trials: TuneTrials = 0,
+    seed: Seed = 0,
+    test_days: TestDays = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a model on the mature orders (time split), log it to MLflow, register it
+    as `return-risk` with alias @challenger."""
+    cfg = _train_config(data, as_of, tune_trials, seed, test_days)
+    uri = _train_env()
+    from returnrisk.train.pipeline import train as run_train
+
+    log = StepLog(quiet)
+    log.info(f"tracking store {uri}")
+    try:
+        result = run_train(cfg, log)
+    except _train_errors() as err:
+        _fail(err.report() if hasattr(err, "report") else str(err))
+    m = result.metrics
+    typer.echo(
+        f"return-risk v{result.version} @challenger (run {result.run_id}): test AUC {m['auc']:.4f}"
+        f" AP {m['ap']:.4f} ECE {m['ece']:.4f} lift@5% {m['lift_at_5pct']:.2f}"
+    )
+    for name, b in result.baseline_metrics.items():
+        typer.echo(f"  baseline {name:10s} AUC {b['auc']:.4f} AP {b['ap']:.4f} ECE {b['ece']:.4f}")
+
+
+@app.command()
+def retrain(
+    data: DataDir,
+    as_of: AsOf = None,
+    tune_trials: TuneTrials = 0,
+    seed: Seed = 0,
+    test_days: TestDays = None,
+    ap_margin: Annotated[
+        float, typer.Option(help="Challenger AP may be at most this much below the champion's.")
+    ] = 0.005,
+    auc_margin: Annotated[
+        float, typer.Option(help="Challenger AUC may be at most this much below the champion's.")
+    ] = 0.005,
+    max_ece: Annotated[float, typer.Option(help="Expected calibration error limit.")] = 0.02,
+    min_auc: Annotated[float, typer.Option(help="Absolute AUC gate (no champion yet).")] = 0.6,
+    min_ap_lift: Annotated[
+        float, typer.Option(help="Absolute gate (no champion): AP >= this x base rate.")
+    ] = 1.2,
+    quiet: Quiet = False,
+) -> None:
+    """Weekly job: train a challenger, compare it with @champion on the latest mature window,
+    promote it only when every gate passes. Exit 0 either way; the decision is printed."""
+    cfg = _train_config(data, as_of, tune_trials, seed, test_days)
+    uri = _train_env()
+    from returnrisk.train.pipeline import RetrainConfig
+    from returnrisk.train.pipeline import retrain as run_retrain
+    from returnrisk.train.registry import GateConfig
+
+    gate = GateConfig(
+        ap_margin=ap_margin,
+        auc_margin=auc_margin,
+        max_ece=max_ece,
+        min_auc=min_auc,
+        min_ap_lift=min_ap_lift,
+    )
+    log = StepLog(quiet)
+    log.info(f"tracking store {uri}")
+    try:
+        result = run_retrain(RetrainConfig(train=cfg, gate=gate), log)
+    except _train_errors() as err:
+        _fail(err.report() if hasattr(err, "report") else str(err))
+    typer.echo(result.decision.summary)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="Registered version of return-risk.")],
+    quiet: Quiet = False,
+) -> None:
+    """Point return-risk@champion at VERSION (by hand)."""
+    _train_env()
+    from returnrisk.train.registry import RegistryError
+    from returnrisk.train.registry import promote as do_promote
+
+    try:
+        previous = do_promote(version, reason="manual", log=StepLog(quiet))
+    except RegistryError as err:
+        _fail(str(err))
+    typer.echo(f"return-risk@champion -> v{version} (was {previous or 'none'})")
+
+
+@app.command()
+def rollback(quiet: Quiet = False) -> None:
+    """Move return-risk@champion back to the previous champion."""
+    _train_env()
+    from returnrisk.train.registry import RegistryError
+    from returnrisk.train.registry import rollback as do_rollback
+
+    try:
+        current, target = do_rollback(log=StepLog(quiet))
+    except RegistryError as err:
+        _fail(str(err))
+    typer.echo(f"return-risk@champion: v{current} -> v{target}")
+
+
+# --- score / serve (owner: serve) ---
+
+ModelUri = Annotated[
+    str, typer.Option("--model", help="Model URI (models:/NAME@ALIAS or models:/NAME/VERSION).")
+]
+FlagTop = Annotated[
+    float | None,
+    typer.Option("--flag-top", help="Flag the top PCT % of the batch (screening capacity)."),
+]
+FlagAbove = Annotated[
+    float | None, typer.Option("--flag-above", help="Flag orders with probability >= P.")
+]
+CaseCost = Annotated[
+    float | None,
+    typer.Option("--case-cost", help="Cost of a case; flag when p x case cost > action cost."),
+]
+ActionCost = Annotated[
+    float | None, typer.Option("--action-cost", help="Cost of acting on one flagged order.")
+]
+Levels = Annotated[
+    str,
+    typer.Option("--levels", help="Risk-score cut points (0-100) for elevated,highest."),
+]
+
+
+def _policy(
+    flag_top: float | None,
+    flag_above: float | None,
+    case_cost: float | None,
+    action_cost: float | None,
+    levels: str,
+    default_top: bool = True,
+):
+    from returnrisk.serve.policy import PolicyConfig, PolicyError
+
+    try:
+        lo, hi = (float(x) for x in levels.split(","))
+    except ValueError:
+        _fail(f"--levels must be two numbers like 20,40, got {levels!r}")
+    try:
+        if not default_top and flag_top is None and case_cost is None and action_cost is None:
+            flag_above = 0.5 if flag_above is None else flag_above
+        return PolicyConfig(flag_top, flag_above, case_cost, action_cost, (lo, hi))
+    except PolicyError as err:
+        _fail(str(err))
+
+
+@app.command()
+def score(
+    data: DataDir,
+    orders: Annotated[
+        Path, typer.Option("--orders", help="Directory of new orders (orders, order_lines, ...).")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
+    model: ModelUri = "models:/return-risk@champion",
+    flag_top: FlagTop = None,
+    flag_above: FlagAbove = None,
+    case_cost: CaseCost = None,
+    action_cost: ActionCost = None,
+    levels: Levels = "20,40",
+    explain: Annotated[
+        str, typer.Option("--explain", help="Which orders get reasons: flagged, all or none.")
+    ] = "flagged",
+    show: Annotated[int, typer.Option("--show", help="Flagged orders to print.")] = 10,
+    quiet: Quiet = False,
+) -> None:
+    """Screen new orders before shipment: one output row per input order (scored or refused)."""
+    _quiet_environment()
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        _fail(f"--out must end in .parquet or .csv, got {out.name}")
+    if explain not in ("flagged", "all", "none"):
+        _fail(f"--explain must be flagged, all or none, got {explain!r}")
+    policy = _policy(flag_top, flag_above, case_cost, action_cost, levels)
+    from returnrisk.contract import ContractError
+    from returnrisk.serve.scoring import (
+        BatchConfig,
+        ScoreConfig,
+        ScoringError,
+        format_flagged,
+        run_batch,
+    )
+
+    cfg = BatchConfig(data, orders, out, model, ScoreConfig(policy=policy, explain=explain), show)
+    log = StepLog(quiet)
+    try:
+        result, written, refused_dir = run_batch(cfg, log=log)
+    except ContractError as err:
+        typer.echo(err.report(), err=True)
+        raise typer.Exit(1) from None
+    except ScoringError as err:
+        _fail(str(err))
+    except Exception as err:
+        from returnrisk.train.registry import RegistryError
+
+        if isinstance(err, RegistryError):
+            _fail(f"{err} (train a model first: returnrisk train DIR)")
+        raise
+    if not quiet:
+        typer.echo(format_flagged(result, show))
+    typer.echo(f"wrote {written} ({len(result.results):,d} rows)")
+    if refused_dir is not None:
+        typer.echo(f"refused orders written to {refused_dir}/ for fixing and resending")
+
+
+@app.command()
+def serve(
+    data: Annotated[Path, typer.Option("--data", help="History data directory.")],
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    model: ModelUri = "models:/return-risk@champion",
+    flag_top: FlagTop = None,
+    flag_above: FlagAbove = None,
+    case_cost: CaseCost = None,
+    action_cost: ActionCost = None,
+    levels: Levels = "20,40",
+    max_body: Annotated[
+        int, typer.Option("--max-body", help="Request body limit in bytes (413 above).")
+    ] = 1_000_000,
+    quiet: Quiet = False,
+) -> None:
+    """Serve POST /v1/score and friends (set RETURNRISK_API_KEY to require a bearer key)."""
+    _quiet_environment()
+    if not data.is_dir():
+        _fail(f"--data: not a directory: {data}")
+    policy = _policy(flag_top, flag_above, case_cost, action_cost, levels, default_top=False)
+    import uvicorn
+
+    from returnrisk.serve.app import ServeConfig, create_app, make_loader
+    from returnrisk.train.registry import configure_tracking
+
+    configure_tracking()
+    cfg = ServeConfig(
+        data=data,
+        model_uri=model,
+        policy=policy,
+        max_body_bytes=max_body,
+        api_key=os.environ.get("RETURNRISK_API_KEY") or None,
+    )
+    log = StepLog(quiet)
+    app_ = create_app(cfg, loader=make_loader(data, model, log=log))
+    log.info(f"serving on http://{host}:{port} (ready when GET /readyz answers 200)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning" if quiet else "info")
+
+
+# --- report skus (owner: report) ---
+
+
+@report_app.command("skus")
+def report_skus(
+    data: DataDir,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="HTML file to write (self-contained page).")
+    ] = Path("sku_report.html"),
+    window: Annotated[
+        str, typer.Option("--window", help="Recent orders to review, e.g. 28d or 4w.")
+    ] = "28d",
+    model: Annotated[
+        str, typer.Option("--model", help="Registered model URI.")
+    ] = "models:/return-risk@champion",
+    quiet: Quiet = False,
+) -> None:
+    """Merchandiser SKU risk review: one HTML page ranking SKUs by expected after-sales cases."""
+    _quiet_environment()
+    from mlflow.exceptions import MlflowException
+
+    from returnrisk.contract import ContractError
+    from returnrisk.serve.report_skus import ReportConfig, ReportError, parse_window, write_report
+    from returnrisk.train.registry import RegistryError
+
+    try:
+        config = ReportConfig(window_days=parse_window(window))
+    except ReportError as err:
+        _fail(str(err))
+    log = StepLog(quiet)
+    try:
+        path = write_report(data, out, config=config, model_uri=model, log=log)
+    except ContractError as err:
+        typer.echo(err.report(), err=True)
+        raise typer.Exit(1) from None
+    except (ReportError, FileNotFoundError, NotADirectoryError) as err:
+        _fail(str(err))
+    except (RegistryError, MlflowException) as err:
+        _fail(f"cannot load model {model}: {err}")
+    typer.echo(str(path))
+
+
+# --- demo (owner: integrator) ---
