@@ -597,3 +597,37 @@ def report_skus(
 
 
 # --- demo (owner: integrator) ---
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option("--workdir", help="Where the demo world goes.")] = Path(
+        "demo"
+    ),
+    orders: Annotated[int, typer.Option("--orders", help="Orders in the demo world.")] = 30_000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the demo world.")] = 42,
+    quiet: Quiet = False,
+) -> None:
+    """The whole journey on built-in demo data: synth, validate, retrain (champion gate),
+    screen a day of new orders, write the merchandiser SKU report."""
+    _quiet_environment()
+    data = workdir / "data"
+    steps = [
+        ("generate a synthetic cross-border world", lambda: synth(data, orders, seed, quiet=quiet)),
+        ("validate it against the data contract", lambda: validate(data, quiet=quiet)),
+        ("weekly retrain: challenger vs champion", lambda: retrain(data, quiet=quiet)),
+        (
+            "screen today's new orders (top 5 % flagged)",
+            lambda: score(
+                data, data / "new", workdir / "screened.csv", flag_top=5.0, show=10, quiet=quiet
+            ),
+        ),
+        (
+            "write the merchandiser SKU report",
+            lambda: report_skus(data, workdir / "sku_report.html", quiet=quiet),
+        ),
+    ]
+    for i, (title, run) in enumerate(steps, 1):
+        typer.secho(f"\n== {i}/{len(steps)} {title}", bold=True)
+        run()
+    typer.secho(f"\nSKU report: {(workdir / 'sku_report.html').resolve()}", bold=True)

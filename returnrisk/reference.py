@@ -1,0 +1,36 @@
+"""Reference data shipped with the package: destination countries and their duty de-minimis.
+
+``reference/countries.csv`` lists 40 destination countries with the real customs-duty
+de-minimis thresholds in force during 2024, converted to EUR (the reporting currency of the
+synthetic world); its header comment names the exchange rates and caveats. Importers for real
+exports can use it to fill the ``countries`` table of the contract.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+import pandas as pd
+
+COUNTRY_COLUMNS = (
+    "country_code",
+    "region",
+    "languages",
+    "duty_de_minimis",
+    "default_incoterm",
+)
+REPORTING_CURRENCY = "EUR"
+
+
+def load_countries() -> pd.DataFrame:
+    """The countries reference table: contract columns first, then name, local figure, notes.
+
+    Returns a new frame on every call (callers may modify it). ``duty_de_minimis`` is in EUR;
+    ``de_minimis_local`` / ``local_currency`` hold the figure as published.
+    """
+    with files("returnrisk").joinpath("reference/countries.csv").open("r", encoding="utf-8") as f:
+        df = pd.read_csv(f, comment="#", dtype={"de_minimis_local": "float64"})
+    other = [c for c in df.columns if c not in COUNTRY_COLUMNS]
+    df = df[list(COUNTRY_COLUMNS) + other]
+    df["duty_de_minimis"] = df["duty_de_minimis"].astype("float64")
+    return df.sort_values("country_code", ignore_index=True)
