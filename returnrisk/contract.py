@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from returnrisk.progress import QUIET, StepLog
 
@@ -405,6 +407,14 @@ def _keys(df: pd.DataFrame, key: str, mask: np.ndarray | pd.Series) -> tuple[str
     return tuple(f"row {i}" for i in np.flatnonzero(mask))
 
 
+def member_mask(values: pd.Series, allowed: Iterable[object] | pd.Series) -> np.ndarray:
+    """``values.isin(allowed)`` as a bool array, computed in Arrow (pandas loops in Python)."""
+    allowed = pd.Series(allowed) if not isinstance(allowed, pd.Series) else allowed
+    value_set = pa.array(allowed.dropna().astype("str").unique(), type=pa.string())
+    found = pc.is_in(pa.array(values.astype("str"), from_pandas=True), value_set=value_set)
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
+
+
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -503,7 +513,7 @@ def _column_problems(
         if col.gt is not None:
             add(col, f"> {col.gt:g}", present & (s.astype("float64") <= col.gt).fillna(False))
         if col.allowed is not None:
-            add(col, "one of " + ", ".join(col.allowed), present & ~s.isin(col.allowed))
+            add(col, "one of " + ", ".join(col.allowed), present & ~member_mask(s, col.allowed))
         if col.pattern is not None:
             ok = s.astype("str").str.fullmatch(col.pattern).fillna(False).astype(bool)
             rule = "ISO 3166-1 alpha-2" if col.pattern == _ISO2 else "ISO 639-1 code list"
@@ -522,7 +532,7 @@ def _cross_table_problems(
             if target is None or (name, fk.column) in skip or (fk.table, fk.target) in skip:
                 continue
             s = df[fk.column]
-            mask = s.notna() & ~s.isin(target[fk.target])
+            mask = s.notna().to_numpy() & ~member_mask(s, target[fk.target])
             if mask.any():
                 problems.append(
                     Problem(
