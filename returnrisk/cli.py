@@ -513,8 +513,7 @@ def score(
         if isinstance(err, RegistryError):
             _fail(f"{err} (train a model first: returnrisk train DIR)")
         raise
-    if not quiet:
-        typer.echo(format_flagged(result, show))
+    typer.echo(format_flagged(result, show))  # the result, not progress: printed even if quiet
     typer.echo(f"wrote {written} ({len(result.results):,d} rows)")
     if refused_dir is not None:
         typer.echo(f"refused orders written to {refused_dir}/ for fixing and resending")

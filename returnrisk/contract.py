@@ -560,7 +560,7 @@ def _cross_table_problems(
             time_order(
                 "after_sales_cases",
                 "opened_ts",
-                cases["order_id"].map(order_ts),
+                order_ts.reindex(cases["order_id"]).set_axis(cases.index),
                 cases["opened_ts"],
                 "not before the order's order_ts",
             )
@@ -569,7 +569,7 @@ def _cross_table_problems(
             time_order(
                 "shipments",
                 "shipped_ts",
-                ships["order_id"].map(order_ts),
+                order_ts.reindex(ships["order_id"]).set_axis(ships.index),
                 ships["shipped_ts"],
                 "not before the order's order_ts",
             )

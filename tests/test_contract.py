@@ -321,3 +321,11 @@ def test_contract_command_prints_every_table() -> None:
     for name in TABLE_NAMES:
         assert f"## {name}" in result.output
     assert contract_markdown() in result.output
+
+
+def test_empty_history_is_valid() -> None:
+    frames = tiny_frames()
+    for name in ("orders", "order_lines", "after_sales_cases", "shipments"):
+        frames[name] = frames[name].iloc[0:0]
+    tables = coerce_tables(frames)
+    assert len(tables.orders) == 0 and len(tables.after_sales_cases) == 0
