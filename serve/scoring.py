@@ -1,0 +1,725 @@
+"""The one scoring code path, used by the batch command and the HTTP service alike.
+
+``ScoringState`` is built once from the history tables and a loaded model; ``state.score(raw)``
+takes the new orders as raw frames (``orders``, ``order_lines`` and optionally new ``skus``,
+``customers``, ``countries``, ``carriers`` rows) and returns one row per input order:
+
+1. validate the new rows against the data contract (``returnrisk.contract.check_frames``), row by
+   row: an order breaking a rule (unknown country, unknown SKU without a ``skus`` row, no lines,
+   negative quantity, ...) is *refused* with its reasons, the others go on;
+2. merge them into the history and build their features with the training code
+   (``returnrisk.features.build_features``) as of the scoring time;
+3. predict calibrated probabilities, apply the policy (score, level, flag);
+4. explain (SHAP grouped into drivers) only the orders that need reasons.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from returnrisk.contract import SCHEMAS, Problem, Tables, check_frames, read_frames
+from returnrisk.progress import QUIET, StepLog
+
+from .policy import PolicyConfig, apply_policy
+from .reasons import explain
+
+NEW_TABLES = ("orders", "order_lines", "skus", "customers", "countries", "carriers")
+STATIC_TABLES = ("skus", "customers", "countries", "carriers")
+Explain = Literal["flagged", "all", "none"]
+
+SCORED_COLUMNS = (
+    "order_id",
+    "status",
+    "probability",
+    "risk_score",
+    "risk_level",
+    "flagged",
+)
+
+
+REASON_SUFFIXES = (("", "str"), ("_driver", "str"), ("_contribution", "float64"))
+
+
+class ScoringError(ValueError):
+    """The new orders cannot be scored at all (e.g. an unreadable directory)."""
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """What to score and how: the flag policy, which orders get reasons, how many reasons."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    explain: Explain = "flagged"
+    top_reasons: int = 3
+
+    def __post_init__(self) -> None:
+        if self.explain not in ("flagged", "all", "none"):
+            raise ValueError(f"explain must be flagged, all or none, not {self.explain!r}")
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """``results``: one row per input order, in input order (scored and refused);
+    ``refused_orders`` / ``refused_lines``: the refused input rows with ``refused_reason``."""
+
+    results: pd.DataFrame
+    refused_orders: pd.DataFrame
+    refused_lines: pd.DataFrame
+    unseen: dict[str, int]
+    model_version: str
+
+    @property
+    def n_scored(self) -> int:
+        return int((self.results["status"] == "scored").sum())
+
+    @property
+    def n_refused(self) -> int:
+        return int((self.results["status"] == "refused").sum())
+
+    @property
+    def n_flagged(self) -> int:
+        return int(self.results["flagged"].fillna(False).astype(bool).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# reading
+
+
+def read_new_orders(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Raw frames of a new-orders directory (orders + order_lines required)."""
+    frames, problems = read_frames(path, NEW_TABLES, required=("orders", "order_lines"))
+    if problems:
+        raise ScoringError("; ".join(str(p) for p in problems))
+    return frames
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+@dataclass(frozen=True)
+class Validated:
+    orders: pd.DataFrame  # typed, accepted
+    order_lines: pd.DataFrame  # typed, accepted
+    static: dict[str, pd.DataFrame]  # typed new static rows (keys unknown to the history)
+    reasons: pd.Series  # order_id -> "; "-joined reasons, refused orders only
+    input_ids: list[str | None]  # one entry per output row, in input order
+
+
+@functools.cache
+def _empty_raw(name: str) -> pd.DataFrame:
+    """An empty raw table (cached: callers never modify it, ``assign`` makes new frames)."""
+    return pd.DataFrame({c: pd.Series([], dtype="object") for c in SCHEMAS[name].column_names})
+
+
+def _fill_nullable(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Add absent *nullable* contract columns as missing (a required one stays absent)."""
+    extra = {
+        c.name: pd.Series(None, index=df.index, dtype="object")
+        for c in SCHEMAS[name].columns
+        if c.nullable and c.name not in df.columns
+    }
+    return df.assign(**extra) if extra else df
+
+
+def _ids(values: pd.Series) -> pd.Series:
+    return values.astype(object).where(values.notna(), "<null>").astype("str").astype(object)
+
+
+def _isin(values: pd.Series, pool: object) -> np.ndarray:
+    """``values.isin(pool)`` on Python objects: pandas' Arrow-string ``isin`` is ~30x slower."""
+    if isinstance(pool, pd.Series | pd.Index):
+        pool = pool.astype(object)
+    else:
+        pool = np.asarray(list(pool), dtype=object)  # type: ignore[call-overload]
+    return values.astype(object).isin(pool).to_numpy()
+
+
+def _problem_text(p: Problem) -> str:
+    return f"{p.table}.{p.column}: {p.rule}" if p.column else f"{p.table}: {p.rule}"
+
+
+class HistoryIndex:
+    """Keys and static rows of the history, for fast validation of small requests."""
+
+    def __init__(self, tables: Tables):
+        self.order_ids = pd.Index(tables.orders["order_id"])
+        self.static = {name: getattr(tables, name) for name in STATIC_TABLES}
+        self.keys = {name: pd.Index(df[SCHEMAS[name].key]) for name, df in self.static.items()}
+        for name in ("orders", *STATIC_TABLES):  # build the hash tables now, not per request
+            self.known(name, pd.Series(["warm-up"], dtype="str"))
+
+    def known(self, name: str, values: pd.Series) -> np.ndarray:
+        """Which values are keys of the history's table ``name`` (hash lookup, O(len(values)))."""
+        index = self.order_ids if name == "orders" else self.keys[name]
+        return index.get_indexer(values.astype("str")) >= 0
+
+
+_TS_MIN = pd.Timestamp.min.tz_localize("UTC")
+_TS_MAX = pd.Timestamp.max.tz_localize("UTC")
+
+
+def _guard_timestamps(df: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
+    """Timestamps outside pandas' nanosecond range (before 1677, after 2262) become text the
+    contract reports as a wrong type, instead of overflowing during coercion."""
+    for col in cols:
+        if col not in df.columns or len(df) == 0:
+            continue
+        s = df[col]
+        if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s):
+            ts = s if isinstance(s.dtype, pd.DatetimeTZDtype) else s.dt.tz_localize("UTC")
+        else:
+            text = s.astype("str").where(s.notna())
+            ts = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        bad = (ts.notna() & ((ts < _TS_MIN) | (ts > _TS_MAX))).to_numpy()
+        if bad.any():
+            text = s.astype("str").where(s.notna()).astype(object)
+            text[bad] = "out of range: " + text[bad].astype("str")
+            df = df.assign(**{col: text})
+    return df
+
+
+def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Validated:
+    """Check new orders row-wise; split them into accepted rows and refused order_ids + reasons."""
+    orders_raw = _fill_nullable(
+        "orders", raw["orders"] if "orders" in raw else _empty_raw("orders")
+    )
+    orders_raw = _guard_timestamps(orders_raw, ("order_ts",))
+    lines_raw = _fill_nullable(
+        "order_lines", raw["order_lines"] if "order_lines" in raw else _empty_raw("order_lines")
+    )
+
+    # new static rows: those whose key the history does not know yet (history rows win)
+    static_raw: dict[str, pd.DataFrame] = {}
+    for name in STATIC_TABLES:
+        df = raw.get(name)
+        if df is None or len(df) == 0:
+            static_raw[name] = _empty_raw(name)
+            continue
+        df = _fill_nullable(name, df)
+        if name == "customers":
+            df = _guard_timestamps(df, ("first_seen_ts",))
+        key = SCHEMAS[name].key
+        if key in df.columns:
+            df = df.loc[~history.known(name, df[key])]
+        static_raw[name] = df
+
+    # a customer without a customers row is a new customer with unknown attributes (cold start)
+    if "customer_id" in orders_raw.columns:
+        cust = orders_raw["customer_id"].dropna().astype("str").drop_duplicates()
+        known = history.known("customers", cust) | _isin(
+            cust,
+            static_raw["customers"].get("customer_id", pd.Series([], dtype="str")).astype("str"),
+        )
+        unknown = cust[~known]
+        if len(unknown):
+            static_raw["customers"] = pd.concat(
+                [
+                    static_raw["customers"],
+                    pd.DataFrame({"customer_id": unknown.to_numpy()}).pipe(
+                        lambda d: _fill_nullable("customers", d)
+                    ),
+                ],
+                ignore_index=True,
+            )
+
+    # the contract's rules on the new rows only; foreign keys into the static tables are
+    # checked below against history keys + new rows (so a request costs O(its size))
+    frames = {"orders": orders_raw, "order_lines": lines_raw}
+    frames.update({name: df for name, df in static_raw.items() if len(df)})
+    typed, problems = check_frames(frames)
+
+    # map every problem to the new order_ids it concerns
+    orders_t, lines_t = typed["orders"], typed["order_lines"]
+    order_key = _ids(orders_raw["order_id"]) if "order_id" in orders_raw else None
+    line_key = _ids(lines_raw["order_id"]) if "order_id" in lines_raw else None
+    hits: list[pd.DataFrame] = []
+
+    def add(ids: pd.Series | np.ndarray, text: str) -> None:
+        ids = pd.Series(np.asarray(ids, dtype=object)).dropna().unique()
+        if len(ids):
+            hits.append(pd.DataFrame({"order_id": ids, "reason": text}))
+
+    fk_source = {"skus": "sku_id", "customers": "customer_id", "countries": "destination_country"}
+    fk_source["carriers"] = "carrier_id"
+    fk_targets = {("orders", c) for c in ("customer_id", "destination_country", "carrier_id")}
+    fk_targets.add(("order_lines", "sku_id"))
+    for p in problems:
+        text = _problem_text(p)
+        if (p.table, p.column) in fk_targets and p.rule.startswith("foreign key"):
+            continue  # checked below against the history's keys as well
+        if p.table in ("orders", "order_lines"):
+            key = order_key if p.table == "orders" else line_key
+            if key is None:
+                add(
+                    pd.concat([s for s in (order_key, line_key) if s is not None]),
+                    text,
+                )
+            elif not p.keys:  # a whole-column problem (column missing)
+                add(key, text)
+            else:
+                keys = pd.Series(p.keys, dtype=object)
+                add(keys[_isin(keys, key)], text)
+        else:  # a problem in a static row: refuse the orders that use it
+            col = fk_source[p.table]
+            src = lines_raw if p.table == "skus" else orders_raw
+            skey = line_key if p.table == "skus" else order_key
+            if col not in src.columns or skey is None:
+                continue
+            values = src[col].astype("str")
+            mask = _isin(values, p.keys) if p.keys else values.notna().to_numpy()
+            add(skey[mask.to_numpy()], f"{text} ({col} {', '.join(p.examples)})")
+
+    for target, src, skey in (
+        ("skus", lines_raw, line_key),
+        ("customers", orders_raw, order_key),
+        ("countries", orders_raw, order_key),
+        ("carriers", orders_raw, order_key),
+    ):
+        col = fk_source[target]
+        if col not in src.columns or skey is None:
+            continue
+        values = src[col].astype("str").where(src[col].notna())
+        new_keys = static_raw[target].get(SCHEMAS[target].key, pd.Series([], dtype="str"))
+        known = history.known(target, values) | _isin(values, new_keys.astype("str"))
+        bad = (values.notna() & ~known).to_numpy()
+        for value in pd.unique(values[bad]):  # a loop over distinct unknown keys
+            table = "order_lines" if target == "skus" else "orders"
+            add(
+                skey[(values == value).to_numpy()],
+                f"{table}.{col}: unknown {col} {value!r} (not in {target}; "
+                f"send its {target} row with the order)",
+            )
+
+    if order_key is not None:
+        # the order must not exist in the history already, and must have at least one line
+        in_history = history.known("orders", order_key)
+        add(order_key[in_history], "orders.order_id: already in the history")
+        with_lines = line_key if line_key is not None else pd.Series([], dtype="str")
+        add(order_key[~_isin(order_key, with_lines)], "order_lines: order has no lines")
+
+    if hits:
+        all_hits = pd.concat(hits, ignore_index=True).drop_duplicates()
+        reasons = all_hits.groupby("order_id", sort=False)["reason"].agg("; ".join)
+    else:
+        reasons = pd.Series([], dtype="str", name="reason")
+    reasons.index = reasons.index.astype("str")
+
+    input_ids: list[str | None] = []
+    if order_key is not None:
+        input_ids = order_key.tolist()
+    if line_key is not None:  # lines for an order that is not in orders: also one output row
+        orphan = line_key[~_isin(line_key, order_key if order_key is not None else [])]
+        input_ids += orphan.drop_duplicates().tolist()
+
+    refused_ids = set(reasons.index)
+    if order_key is not None:
+        ok_orders = orders_t.loc[~_isin(order_key, refused_ids)]
+    else:
+        ok_orders = orders_t.iloc[0:0]
+    ok_lines = lines_t.loc[~_isin(line_key, refused_ids)] if line_key is not None else lines_t
+    static = {name: typed[name] for name in STATIC_TABLES if name in typed}
+    return Validated(ok_orders, ok_lines, static, reasons, input_ids)
+
+
+# ---------------------------------------------------------------------------------------------
+# the state
+
+
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    if len(b) == 0:
+        return a
+    b = b[[c for c in a.columns if c in b.columns]]
+    out = pd.concat([a, b], ignore_index=True)
+    for c in a.columns:  # keep the history's dtypes (concat with all-missing may widen them)
+        if out[c].dtype != a[c].dtype:
+            out[c] = out[c].astype(a[c].dtype)
+    return out
+
+
+class ScoringState:
+    """History + model, built once; ``score`` is safe to call from several threads."""
+
+    def __init__(self, tables: Tables, model: Any, *, log: StepLog = QUIET):
+        from returnrisk.features import FEATURE_SPECS, build_features
+
+        self._build_features = build_features
+        self.specs = FEATURE_SPECS
+        self.tables = tables
+        self.model = model
+        self.risk_model = model.risk_model
+        self.model_version = str(getattr(model, "version", "unknown"))
+        self.model_uri = str(getattr(model, "uri", ""))
+        with log.step("indexing the history"):
+            self.history = HistoryIndex(tables)
+            self.as_of = tables.as_of()
+        self._lock = threading.Lock()
+
+    # -- features ---------------------------------------------------------------------------
+    def features(self, v: Validated, *, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
+        """Feature rows of the accepted new orders, exactly as ``build_features`` computes them
+        on the history merged with the new rows, as of the scoring time."""
+        return self._features([v], as_of)
+
+    def _features(self, vs: Sequence[Validated], as_of: pd.Timestamp | None) -> pd.DataFrame:
+        t = self.tables
+        orders = (
+            pd.concat([v.orders for v in vs], ignore_index=True) if len(vs) > 1 else vs[0].orders
+        )
+        lines = (
+            pd.concat([v.order_lines for v in vs], ignore_index=True)
+            if len(vs) > 1
+            else vs[0].order_lines
+        )
+        static: dict[str, pd.DataFrame] = {}
+        for name in STATIC_TABLES:
+            parts = [v.static[name] for v in vs if name in v.static and len(v.static[name])]
+            if parts:  # the same new row sent by several grouped requests counts once
+                static[name] = (
+                    pd.concat(parts, ignore_index=True).drop_duplicates(SCHEMAS[name].key)
+                    if len(parts) > 1
+                    else parts[0]
+                )
+        merged = t.replace(
+            orders=_concat(t.orders, orders),
+            order_lines=_concat(t.order_lines, lines),
+            **{name: _concat(getattr(t, name), df) for name, df in static.items()},
+        )
+        if as_of is None:
+            as_of = self.as_of
+            if len(orders):
+                as_of = max(as_of, orders["order_ts"].max())
+        return self._build_features(merged, order_ids=orders["order_id"].tolist(), as_of=as_of)
+
+    # -- scoring ----------------------------------------------------------------------------
+    def score(
+        self,
+        raw: Mapping[str, pd.DataFrame],
+        config: ScoreConfig = ScoreConfig(),
+        *,
+        log: StepLog = QUIET,
+    ) -> ScoreResult:
+        with log.step("checking the new orders"):
+            v = validate_new(raw, self.history)
+        log.info(f"{len(v.orders):,d} orders accepted, {len(v.reasons):,d} refused")
+        return self._score_validated([(raw, v)], config, as_of=None, log=log)[0]
+
+    def score_many(
+        self, raws: Sequence[Mapping[str, pd.DataFrame]], config: ScoreConfig = ScoreConfig()
+    ) -> list[ScoreResult]:
+        """Score several independent requests; the same results as ``score`` on each alone.
+
+        Requests holding exactly one accepted order placed after the history's as-of (the
+        common online case) are scored together in one ``build_features`` call *as of the
+        history's as-of*: then no new order is history for another (``build_features`` only
+        counts events up to ``as_of``), which is exactly what each request sees alone. Any other
+        request (several orders, an order not after the history, a shared new key) is scored
+        on its own.
+        """
+        validated = [validate_new(raw, self.history) for raw in raws]
+        results: list[ScoreResult | None] = [None] * len(raws)
+        group: list[int] = []
+        seen_ids: set[str] = set()
+        seen_rows: dict[tuple[str, str], str] = {}  # new static rows: key -> content
+        for i, v in enumerate(validated):
+            ids = set(v.orders["order_id"].astype("str"))
+            rows = {}
+            for name, df in v.static.items():
+                if len(df):  # a few rows per request: their content as text, to compare
+                    text = df.astype("str").agg("|".join, axis=1)
+                    keys = df[SCHEMAS[name].key].astype("str")
+                    rows.update({(name, k): t for k, t in zip(keys, text, strict=True)})
+            ok = (
+                len(v.orders) == 1
+                and bool((v.orders["order_ts"] > self.as_of).all())
+                and not (ids & seen_ids)
+                and all(seen_rows.get(k, t) == t for k, t in rows.items())
+            )
+            if ok:
+                group.append(i)
+                seen_ids |= ids
+                seen_rows.update(rows)
+            else:
+                results[i] = self._score_validated([(raws[i], v)], config, as_of=None)[0]
+        if len(group) == 1:
+            i = group[0]
+            results[i] = self._score_validated([(raws[i], validated[i])], config, as_of=None)[0]
+        elif group:
+            batch = self._score_validated(
+                [(raws[i], validated[i]) for i in group], config, as_of=self.as_of
+            )
+            for i, r in zip(group, batch, strict=True):
+                results[i] = r
+        return [r for r in results if r is not None]
+
+    def _score_validated(
+        self,
+        items: Sequence[tuple[Mapping[str, pd.DataFrame], Validated]],
+        config: ScoreConfig,
+        *,
+        as_of: pd.Timestamp | None,
+        log: StepLog = QUIET,
+    ) -> list[ScoreResult]:
+        """Features for every accepted order of ``items`` at once, then policy and reasons per
+        item (the policy's top-N is per item: each item is one batch / one request)."""
+        rm = self.risk_model
+        vs = [v for _, v in items]
+        unseen: dict[str, int] = {}
+        scored_parts: list[pd.DataFrame] = []
+        if any(len(v.orders) for v in vs):
+            with log.step("building features"):
+                feats = self._features(vs, as_of)
+            with log.step("predicting"):
+                X = feats[rm.feature_names_]
+                proba, unseen = rm.predict_with_unseen(X)
+            pos = pd.Series(np.arange(len(feats)), index=feats["order_id"].astype("str"))
+            needs = []
+            for v in vs:
+                rows = pos.reindex(v.orders["order_id"].astype("str")).to_numpy()
+                rows = np.sort(rows)  # feature order: (order_ts, order_id)
+                part = apply_policy(feats["order_id"].to_numpy()[rows], proba[rows], config.policy)
+                part.insert(1, "status", "scored")
+                if config.explain == "all":
+                    need = np.ones(len(part), dtype=bool)
+                elif config.explain == "flagged":
+                    need = part["flagged"].to_numpy()
+                else:
+                    need = np.zeros(len(part), dtype=bool)
+                scored_parts.append(part)
+                needs.append(rows[need])
+            need_rows = np.concatenate(needs) if needs else np.array([], dtype=int)
+            if len(need_rows):
+                with log.step(f"explaining {len(need_rows):,d} orders"):
+                    contrib = rm.contributions(X.iloc[need_rows])
+                    why = explain(
+                        feats.iloc[need_rows], contrib, self.specs, top=config.top_reasons
+                    )
+                why.index = feats["order_id"].to_numpy()[need_rows].astype(str)
+                scored_parts = [
+                    p.join(why, on="order_id")
+                    if p["flagged"].any() or config.explain == "all"
+                    else p
+                    for p in scored_parts
+                ]
+        else:
+            scored_parts = [pd.DataFrame({c: [] for c in SCORED_COLUMNS}) for _ in vs]
+        out = []
+        for k, ((raw, v), scored) in enumerate(zip(items, scored_parts, strict=True)):
+            for j in range(1, config.top_reasons + 1):
+                for suffix, dtype in (
+                    ("", "str"),
+                    ("_driver", "str"),
+                    ("_contribution", "float64"),
+                ):
+                    col = f"reason_{j}{suffix}"
+                    if col not in scored.columns:
+                        scored[col] = pd.Series(np.nan, index=scored.index, dtype=dtype)
+            scored["model_version"] = self.model_version
+            results = self._assemble(v, scored)
+            refused_orders, refused_lines = self._refused_rows(raw, v)
+            # unseen-category counts are for metrics only: the whole call's go to the first item
+            out.append(
+                ScoreResult(
+                    results,
+                    refused_orders,
+                    refused_lines,
+                    unseen if k == 0 else {},
+                    self.model_version,
+                )
+            )
+        return out
+
+    def _assemble(self, v: Validated, scored: pd.DataFrame) -> pd.DataFrame:
+        """One row per input order, in input order."""
+        ids = pd.Series(v.input_ids, dtype="str")
+        key = ids.fillna("<null>").to_numpy(dtype=object)
+        by_id = scored.set_axis(scored["order_id"].astype("str").to_numpy(dtype=object), axis=0)
+        out = by_id.drop(columns=["order_id"]).reindex(key).reset_index(drop=True)
+        out.insert(0, "order_id", ids.to_numpy())
+        reasons = pd.Series(v.reasons.to_numpy(), index=v.reasons.index.astype(object))
+        out["refused_reason"] = pd.Series(reasons.reindex(key).to_numpy(), dtype="str")
+        is_refused = out["refused_reason"].notna().to_numpy()
+        out["status"] = np.where(is_refused, "refused", "scored")
+        out["model_version"] = self.model_version
+        flagged = out["flagged"].astype("boolean")
+        flagged[is_refused] = pd.NA
+        out["flagged"] = flagged
+        cols = [*SCORED_COLUMNS, *(c for c in out.columns if c.startswith("reason_"))]
+        cols += ["model_version", "refused_reason"]
+        return out[cols]
+
+    @staticmethod
+    def _refused_rows(
+        raw: Mapping[str, pd.DataFrame], v: Validated
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        out = []
+        for name in ("orders", "order_lines"):
+            df = raw[name] if name in raw else _empty_raw(name)
+            if "order_id" not in df.columns or len(v.reasons) == 0:
+                out.append(df.iloc[0:0].assign(refused_reason=pd.Series([], dtype="str")))
+                continue
+            key = _ids(df["order_id"])
+            mask = _isin(key, v.reasons.index)
+            out.append(df.loc[mask].assign(refused_reason=key[mask].map(v.reasons).to_numpy()))
+        return out[0], out[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+def results_to_records(results: pd.DataFrame, top: int = 3) -> list[dict[str, Any]]:
+    """JSON-ready records: scored orders with a ``reasons`` list, refused with ``reason``."""
+    records = []
+    for row in results.to_dict("records"):
+        if row["status"] == "refused":
+            records.append(
+                {"order_id": row["order_id"], "status": "refused", "reason": row["refused_reason"]}
+            )
+            continue
+        reasons = []
+        for k in range(1, top + 1):
+            text = row.get(f"reason_{k}")
+            if isinstance(text, str):
+                reasons.append(
+                    {
+                        "driver": row[f"reason_{k}_driver"],
+                        "text": text,
+                        "contribution": float(row[f"reason_{k}_contribution"]),
+                    }
+                )
+        records.append(
+            {
+                "order_id": row["order_id"],
+                "status": "scored",
+                "probability": float(row["probability"]),
+                "risk_score": float(row["risk_score"]),
+                "risk_level": row["risk_level"],
+                "flagged": bool(row["flagged"]),
+                "reasons": reasons,
+                "model_version": row["model_version"],
+            }
+        )
+    return records
+
+
+def write_result(result: ScoreResult, out: str | Path) -> tuple[Path, Path | None]:
+    """Write the results (Parquet or CSV by extension) and, when some orders were refused, a
+    directory ``<stem>_refused/`` with their orders and lines (``refused_reason`` added) in the
+    same format, ready to fix and send again. Returns both paths."""
+    out = Path(out)
+    fmt = "csv" if out.suffix.lower() == ".csv" else "parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write(result.results, out, fmt)
+    refused_dir = out.with_name(f"{out.stem}_refused")
+    if len(result.refused_orders) or len(result.refused_lines) or result.n_refused:
+        refused_dir.mkdir(exist_ok=True)
+        _write(result.refused_orders, refused_dir / f"orders.{fmt}", fmt)
+        _write(result.refused_lines, refused_dir / f"order_lines.{fmt}", fmt)
+        return out, refused_dir
+    return out, None
+
+
+def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
+    if fmt == "csv":
+        df.to_csv(path, index=False)
+    else:
+        df.to_parquet(path, index=False)
+
+
+def summary_json(result: ScoreResult) -> str:
+    return json.dumps(
+        {
+            "scored": result.n_scored,
+            "refused": result.n_refused,
+            "flagged": result.n_flagged,
+            "model_version": result.model_version,
+        }
+    )
+
+
+__all__ = [
+    "ScoreConfig",
+    "ScoreResult",
+    "ScoringError",
+    "ScoringState",
+    "read_new_orders",
+    "results_to_records",
+    "validate_new",
+    "write_result",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# the batch command
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """``returnrisk score DIR --orders NEW_DIR --out FILE``, parsed once at the entry."""
+
+    data: Path
+    orders: Path
+    out: Path
+    model_uri: str = "models:/return-risk@champion"
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    show: int = 10
+
+
+def format_flagged(result: ScoreResult, limit: int = 10) -> str:
+    """The flagged orders, riskiest first, with their reasons (for people and the demo)."""
+    r = result.results
+    flagged = r.loc[r["flagged"].fillna(False).astype(bool)].sort_values(
+        ["probability", "order_id"], ascending=[False, True]
+    )
+    lines = [
+        f"{result.n_scored:,d} orders scored, {result.n_flagged:,d} flagged, "
+        f"{result.n_refused:,d} refused (model version {result.model_version})"
+    ]
+    for row in flagged.head(limit).to_dict("records"):
+        lines.append(
+            f"  {row['order_id']}  risk {row['risk_score']:5.1f}  ({row['risk_level']}, "
+            f"p = {row['probability']:.3f})"
+        )
+        for k in range(1, 4):
+            text = row.get(f"reason_{k}")
+            if isinstance(text, str):
+                lines.append(f"      {row[f'reason_{k}_contribution']:+.2f}  {text}")
+    if len(flagged) > limit:
+        lines.append(f"  ... and {len(flagged) - limit:,d} more flagged orders")
+    refused = r.loc[r["status"] == "refused"]
+    for row in refused.head(limit).to_dict("records"):
+        lines.append(f"  refused {row['order_id']}: {row['refused_reason']}")
+    if len(refused) > limit:
+        lines.append(f"  ... and {len(refused) - limit:,d} more refused orders")
+    return "\n".join(lines)
+
+
+def run_batch(
+    config: BatchConfig, *, log: StepLog = QUIET
+) -> tuple[ScoreResult, Path, Path | None]:
+    """Load history + model, score the new orders, write the results (and the refused rows)."""
+    from returnrisk.contract import load_tables
+    from returnrisk.train.registry import configure_tracking, load_model
+
+    with log.step(f"reading new orders from {config.orders}"):
+        raw = read_new_orders(config.orders)
+    tables = load_tables(config.data, log=log)
+    configure_tracking()
+    with log.step(f"loading model {config.model_uri}"):
+        model = load_model(config.model_uri)
+    log.info(f"model version {model.version}")
+    state = ScoringState(tables, model, log=log)
+    result = state.score(raw, config.score, log=log)
+    with log.step(f"writing {config.out}"):
+        out, refused = write_result(result, config.out)
+    return result, out, refused

@@ -1,0 +1,547 @@
+"""SKU risk review: attribution maths, aggregation, page, route, command and browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from returnrisk.serve.report_skus import (
+    ReportConfig,
+    ReportError,
+    aggregate,
+    build_sku_report,
+    family_contributions,
+    line_shares,
+    order_outcomes,
+    parse_window,
+    render_html,
+    wilson_interval,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# small pure helpers
+
+
+@pytest.mark.parametrize(
+    ("text", "days"), [("28d", 28), ("4w", 28), ("7", 7), (" 90D ", 90), (14, 14)]
+)
+def test_parse_window(text: str | int, days: int) -> None:
+    assert parse_window(text) == days
+
+
+@pytest.mark.parametrize("text", ["", "0d", "-3d", "28 days", "1.5w", "d"])
+def test_parse_window_rejects(text: str) -> None:
+    with pytest.raises(ReportError, match="window"):
+        parse_window(text)
+
+
+def test_wilson_interval_known_values() -> None:
+    lo, hi = wilson_interval(np.array([0, 5, 10, 0]), np.array([10, 10, 10, 0]))
+    # reference values (Wilson 1927; e.g. statsmodels proportion_confint(method="wilson"))
+    np.testing.assert_allclose(lo[:3], [0.0, 0.236593, 0.722467], atol=1e-6)
+    np.testing.assert_allclose(hi[:3], [0.277533, 0.763407, 1.0], atol=1e-6)
+    assert np.isnan(lo[3]) and np.isnan(hi[3])
+    # more orders, same rate -> narrower interval
+    lo2, hi2 = wilson_interval(np.array([50]), np.array([100]))
+    assert hi2[0] - lo2[0] < hi[1] - lo[1]
+
+
+def test_line_shares_split_by_value_then_quantity() -> None:
+    lines = pd.DataFrame(
+        {
+            "order_id": ["a", "a", "a", "b", "b", "c"],
+            "sku_id": ["x", "y", "x", "x", "z", "y"],
+            "quantity": [1, 1, 2, 1, 3, 1],
+            "unit_price": [10.0, 30.0, 5.0, 0.0, 0.0, 7.0],
+        }
+    )
+    before = lines.copy()
+    s = line_shares(lines).set_index(["order_id", "sku_id"])
+    pd.testing.assert_frame_equal(lines, before)  # input untouched
+    # order a: x worth 10 + 2*5 = 20, y worth 30 -> 0.4 / 0.6; duplicate lines merged
+    assert s.loc[("a", "x"), "share"] == pytest.approx(0.4)
+    assert s.loc[("a", "y"), "share"] == pytest.approx(0.6)
+    assert s.loc[("a", "x"), "quantity"] == 3
+    # order b is worth 0: split by quantity 1 : 3
+    assert s.loc[("b", "x"), "share"] == pytest.approx(0.25)
+    assert s.loc[("b", "z"), "share"] == pytest.approx(0.75)
+    assert s.loc[("c", "y"), "share"] == pytest.approx(1.0)
+    np.testing.assert_allclose(s.groupby(level="order_id")["share"].sum(), 1.0)
+
+
+def test_order_outcomes_label_and_maturity() -> None:
+    t0 = pd.Timestamp("2025-01-01", tz="UTC")
+    orders = pd.DataFrame(
+        {"order_id": ["a", "b", "c", "d"], "order_ts": [t0, t0, t0, t0 + pd.Timedelta(days=50)]}
+    )
+    cases = pd.DataFrame(
+        {
+            "order_id": ["a", "b", "d"],
+            "opened_ts": [t0 + pd.Timedelta(days=10), t0 + pd.Timedelta(days=95), t0],
+        }
+    )
+    out = order_outcomes(orders, cases, as_of=t0 + pd.Timedelta(days=100), label_window_days=90)
+    assert out["mature"].tolist() == [True, True, True, False]
+    assert out["label"].iloc[:3].tolist() == [1.0, 0.0, 0.0]  # b's case came after 90 days
+    assert np.isnan(out["label"].iloc[3])
+
+
+def test_family_contributions_sum_by_family() -> None:
+    contrib = pd.DataFrame({"f1": [1.0, 2.0], "f2": [0.5, -1.0], "f3": [3.0, 0.0], "bias": 9.0})
+    fam = family_contributions(
+        contrib, {"f1": "price", "f2": "listing", "f3": "price"}, ["listing", "price"]
+    )
+    assert fam.columns.tolist() == ["listing", "price"]
+    np.testing.assert_allclose(fam.to_numpy(), [[0.5, 4.0], [-1.0, 2.0]])
+
+
+def test_aggregate_exact_numbers() -> None:
+    window = pd.DataFrame(
+        {
+            "order_id": ["o1", "o1", "o2", "o3"],
+            "sku_id": ["x", "y", "x", "y"],
+            "share": [0.25, 0.75, 1.0, 1.0],
+            "p": [0.4, 0.4, 0.1, 0.2],
+            "value": [10.0, 30.0, 5.0, 8.0],
+            "quantity": [1.0, 3.0, 1.0, 2.0],
+            "listing": [1.0, 1.0, -1.0, 0.0],
+        }
+    )
+    previous = pd.DataFrame({"order_id": ["q1", "q2"], "sku_id": ["x", "x"], "p": [0.3, 0.1]})
+    mature = pd.DataFrame(
+        {
+            "order_id": ["m1", "m2", "m3", "m4"],
+            "sku_id": ["x", "x", "x", "z"],
+            "label": [1.0, 0, 0, 1],
+        }
+    )
+    out = aggregate(window, previous, mature, ["sku_id"], ["listing"], min_orders_for_rate=2)
+    x = out.set_index("sku_id").loc["x"]
+    y = out.set_index("sku_id").loc["y"]
+    assert x["expected_cases"] == pytest.approx(0.25 * 0.4 + 0.1)
+    assert y["expected_cases"] == pytest.approx(0.75 * 0.4 + 0.2)
+    assert out["sku_id"].tolist() == ["y", "x"]  # ranked by expected cases
+    assert out["rank"].tolist() == [1, 2]
+    assert x["orders"] == 2 and x["units"] == 2 and x["sales"] == pytest.approx(15.0)
+    assert x["predicted_rate"] == pytest.approx(0.25)
+    assert x["prev_orders"] == 2 and x["prev_predicted_rate"] == pytest.approx(0.2)
+    assert x["orders_trend"] == pytest.approx(0.0)
+    assert x["risk_trend"] == pytest.approx(0.05)
+    assert x["mature_orders"] == 3 and x["mature_cases"] == 1
+    assert x["actual_rate"] == pytest.approx(1 / 3)
+    lo, hi = wilson_interval(np.array([1]), np.array([3]))
+    assert x["actual_lo"] == pytest.approx(lo[0]) and x["actual_hi"] == pytest.approx(hi[0])
+    assert y["mature_orders"] == 0 and np.isnan(y["actual_rate"])
+    assert np.isnan(y["orders_trend"])  # no orders before: no trend, not +inf
+    # drivers: share-weighted mean of the family contribution
+    assert x["driver_listing"] == pytest.approx((0.25 * 1.0 + 1.0 * -1.0) / 1.25)
+    assert y["main_drivers"] == "Listing content"
+    assert y["drivers_detail"].startswith("Listing content +0.")
+    assert x["main_drivers"] == "no strong driver"
+    assert "z" not in set(out["sku_id"])  # not sold in the window
+
+
+def test_report_config_validates() -> None:
+    with pytest.raises(ReportError, match="window_days"):
+        ReportConfig(window_days=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# on a synthetic world with a real (small) model
+
+
+@pytest.fixture(scope="module")
+def world(synth_world: Path):
+    """(tables, loaded model, features) for the synthetic world; model trained on mature orders."""
+    from returnrisk.features import FEATURE_SPECS, build_features
+    from returnrisk.train.model import RiskModel
+    from returnrisk.train.registry import LoadedModel
+
+    from returnrisk.contract import load_tables
+
+    tables = load_tables(synth_world)
+    feats = build_features(tables)
+    mature = feats.loc[feats["mature"]]
+    names = list(FEATURE_SPECS)
+    cut = int(len(mature) * 0.8)
+    model = RiskModel(n_estimators=150, early_stopping_rounds=30, seed=0).fit(
+        mature[names].iloc[:cut],
+        mature["label"].iloc[:cut],
+        mature[names].iloc[cut:],
+        mature["label"].iloc[cut:],
+    )
+    loaded = LoadedModel(
+        risk_model=model,
+        uri="models:/return-risk@champion",
+        version="7",
+        run_id="testrun",
+        metrics={"test_roc_auc": 0.5},
+        data_window={"train_end": str(mature["order_ts"].iloc[cut - 1])},
+    )
+    return tables, loaded, feats
+
+
+@pytest.fixture(scope="module")
+def report(world):
+    tables, loaded, _ = world
+    return build_sku_report(tables, loaded, window_days=28)
+
+
+def test_report_conserves_expected_cases(world, report) -> None:
+    tables, loaded, feats = world
+    m = report.meta
+    end = tables.orders["order_ts"].max()
+    recent = feats.loc[feats["order_ts"] > end - pd.Timedelta(days=28)]
+    p = loaded.risk_model.predict_proba(recent[loaded.risk_model.feature_names_])
+    assert m["n_window_orders"] == len(recent)
+    assert m["expected_cases"] == pytest.approx(p.sum())
+    # every view splits the same total: SKUs (by value share), categories, countries, carriers
+    for frame in (report.skus, report.by_category, report.by_country, report.by_carrier):
+        assert frame["expected_cases"].sum() == pytest.approx(p.sum(), rel=1e-9)
+    assert report.by_country["orders"].sum() == len(recent)
+    assert report.by_carrier["orders"].sum() == len(recent)
+    assert report.skus["expected_cases"].is_monotonic_decreasing
+    assert report.skus["rank"].tolist() == list(range(1, len(report.skus) + 1))
+
+
+def test_report_sku_counts_match_an_independent_count(world, report) -> None:
+    tables, _, feats = world
+    end = tables.orders["order_ts"].max()
+    recent_ids = set(feats.loc[feats["order_ts"] > end - pd.Timedelta(days=28), "order_id"])
+    lines = tables.order_lines.loc[tables.order_lines["order_id"].isin(recent_ids)]
+    expected = lines.drop_duplicates(["order_id", "sku_id"]).groupby("sku_id").size()
+    got = report.skus.set_index("sku_id")["orders"]
+    pd.testing.assert_series_equal(
+        got.sort_index(), expected.sort_index(), check_names=False, check_dtype=False
+    )
+
+
+def test_report_actual_rates_use_the_feature_label(world, report) -> None:
+    """Actual case rates come from the same label definition as training (build_features)."""
+    tables, _, feats = world
+    outcomes = order_outcomes(tables.orders, tables.after_sales_cases, as_of=tables.as_of())
+    merged = feats[["order_id", "mature", "label"]].merge(outcomes, on="order_id")
+    assert (merged["mature_x"] == merged["mature_y"]).all()
+    both = merged.loc[merged["mature_x"]]
+    np.testing.assert_array_equal(both["label_x"].to_numpy(), both["label_y"].to_numpy())
+    sk = report.skus
+    has = sk["mature_orders"] > 0
+    assert has.any()
+    np.testing.assert_allclose(
+        sk.loc[has, "actual_rate"], sk.loc[has, "mature_cases"] / sk.loc[has, "mature_orders"]
+    )
+    assert (sk.loc[has, "actual_lo"] <= sk.loc[has, "actual_rate"]).all()
+    assert (sk.loc[has, "actual_rate"] <= sk.loc[has, "actual_hi"]).all()
+
+
+def test_report_drivers_add_up_to_the_shap_total(world, report) -> None:
+    """Per SKU, the family drivers add up to the share-weighted SHAP total (raw score - bias)."""
+    tables, loaded, feats = world
+    rm = loaded.risk_model
+    end = tables.orders["order_ts"].max()
+    recent = feats.loc[feats["order_ts"] > end - pd.Timedelta(days=28)]
+    contrib = rm.contributions(recent[rm.feature_names_])
+    total = contrib.drop(columns="bias").sum(axis=1).to_numpy()
+    shares = line_shares(tables.order_lines)
+    pairs = shares.merge(
+        pd.DataFrame({"order_id": recent["order_id"].to_numpy(), "t": total}), on="order_id"
+    )
+    pairs["w"] = pairs["t"] * pairs["share"]
+    g = pairs.groupby("sku_id")
+    want = (g["w"].sum() / g["share"].sum()).sort_index()
+    drivers = report.skus.set_index("sku_id")[[f"driver_{f}" for f in report.families]]
+    np.testing.assert_allclose(
+        drivers.sum(axis=1).sort_index().to_numpy(), want.to_numpy(), atol=1e-9
+    )
+    assert set(report.global_drivers["family"]) == set(report.families)
+    assert report.global_drivers["weight"].sum() == pytest.approx(1.0)
+
+
+def test_report_ranks_truly_risky_skus_high(synth_world: Path, world) -> None:
+    """Against the synthetic truth: per SKU, the model's expected cases track the expected cases
+    from the true probabilities the generator drew, better than order volume alone does."""
+    tables, loaded, _ = world
+    rep = build_sku_report(tables, loaded, window_days=90)
+    truth = pd.read_parquet(synth_world / "truth.parquet")
+    end = tables.orders["order_ts"].max()
+    recent = tables.orders.loc[tables.orders["order_ts"] > end - pd.Timedelta(days=90)]
+    pairs = line_shares(tables.order_lines).merge(recent[["order_id"]], on="order_id")
+    pairs = pairs.merge(truth[["order_id", "p_case"]], on="order_id")
+    true_expected = (pairs["p_case"] * pairs["share"]).groupby(pairs["sku_id"]).sum()
+    true_rate = pairs.groupby("sku_id")["p_case"].mean()
+    sk = rep.skus.set_index("sku_id")
+    busy = sk.index[sk["orders"] >= 3]
+    assert len(busy) >= 40
+    rho = sk.loc[busy, "expected_cases"].corr(true_expected.loc[busy], method="spearman")
+    rho_volume = sk.loc[busy, "orders"].corr(true_expected.loc[busy], method="spearman")
+    assert rho > 0.7, rho
+    assert rho > rho_volume + 0.05, (rho, rho_volume)
+    rho_rate = sk.loc[busy, "predicted_rate"].corr(true_rate.loc[busy], method="spearman")
+    assert rho_rate > 0.4, rho_rate
+
+
+def test_report_does_not_mutate_tables(world) -> None:
+    tables, loaded, _ = world
+    before = {k: v.copy() for k, v in tables.as_dict().items()}
+    build_sku_report(tables, loaded, window_days=14)
+    for name, frame in tables.as_dict().items():
+        pd.testing.assert_frame_equal(frame, before[name], obj=name)
+
+
+def test_report_window_without_orders_is_a_clear_error(world) -> None:
+    tables, loaded, _ = world
+    early = tables.orders["order_ts"].min() - pd.Timedelta(days=400)
+    with pytest.raises(ReportError, match="orders: no order placed before"):
+        build_sku_report(tables, loaded, as_of=early)
+
+
+def test_render_html_is_self_contained_and_deterministic(report) -> None:
+    page = render_html(report)
+    assert page == render_html(report)  # same report -> same bytes (figures included)
+    assert page.startswith("<!DOCTYPE html>")
+    # nothing fetched from anywhere: no external src/href, no @import, no fetch
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
+    assert "@import" not in page and "fetch(" not in page
+    assert page.count('src="data:image/png;base64,') == 4
+    for sku in report.skus["sku_id"].head(10):
+        assert f">{sku}<" in page
+    assert "model <b>7</b>" in page
+    data = json.loads(re.search(r'id="sku-data">(.*?)</script>', page, re.S).group(1))
+    assert len(data["rows"]) == len(report.skus)
+    assert data["cols"][:3] == ["rank", "rate_rank", "sku_id"]
+    assert data["rows"][0][2] == report.skus["sku_id"].iloc[0]
+
+
+def _get(app, *urls: str, headers: dict[str, str] | None = None) -> list:
+    """GET each URL in order through the ASGI app (httpx transport, no server, no network)."""
+    import asyncio
+
+    import httpx
+
+    async def run() -> list:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [await client.get(u, headers=headers) for u in urls]
+
+    return asyncio.run(run())
+
+
+def test_route_serves_the_page(world) -> None:
+    from fastapi import FastAPI
+    from returnrisk.serve.report_skus import router
+
+    tables, loaded, _ = world
+    app = FastAPI()
+    app.include_router(router)
+    (empty,) = _get(app, "/report/skus")
+    assert empty.status_code == 503  # no scoring state yet
+    app.state.service = SimpleNamespace(state=SimpleNamespace(tables=tables, model=loaded))
+    url = "/report/skus?window=4w"
+    r, again, bad = _get(app, url, url, "/report/skus?window=soon")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert "SKU after-sales risk review" in r.text and "Orders of the last 28 days" in r.text
+    assert again.text == r.text  # cached, same page
+    assert bad.status_code == 422 and "window" in bad.json()["detail"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the command, against a real MLflow registry
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*type hint is inferred as AnyType:UserWarning")
+def test_cli_writes_the_report(world, synth_world: Path, tracking_uri: str, tmp_path: Path) -> None:
+    import mlflow
+    from returnrisk.train.registry import CHAMPION, configure_tracking, log_and_register
+    from typer.testing import CliRunner
+
+    from returnrisk.cli import app
+
+    _, loaded, feats = world
+    rm = loaded.risk_model
+    configure_tracking(tracking_uri)  # this process; the command resolves $MLFLOW_TRACKING_URI
+    mlflow.set_experiment("report-test")  # MLflow's active experiment is process-global too
+    with mlflow.start_run():
+        mlflow.log_metric("test_roc_auc", 0.61)
+        log_and_register(rm, feats[rm.feature_names_].head(5), alias=CHAMPION)
+    out = tmp_path / "out" / "report.html"
+    runner = CliRunner()
+    res = runner.invoke(app, ["report", "skus", str(synth_world), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip() == str(out)
+    page = out.read_text(encoding="utf-8")
+    assert "models:/return-risk@champion" in page and "test_roc_auc" in page  # fallback naming
+    bad = runner.invoke(app, ["report", "skus", str(synth_world), "--window", "x", "-q"])
+    assert bad.exit_code == 1 and "error: --window" in bad.output
+    missing = runner.invoke(
+        app, ["report", "skus", str(synth_world), "--model", "models:/return-risk@nope", "-q"]
+    )
+    assert missing.exit_code == 1 and "cannot load model" in missing.output
+    assert "Traceback" not in missing.output
+
+
+# ---------------------------------------------------------------------------------------------
+# in a real browser
+
+
+@pytest.mark.browser
+def test_report_in_headless_chromium(report, tmp_path: Path) -> None:
+    if not CHROMIUM.exists() and shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (Debian package `chromium`; .ci/run installs it)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    exe = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
+    page_file = tmp_path / "sku_report.html"
+    page_file.write_text(render_html(report), encoding="utf-8")
+    skus = report.skus
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(
+                viewport={"width": 1440, "height": 1000}, accept_downloads=True
+            )
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            requests: list[str] = []
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(page_file.as_uri())
+            rows = page.locator("#sku-table tbody tr")
+
+            def first_col(n: int, col: int) -> list[str]:
+                """The first n visible rows' values in column col (data-v, else the text)."""
+                return page.eval_on_selector_all(
+                    "#sku-table tbody tr",
+                    f"rs => rs.filter(r => r.style.display !== 'none').slice(0, {n})"
+                    f".map(r => r.cells[{col}].getAttribute('data-v')"
+                    f" || r.cells[{col}].textContent.trim())",
+                )
+
+            # renders, in the report's order, with the expected top SKUs
+            assert rows.count() == len(skus)
+            assert first_col(5, 1) == skus["sku_id"].head(5).tolist()
+            assert page.inner_text("#sku-count") == f"{len(skus)} of {len(skus)} SKUs shown"
+
+            # sort by predicted case rate (first click: highest first), then the other way
+            header = page.locator("#sku-table thead th", has_text="Predicted case rate")
+            header.click()
+            top_rate = skus.sort_values(["predicted_rate"], ascending=False, kind="mergesort")
+            assert first_col(3, 1) == top_rate["sku_id"].head(3).tolist()
+            header.click()
+            low_rate = skus.sort_values(["predicted_rate"], ascending=True, kind="mergesort")
+            assert first_col(1, 1) == low_rate["sku_id"].head(1).tolist()
+
+            # filter by category, then by text
+            category = skus["category"].iloc[0]
+            page.select_option("#sku-category", category)
+            n_cat = int((skus["category"] == category).sum())
+            assert page.inner_text("#sku-count") == f"{n_cat} of {len(skus)} SKUs shown"
+            shown = page.eval_on_selector_all(
+                "#sku-table tbody tr",
+                "rs => rs.filter(r => r.style.display !== 'none').map(r => r.cells[2].textContent)",
+            )
+            assert len(shown) == n_cat and set(shown) == {category}
+            page.select_option("#sku-category", "")
+            target = skus["sku_id"].iloc[2]
+            page.fill("#sku-filter", target)
+            assert target in first_col(50, 1)
+            visible = page.eval_on_selector_all(
+                "#sku-table tbody tr",
+                "rs => rs.filter(r => r.style.display !== 'none').map(r => r.textContent)",
+            )
+            assert visible and all(target.lower() in v.lower() for v in visible)
+
+            # CSV export of what is shown
+            page.fill("#sku-filter", "")
+            page.select_option("#sku-category", category)
+            with page.expect_download() as info:
+                page.click("#sku-export")
+            csv_path = tmp_path / "export.csv"
+            info.value.save_as(csv_path)
+            exported = pd.read_csv(csv_path)
+            assert len(exported) == n_cat
+            assert set(exported["category"]) == {category}
+            assert {"sku_id", "expected_cases", "actual_rate", "actual_lo"} <= set(exported.columns)
+
+            # back to the default view for the screenshot
+            page.select_option("#sku-category", "")
+            page.locator("#sku-table thead th", has_text="Expected cases").click()
+            assert first_col(5, 1) == skus["sku_id"].head(5).tolist()
+            page.screenshot(path=str(ARTIFACTS / "sku_report.png"), full_page=False)
+            page.screenshot(path=str(ARTIFACTS / "sku_report_full.png"), full_page=True)
+            assert not errors, errors
+            assert all(u.startswith(("file:", "data:", "blob:")) for u in requests), requests
+            context.close()
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "sku_report.png").stat().st_size > 10_000
+
+
+def test_service_app_serves_the_report_behind_the_api_key(world) -> None:
+    """The serve engineer's app includes this router, with the API key when one is set."""
+    from returnrisk.serve.app import ServeConfig, create_app
+    from returnrisk.serve.scoring import ScoringState
+
+    tables, loaded, _ = world
+    app = create_app(ServeConfig(api_key="s3cret"), state=ScoringState(tables, loaded))
+    (denied,) = _get(app, "/report/skus")
+    assert denied.status_code == 401
+    (ok,) = _get(app, "/report/skus", headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert f"model <b>{loaded.version}</b>" in ok.text
+
+
+def test_render_caps_the_table_for_big_catalogues(report) -> None:
+    import dataclasses
+
+    small = dataclasses.replace(report, meta={**report.meta, "table_max_skus": 5})
+    page = render_html(small)
+    data = json.loads(re.search(r'id="sku-data">(.*?)</script>', page, re.S).group(1))
+    assert [r[2] for r in data["rows"]] == report.skus["sku_id"].head(5).tolist()
+    assert page.count("<tr data-i=") >= 5
+    body = re.search(r'<table id="sku-table".*?</table>', page, re.S).group(0)
+    assert body.count("<tr data-i=") == 5
+    assert f"Showing the top 5 of {len(report.skus):,} SKUs by expected cases." in page
+
+
+def test_report_as_of_in_the_past_sees_only_what_was_known(world) -> None:
+    """With an earlier as_of, later orders and later cases do not exist for the report."""
+    tables, loaded, _ = world
+    as_of = tables.orders["order_ts"].max() - pd.Timedelta(days=120)
+    rep = build_sku_report(tables, loaded, window_days=28, as_of=as_of)
+    assert rep.meta["window_end"] <= as_of
+    kept = tables.orders.loc[tables.orders["order_ts"] <= as_of]
+    past = tables.replace(
+        orders=kept,
+        order_lines=tables.order_lines.loc[tables.order_lines["order_id"].isin(kept["order_id"])],
+        after_sales_cases=tables.after_sales_cases.loc[
+            tables.after_sales_cases["opened_ts"] <= as_of
+        ],
+    )
+    truncated = build_sku_report(past, loaded, window_days=28, as_of=as_of)
+    cols = ["sku_id", "orders", "expected_cases", "mature_orders", "mature_cases", "actual_rate"]
+    pd.testing.assert_frame_equal(rep.skus[cols], truncated.skus[cols])

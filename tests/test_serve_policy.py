@@ -1,0 +1,231 @@
+"""Policy (score, level, flag modes) and reason-code texts from hand-made contributions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from returnrisk.serve.policy import (
+    PolicyConfig,
+    PolicyError,
+    apply_policy,
+    flag,
+    n_top,
+    risk_level,
+    risk_score,
+)
+from returnrisk.serve.reasons import explain
+
+
+def test_score_and_levels() -> None:
+    p = np.array([0.0, 0.1999, 0.2, 0.35, 0.4, 0.99, 1.0])
+    s = risk_score(p)
+    assert s.tolist() == [0.0, 20.0, 20.0, 35.0, 40.0, 99.0, 100.0]
+    assert risk_level(s, (20, 40)).tolist() == [
+        "normal",
+        "elevated",
+        "elevated",
+        "elevated",
+        "highest",
+        "highest",
+        "highest",
+    ]
+    assert risk_level(np.array([19.9, 20.0]), (20, 40)).tolist() == ["normal", "elevated"]
+    assert risk_level(np.array([5.0, 10.0]), (5, 10)).tolist() == ["elevated", "highest"]
+
+
+def test_flag_top_percent_with_deterministic_ties() -> None:
+    ids = np.array([f"o{i:02d}" for i in range(20)])
+    p = np.linspace(0.0, 0.19, 20)
+    got = flag(p, ids, PolicyConfig(flag_top=10))
+    assert got.sum() == 2
+    assert set(ids[got]) == {"o19", "o18"}
+    # ties: equal probabilities -> lower order_id wins
+    p_tie = np.full(20, 0.3)
+    got = flag(p_tie, ids, PolicyConfig(flag_top=5))
+    assert ids[got].tolist() == ["o00"]
+    assert n_top(100_000, 5) == 5000
+    assert n_top(3, 0) == 0
+    assert n_top(1, 5) == 1  # one order at 5 %: ceil
+
+
+def test_flag_threshold_and_expected_cost() -> None:
+    ids = np.array(["a", "b", "c"])
+    p = np.array([0.1, 0.25, 0.5])
+    assert flag(p, ids, PolicyConfig(flag_above=0.25)).tolist() == [False, True, True]
+    # p * 40 > 8  <=>  p > 0.2
+    assert flag(p, ids, PolicyConfig(case_cost=40, action_cost=8)).tolist() == [
+        False,
+        True,
+        True,
+    ]
+    assert flag(p, ids, PolicyConfig(case_cost=10, action_cost=5)).tolist() == [
+        False,
+        False,
+        False,
+    ]
+
+
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        ({"flag_top": 5, "flag_above": 0.3}, "one flag mode"),
+        ({"case_cost": 5}, "go together"),
+        ({"flag_top": 120}, "--flag-top"),
+        ({"flag_above": 1.5}, "--flag-above"),
+        ({"case_cost": -1, "action_cost": 1}, "--case-cost"),
+        ({"level_cuts": (50, 10)}, "cut points"),
+    ],
+)
+def test_bad_policy_is_refused(kwargs: dict, word: str) -> None:
+    with pytest.raises(PolicyError, match=word):
+        PolicyConfig(**kwargs)
+
+
+def test_apply_policy_frame() -> None:
+    out = apply_policy(pd.Series(["x", "y"]), np.array([0.05, 0.6]), PolicyConfig(flag_above=0.5))
+    assert out.columns.tolist() == [
+        "order_id",
+        "probability",
+        "risk_score",
+        "risk_level",
+        "flagged",
+    ]
+    assert out["flagged"].tolist() == [False, True]
+    assert out["risk_level"].tolist() == ["normal", "highest"]
+
+
+@dataclass(frozen=True)
+class Spec:
+    family: str
+    description: str
+
+
+SPECS = {
+    "value_to_de_minimis": Spec("duties", "order value / de-minimis"),
+    "duties_due_on_arrival": Spec("duties", "DDU above de-minimis"),
+    "customer_prior_cases": Spec("customer", "prior cases"),
+    "customer_prior_orders": Spec("customer", "prior orders"),
+    "lane_not_received_rate": Spec("logistics", "lane not-received rate"),
+    "min_n_images": Spec("listing", "fewest listing images among the items"),
+    "order_value": Spec("price", "goods value"),
+}
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "order_id": ["o1", "o2"],
+            "destination_country": ["DE", "BR"],
+            "carrier_id": ["c1", None],
+            "carrier_name": ["X", None],
+            "effective_incoterm": ["DDU", "DDP"],
+            "order_value": [182.0, 40.0],
+            "duty_de_minimis": [150.0, 50.0],
+            "value_to_de_minimis": [182 / 150, 0.8],
+            "duties_due_on_arrival": [1.0, 0.0],
+            "customer_prior_cases": [3.0, 0.0],
+            "customer_prior_orders": [5.0, 0.0],
+            "lane_not_received_rate": [0.079, 0.02],
+            "min_n_images": [1.0, 6.0],
+        }
+    )
+
+
+def test_reason_texts_quote_the_orders_values() -> None:
+    frame = _frame()
+    contrib = pd.DataFrame(
+        {
+            "value_to_de_minimis": [0.5, -0.1],
+            "duties_due_on_arrival": [0.3, 0.0],  # duties = 0.8 / -0.1
+            "customer_prior_cases": [0.4, 0.0],
+            "customer_prior_orders": [0.2, -0.3],  # customer = 0.6 / -0.3
+            "lane_not_received_rate": [0.7, 0.05],  # logistics = 0.7 / 0.05
+            "min_n_images": [-0.2, 0.9],  # listing
+            "order_value": [0.0, 0.2],  # price
+            "bias": [-2.0, -2.0],
+        }
+    )
+    out = explain(frame, contrib, SPECS, top=3)
+    r1 = out.iloc[0]
+    assert r1["reason_1_driver"] == "duties"
+    assert r1["reason_1"] == "ships DDU, 182 above the DE duty-free limit of 150"
+    assert r1["reason_1_contribution"] == pytest.approx(0.8)
+    assert r1["reason_2_driver"] == "logistics"
+    assert r1["reason_2"] == "lane DE via carrier X: 7.9 % of parcels not received"
+    assert r1["reason_3"] == "customer opened 3 cases in 5 earlier orders"
+    assert r1["reason_3_contribution"] == pytest.approx(0.6)
+    r2 = out.iloc[1]
+    assert r2["reason_1_driver"] == "listing"
+    assert r2["reason_1"] == "fewest listing images among the items: 6"
+    assert r2["reason_2_driver"] == "price"
+    assert r2["reason_3_driver"] == "logistics"
+    assert r2["reason_3"] == "no carrier assigned yet for BR"
+    # signed contributions, sorted from the largest
+    c = out[[f"reason_{k}_contribution" for k in (1, 2, 3)]].to_numpy()
+    assert (np.diff(c, axis=1) <= 0).all()
+
+
+def test_reason_texts_other_branches() -> None:
+    frame = _frame().assign(effective_incoterm=["DDP", "DDU"], customer_prior_orders=[0.0, 2.0])
+    contrib = pd.DataFrame(0.0, index=[0, 1], columns=list(SPECS))
+    contrib["customer_prior_orders"] = 1.0
+    contrib["value_to_de_minimis"] = 0.5
+    out = explain(frame, contrib, SPECS, top=2)
+    assert out["reason_1"].tolist() == [
+        "new customer: no earlier orders",
+        "customer opened 0 cases in 2 earlier orders",
+    ]
+    assert out["reason_2"].tolist() == [
+        "ships DDP to DE, order value 182 (duty-free limit 150)",
+        "ships DDU to BR, order value 40 (duty-free limit 50)",
+    ]
+    assert "reason_3" not in out.columns
+
+
+def test_reasons_on_no_rows_and_misaligned_input() -> None:
+    frame = _frame().iloc[0:0]
+    contrib = pd.DataFrame(columns=list(SPECS), dtype="float64")
+    out = explain(frame, contrib, SPECS)
+    assert len(out) == 0 and "reason_1" in out.columns
+    with pytest.raises(ValueError, match="contribution rows"):
+        explain(_frame(), contrib, SPECS)
+
+
+def test_template_only_when_its_feature_drives_the_family() -> None:
+    specs = {**SPECS, "customer_tenure_days": Spec("customer", "days since first seen")}
+    frame = _frame().assign(customer_tenure_days=[400.0, 3.0])
+    contrib = pd.DataFrame(0.0, index=[0, 1], columns=list(specs))
+    contrib["customer_tenure_days"] = [0.9, 0.1]
+    contrib["customer_prior_cases"] = [0.1, 0.9]
+    out = explain(frame, contrib, specs, top=1)
+    assert out["reason_1"].tolist() == [
+        "days since first seen: 400",
+        "new customer: no earlier orders",
+    ]
+
+
+def test_prometheus_exposition() -> None:
+    from returnrisk.serve.metrics import Metrics
+
+    m = Metrics(buckets=(0.01, 0.1))
+    m.describe("requests_total", "counter", "requests")
+    m.describe("latency_seconds", "histogram", "latency")
+    m.inc("requests_total", endpoint="/v1/score", code="200")
+    m.inc("requests_total", 2, endpoint="/v1/score", code="200")
+    m.inc("requests_total", endpoint='/a"b', code="422")
+    for v in (0.005, 0.05, 0.5):
+        m.observe("latency_seconds", v, endpoint="/v1/score")
+    lines = m.render().splitlines()
+    assert "# TYPE returnrisk_requests_total counter" in lines
+    assert 'returnrisk_requests_total{code="200",endpoint="/v1/score"} 3' in lines
+    assert 'returnrisk_requests_total{code="422",endpoint="/a\\"b"} 1' in lines
+    assert 'returnrisk_latency_seconds_bucket{endpoint="/v1/score",le="0.01"} 1' in lines
+    assert 'returnrisk_latency_seconds_bucket{endpoint="/v1/score",le="0.1"} 2' in lines
+    assert 'returnrisk_latency_seconds_bucket{endpoint="/v1/score",le="+Inf"} 3' in lines
+    assert 'returnrisk_latency_seconds_count{endpoint="/v1/score"} 3' in lines
+    total = next(ln for ln in lines if ln.startswith("returnrisk_latency_seconds_sum"))
+    assert float(total.split()[-1]) == pytest.approx(0.555)
