@@ -26,13 +26,12 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+    from returnrisk.contract import load_tables
     from returnrisk.features import FEATURE_SPECS, build_features
     from returnrisk.serve.report_skus import build_sku_report, render_html
+    from returnrisk.synth import SynthConfig, generate_world, write_world
     from returnrisk.train.model import RiskModel
     from returnrisk.train.registry import LoadedModel
-
-    from returnrisk.contract import load_tables
-    from returnrisk.synth import SynthConfig, generate_world, write_world
 
     with tempfile.TemporaryDirectory() as tmp:
         world = Path(tmp)

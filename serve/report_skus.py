@@ -1194,9 +1194,8 @@ def write_report(
 
     This is what ``returnrisk report skus`` and ``make demo`` call.
     """
-    from returnrisk.train.registry import load_model
-
     from returnrisk.contract import load_tables
+    from returnrisk.train.registry import load_model
 
     cfg = config or ReportConfig()
     tables = load_tables(data_dir, log=log)

@@ -63,9 +63,8 @@ def test_notebooks_are_committed_without_outputs(path: Path) -> None:
 
 @pytest.mark.slow
 def test_explore_notebook_runs(synth_world: Path, tmp_path: Path, monkeypatch) -> None:
-    from returnrisk.serve.report_skus import order_outcomes
-
     from returnrisk.contract import load_tables
+    from returnrisk.serve.report_skus import order_outcomes
 
     monkeypatch.setenv("RETURNRISK_DATA", str(synth_world))
     nb = _run(EXPLORE, tmp_path)
@@ -110,9 +109,8 @@ def test_champion_review_notebook_runs(
     assert "test_auc" in text
     assert "sanity: SHAP + bias reproduces the raw score: True" in text
 
-    from returnrisk.serve.report_skus import build_sku_report
-
     from returnrisk.contract import load_tables
+    from returnrisk.serve.report_skus import build_sku_report
 
     expected = build_sku_report(load_tables(synth_world), champion, window_days=28)
     top5 = ", ".join(expected.skus["sku_id"].head(5))

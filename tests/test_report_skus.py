@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
 from returnrisk.serve.report_skus import (
     ReportConfig,
     ReportError,
@@ -174,11 +175,10 @@ def test_report_config_validates() -> None:
 @pytest.fixture(scope="module")
 def world(synth_world: Path):
     """(tables, loaded model, features) for the synthetic world; model trained on mature orders."""
+    from returnrisk.contract import load_tables
     from returnrisk.features import FEATURE_SPECS, build_features
     from returnrisk.train.model import RiskModel
     from returnrisk.train.registry import LoadedModel
-
-    from returnrisk.contract import load_tables
 
     tables = load_tables(synth_world)
     feats = build_features(tables)
@@ -349,6 +349,7 @@ def _get(app, *urls: str, headers: dict[str, str] | None = None) -> list:
 
 def test_route_serves_the_page(world) -> None:
     from fastapi import FastAPI
+
     from returnrisk.serve.report_skus import router
 
     tables, loaded, _ = world
@@ -374,10 +375,10 @@ def test_route_serves_the_page(world) -> None:
 @pytest.mark.filterwarnings("ignore:.*type hint is inferred as AnyType:UserWarning")
 def test_cli_writes_the_report(world, synth_world: Path, tracking_uri: str, tmp_path: Path) -> None:
     import mlflow
-    from returnrisk.train.registry import CHAMPION, configure_tracking, log_and_register
     from typer.testing import CliRunner
 
     from returnrisk.cli import app
+    from returnrisk.train.registry import CHAMPION, configure_tracking, log_and_register
 
     _, loaded, feats = world
     rm = loaded.risk_model
