@@ -415,6 +415,8 @@ def member_mask(values: pd.Series, allowed: Iterable[object] | pd.Series) -> np.
     return found.fill_null(False).to_numpy(zero_copy_only=False)
 
 
+_NS_MIN = pd.Timestamp.min.tz_localize("UTC")
+_NS_MAX = pd.Timestamp.max.tz_localize("UTC")
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
@@ -430,16 +432,19 @@ def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
         return s.astype("str").where(s.notna())
     if col.kind == "timestamp":
         if isinstance(s.dtype, pd.DatetimeTZDtype):
-            return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
-        if pd.api.types.is_datetime64_dtype(s):
-            return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
-        text = s.astype("str").where(s.notna())
-        out = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        retry = out.isna() & text.notna()
-        if retry.any():
-            out = out.copy()
-            out[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
-        return out.astype("datetime64[ns, UTC]")
+            out = s.dt.tz_convert("UTC")
+        elif pd.api.types.is_datetime64_dtype(s):
+            out = s.dt.tz_localize("UTC")
+        else:
+            text = s.astype("str").where(s.notna())
+            out = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+            retry = out.isna() & text.notna()
+            if retry.any():
+                out = out.copy()
+                out[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
+        # beyond 1677..2262 a timestamp has no nanosecond form: a wrong value, not a crash
+        in_range = (out >= _NS_MIN) & (out <= _NS_MAX)
+        return out.where(in_range).astype("datetime64[ns, UTC]")
     if col.kind == "float":
         return pd.to_numeric(s, errors="coerce").astype("float64")
     if col.kind == "int":

@@ -329,3 +329,9 @@ def test_empty_history_is_valid() -> None:
         frames[name] = frames[name].iloc[0:0]
     tables = coerce_tables(frames)
     assert len(tables.orders) == 0 and len(tables.after_sales_cases) == 0
+
+
+def test_timestamp_outside_nanosecond_range_is_a_wrong_value() -> None:
+    problems = problems_of(with_change("orders", order_ts=["2024-01-01", "2263-01-01"]))
+    mine = [p for p in problems if p.column == "order_ts"]
+    assert [(p.rule, p.keys) for p in mine] == [("wrong type: expected timestamp", ("o2",))]
