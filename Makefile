@@ -1,4 +1,6 @@
 # returnrisk: `make demo` and `make test` work on a fresh clone; they build .venv themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,8 +13,9 @@ export PYTHONHASHSEED := 0
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	@echo "setting up $(VENV) (one time) ..."
+	$(BIN)/pip install --quiet --upgrade pip 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	$(BIN)/pip install --quiet -e '.[dev]' 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	touch $(STAMP)
 
 venv: $(STAMP)
