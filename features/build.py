@@ -5,6 +5,10 @@ into the tables, ``order_ids=new_ids``, ``as_of=now``). Every history feature go
 ``point_in_time.prior_aggregate``: an order placed at t sees orders placed before t, cases opened
 before t and shipments delivered before t, all of them also no later than ``as_of``.
 
+Scoring a few new orders against a large history: ``prepare_history`` runs the same code once on
+the history and keeps its events indexed; ``build_features(new_rows, history=h)`` then adds the
+new rows' events to them (see "the prepared history" below).
+
 Everything is vectorised: per-order aggregates of the order's items use ``np.*.reduceat`` over
 items sorted by order; there is no Python loop over orders, customers or SKUs.
 """
@@ -12,7 +16,7 @@ items sorted by order; there is no Python loop over orders, customers or SKUs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +29,16 @@ from returnrisk.progress import QUIET, StepLog
 
 from .point_in_time import (
     _NAT,
+    EventIndex,
+    PriorAggregate,
+    add_aggregates,
     codes,
     combine_codes,
-    prior_aggregate,
-    prior_aggregate_many,
+    index_events,
+    index_many,
+    query_events,
     smoothed_rate,
+    split_many,
     ts_int,
 )
 from .specs import CATEGORICAL_FEATURES, CONTEXT_COLUMNS, FEATURE_SPECS, HEAD_COLUMNS
@@ -269,10 +278,200 @@ class _Ctx:
     as_of_ns: int
     cfg: FeatureConfig
     orders_before: np.ndarray  # per queried order: number of orders placed strictly before it
+    history: History | None = None  # scoring: the prepared history the events are added to
+    recorder: _Recorder | None = None  # preparing: collects the history's events and codes
 
     @property
     def k(self) -> float:
         return float(self.cfg.prior_strength)
+
+
+# ---------------------------------------------------------------------------------------------
+# the prepared history: the same feature code, with the history's events indexed once
+#
+# Every history feature is a ``prior_aggregate`` of events (orders, cases, items, shipments)
+# with a key code.  ``prepare_history`` runs the feature code once on the history with no
+# queried order and records, per aggregate, the history's events sorted with their cumulative
+# sums (``EventIndex``) and, per key, the history's distinct values (the codes).  Scoring new
+# orders with ``build_features(new, history=h)`` runs the same code on the new rows only: keys
+# are coded with the history's codes (a value the history never saw gets a code of its own),
+# each aggregate is the new rows' events plus the history's (counts and sums are integers, so
+# the sum is exact), and the tables hold only the static rows the new orders refer to.  The cost
+# of a request then depends on its size, not on the history's.
+
+
+@dataclass
+class _Recorder:
+    vocab: dict[str, pd.Index] = field(default_factory=dict)
+    events: dict[str, EventIndex] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class History:
+    """The history tables prepared for scoring new orders (``prepare_history``)."""
+
+    tables: Any  # returnrisk.contract.Tables
+    as_of: pd.Timestamp
+    complete: bool  # no history event after as_of: later as_of values are valid too
+    config: FeatureConfig
+    vocab: dict[str, pd.Index]  # key name -> the history's distinct values, in code order
+    events: dict[str, EventIndex]  # aggregate name -> the history's events
+    ids: dict[str, pd.Index]  # table -> its key column (orders, skus, customers, ...)
+
+
+_KEYS = {
+    "orders": "order_id",
+    "skus": "sku_id",
+    "customers": "customer_id",
+    "countries": "country_code",
+    "carriers": "carrier_id",
+}
+
+
+def prepare_history(
+    tables: Any,
+    *,
+    as_of: pd.Timestamp | str | None = None,
+    config: FeatureConfig = FeatureConfig(),
+    log: StepLog = QUIET,
+) -> History:
+    """Index the history once for scoring new orders with ``build_features(..., history=h)``.
+
+    ``as_of`` defaults to ``tables.as_of()``; new orders can then be scored as of any time not
+    before it."""
+    if isinstance(tables, Mapping):
+        from returnrisk.contract import coerce_tables
+
+        tables = coerce_tables(tables)
+    rec = _Recorder()
+    as_of_ts = _utc(as_of) if as_of is not None else _utc(tables.as_of())
+    _build(tables, order_ids=[], as_of=as_of_ts, config=config, log=log, recorder=rec)
+    latest = tables.as_of() if len(tables.orders) else as_of_ts
+    ids = {name: pd.Index(getattr(tables, name)[key]) for name, key in _KEYS.items()}
+    for index in (*ids.values(), *rec.vocab.values()):  # build the hash tables now, once
+        index.get_indexer(index[:1])
+    return History(
+        tables=tables,
+        as_of=as_of_ts,
+        complete=bool(as_of_ts >= _utc(latest)),
+        config=config,
+        vocab=rec.vocab,
+        events=rec.events,
+        ids=ids,
+    )
+
+
+def _with_history_dtypes(new: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """New rows in the history's columns and dtypes (as the history merged with them)."""
+    cols = [c for c in hist.columns if c in new.columns]
+    if len(cols) == len(hist.columns) and all(new[c].dtype == hist[c].dtype for c in cols):
+        return new[cols].reset_index(drop=True)  # already typed like the history (the usual)
+    new = new[cols]
+    out = pd.concat([hist.iloc[0:0], new], ignore_index=True)
+    for c in hist.columns:
+        if out[c].dtype != hist[c].dtype:
+            out[c] = out[c].astype(hist[c].dtype)
+    return out
+
+
+def _request_tables(history: History, new: Any) -> Any:
+    """The tables a request needs: its orders and lines, the history's static rows they refer
+    to (in history row order) followed by the request's new static rows (a key the history has
+    keeps the history's row), the request's cases and shipments (usually none)."""
+    h = history.tables
+    get = new.get if isinstance(new, Mapping) else lambda name: getattr(new, name, None)
+
+    def part(name: str) -> pd.DataFrame:
+        df = get(name)
+        hist = getattr(h, name)
+        return hist.iloc[0:0] if df is None or not len(df) else _with_history_dtypes(df, hist)
+
+    orders, lines = part("orders"), part("order_lines")
+    frames: dict[str, pd.DataFrame] = {"orders": orders, "order_lines": lines}
+    used = {"skus": lines["sku_id"], "customers": orders["customer_id"]}
+    for name in ("skus", "customers", "countries", "carriers"):
+        hist, key = getattr(h, name), _KEYS[name]
+        extra = part(name)
+        if len(extra):
+            extra = extra.loc[history.ids[name].get_indexer(extra[key]) < 0]
+        if name in used:
+            pos = history.ids[name].get_indexer(pd.unique(used[name].dropna()))
+            hist = hist.take(np.sort(pos[pos >= 0]))
+        frames[name] = pd.concat([hist, extra], ignore_index=True) if len(extra) else hist
+    frames["after_sales_cases"] = part("after_sales_cases")
+    frames["shipments"] = part("shipments")
+    return h.replace(**frames)
+
+
+def _codes(ctx: _Ctx, name: str, values: pd.Series) -> np.ndarray:
+    """Integer codes of a key column, shared with the prepared history (see ``codes``)."""
+    if ctx.history is None:
+        if ctx.recorder is None:
+            return codes(values)
+        c, uniques = pd.factorize(values, use_na_sentinel=False)
+        ctx.recorder.vocab[name] = pd.Index(uniques)
+        return c.astype(np.int64)
+    vocab = ctx.history.vocab[name]
+    c = vocab.get_indexer(values).astype(np.int64)
+    unseen = c < 0
+    if unseen.any():  # values the history never saw: codes of their own, after its codes
+        c[unseen] = len(vocab) + pd.factorize(
+            pd.Series(np.asarray(values)[unseen]), use_na_sentinel=False
+        )[0].astype(np.int64)
+    return c
+
+
+def _combine(ctx: _Ctx, name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """One code per (a, b) pair of codes, shared with the prepared history."""
+    if ctx.history is None and ctx.recorder is None:
+        return combine_codes(a, b)
+    packed = pd.Series(np.asarray(a, np.int64) * 2**32 + np.asarray(b, np.int64))
+    return _codes(ctx, name, packed)
+
+
+def _prior(
+    ctx: _Ctx,
+    name: str,
+    sources: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray] | None]],
+    query_key: np.ndarray,
+    query_ts: np.ndarray,
+) -> dict[str, PriorAggregate]:
+    """``prior_aggregate_many`` of the events of ``sources`` (and of the prepared history)."""
+    index = index_many(sources)
+    agg = query_events(index, query_key, query_ts)
+    if ctx.recorder is not None:
+        ctx.recorder.events[name] = index
+    if ctx.history is not None:
+        agg = add_aggregates(agg, query_events(ctx.history.events[name], query_key, query_ts))
+    return split_many(agg, sources)
+
+
+def _prior_one(
+    ctx: _Ctx,
+    name: str,
+    event_key: np.ndarray,
+    event_ts: np.ndarray,
+    query_key: np.ndarray,
+    query_ts: np.ndarray,
+    values: Mapping[str, np.ndarray] | None = None,
+    *,
+    with_times: bool = False,
+) -> PriorAggregate:
+    """``prior_aggregate`` of one event source (and of the prepared history's)."""
+    index = index_events(event_key, event_ts, values)
+    agg = query_events(index, query_key, query_ts, with_times=with_times)
+    if ctx.recorder is not None:
+        ctx.recorder.events[name] = index
+    if ctx.history is not None:
+        hist = query_events(ctx.history.events[name], query_key, query_ts, with_times=with_times)
+        agg = add_aggregates(agg, hist)
+    return agg
+
+
+def _count_before(ctx: _Ctx, name: str, event_ts: np.ndarray, query_ts: np.ndarray) -> np.ndarray:
+    """Number of events strictly before each query time (no key: the global history)."""
+    zero_e, zero_q = np.zeros(len(event_ts), np.int64), np.zeros(len(query_ts), np.int64)
+    return _prior_one(ctx, name, zero_e, event_ts, zero_q, query_ts).count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,6 +484,7 @@ def build_features(
     order_ids: Sequence[str] | None = None,
     as_of: pd.Timestamp | str | None = None,
     config: FeatureConfig = FeatureConfig(),
+    history: History | None = None,
     log: StepLog = QUIET,
 ) -> pd.DataFrame:
     """One row per order (all, or those in ``order_ids``) sorted by (order_ts, order_id).
@@ -294,12 +494,56 @@ def build_features(
     for reason codes (carrier_name, duty_de_minimis, top_sku_id, top_category, ...).
     ``tables`` is a ``returnrisk.contract.Tables`` (a mapping of frames is coerced first); it is
     never modified.
-    """
-    if isinstance(tables, Mapping):
-        from returnrisk.contract import coerce_tables
 
-        tables = coerce_tables(tables)
-    as_of_ts = _utc(as_of) if as_of is not None else _utc(tables.as_of())
+    With ``history`` (``prepare_history`` of the history tables), ``tables`` holds only the new
+    rows (typed like the history's: ``orders``, ``order_lines``, optionally new ``skus``,
+    ``customers``, ``countries``, ``carriers`` rows) and the result is exactly that of the
+    history merged with them, at a cost independent of the history's size. ``as_of`` (default:
+    the latest of the history's and the new rows' times) must not be before ``history.as_of``.
+    """
+    if history is None:
+        if isinstance(tables, Mapping):
+            from returnrisk.contract import coerce_tables
+
+            tables = coerce_tables(tables)
+        as_of_ts = _utc(as_of) if as_of is not None else _utc(tables.as_of())
+        return _build(tables, order_ids=order_ids, as_of=as_of_ts, config=config, log=log)
+    if config != history.config:
+        raise ValueError("config differs from the one the history was prepared with")
+    request = _request_tables(history, tables)
+    if as_of is None:
+        as_of_ts = history.as_of
+        if len(request.orders):
+            as_of_ts = max(as_of_ts, _utc(request.as_of()))
+    else:
+        as_of_ts = _utc(as_of)
+    if as_of_ts < history.as_of or (not history.complete and as_of_ts != history.as_of):
+        raise ValueError(
+            f"as_of {as_of_ts} is before the prepared history's as_of {history.as_of}: "
+            "call build_features on the merged tables instead"
+        )
+    clash = history.ids["orders"].get_indexer(request.orders["order_id"]) >= 0
+    if clash.any():
+        dup = request.orders.loc[clash, "order_id"]
+        raise ValueError(
+            f"orders: order_id must be unique; {len(dup)} duplicates (e.g. {', '.join(dup[:5])})"
+        )
+    return _build(
+        request, order_ids=order_ids, as_of=as_of_ts, config=config, log=log, history=history
+    )
+
+
+def _build(
+    tables: Any,
+    *,
+    order_ids: Sequence[str] | None,
+    as_of: pd.Timestamp,
+    config: FeatureConfig,
+    log: StepLog,
+    history: History | None = None,
+    recorder: _Recorder | None = None,
+) -> pd.DataFrame:
+    as_of_ts = as_of
     orders = tables.orders
     if orders["order_id"].duplicated().any():
         dup = orders.loc[orders["order_id"].duplicated(), "order_id"]
@@ -338,8 +582,12 @@ def build_features(
         q_country=_lookup(q_orders["destination_country"], tables.countries["country_code"]),
         as_of_ns=as_of_ns,
         cfg=config,
-        orders_before=_count_before(o_ts[o_ts <= as_of_ns], o_ts[q_idx]),
+        orders_before=np.zeros(len(q_idx), np.int64),
+        history=history,
+        recorder=recorder,
     )
+    known_ts = o_ts[o_ts <= as_of_ns]
+    ctx = replace(ctx, orders_before=_count_before(ctx, "orders", known_ts, o_ts[q_idx]))
     log.info(f"features for {len(q_idx):,d} of {len(orders):,d} orders as of {as_of_ts}")
     out: dict[str, Any] = {}
     with log.step("order, destination, carrier and customer attributes"):
@@ -615,32 +863,31 @@ def _labels(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
 # history
 
 
-def _count_before(event_ts: np.ndarray, query_ts: np.ndarray) -> np.ndarray:
-    """Number of events strictly before each query time (no key: the global history)."""
-    ev = np.sort(event_ts[event_ts != _NAT])
-    return np.searchsorted(ev, query_ts, side="left")
-
-
-def _global_rate(ctx: _Ctx, event_ts: np.ndarray, default: float) -> np.ndarray:
+def _global_rate(ctx: _Ctx, name: str, event_ts: np.ndarray, default: float) -> np.ndarray:
     """Share of all orders placed before t with an event (first case) known before t, at each
     queried order, shrunk towards ``default``: the prior of the order-level rates."""
-    return smoothed_rate(_count_before(event_ts, ctx.q_ts), ctx.orders_before, default, ctx.k)
+    n_events = _count_before(ctx, name, event_ts, ctx.q_ts)
+    return smoothed_rate(n_events, ctx.orders_before, default, ctx.k)
 
 
 def _customer_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
     k, q, q_ts = ctx.k, ctx.q_idx, ctx.q_ts
-    cust = codes(ctx.orders["customer_id"])
+    cust = _codes(ctx, "customer", ctx.orders["customer_id"])
     ev = np.flatnonzero(ctx.o_known)
-    orders_before = prior_aggregate(cust[ev], ctx.o_ts[ev], cust[q], q_ts, with_times=True)
+    orders_before = _prior_one(
+        ctx, "customer_orders", cust[ev], ctx.o_ts[ev], cust[q], q_ts, with_times=True
+    )
     type_values = {
         name: cases.case_type.isin(types).to_numpy(dtype=bool)
         for name, types in CUSTOMER_TYPE_GROUPS.items()
     }
-    cases_before = prior_aggregate(
-        cust[cases.o], cases.ts, cust[q], q_ts, type_values, with_times=True
+    cases_before = _prior_one(
+        ctx, "customer_cases", cust[cases.o], cases.ts, cust[q], q_ts, type_values, with_times=True
     )
-    with_case = prior_aggregate(cust[cases.first_o], cases.first_ts, cust[q], q_ts).count
-    prior = _global_rate(ctx, cases.first_ts, ctx.cfg.default_case_rate)
+    with_case = _prior_one(
+        ctx, "customer_with_case", cust[cases.first_o], cases.first_ts, cust[q], q_ts
+    ).count
+    prior = _global_rate(ctx, "case", cases.first_ts, ctx.cfg.default_case_rate)
     out["customer_prior_orders"] = orders_before.count.astype(np.float64)
     out["customer_prior_cases"] = cases_before.count.astype(np.float64)
     out["customer_case_rate"] = smoothed_rate(with_case, orders_before.count, prior, k)
@@ -661,8 +908,8 @@ def _customer_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
 
 def _lane_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
     k, q, q_ts, cfg = ctx.k, ctx.q_idx, ctx.q_ts, ctx.cfg
-    dest = codes(ctx.orders["destination_country"])
-    lane = combine_codes(dest, codes(ctx.orders["carrier_id"]))
+    dest = _codes(ctx, "destination", ctx.orders["destination_country"])
+    lane = _combine(ctx, "lane", dest, _codes(ctx, "carrier", ctx.orders["carrier_id"]))
     ev = np.flatnonzero(ctx.o_known)
     # orders with a case of one type, known from the first such case's opened_ts
     case_type = cases.case_type.to_numpy(dtype=object, na_value=None)
@@ -685,7 +932,9 @@ def _lane_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
     }
     nr_o, nr_ts = first_of["not_received"]
     dm_o, dm_ts = first_of["damaged"]
-    lane_h = prior_aggregate_many(
+    lane_h = _prior(
+        ctx,
+        "lane",
         {
             "orders": (lane[ev], ctx.o_ts[ev], None),
             "case": (lane[cases.first_o], cases.first_ts, None),
@@ -697,7 +946,9 @@ def _lane_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
         q_ts,
     )
     dd_o, dd_ts = first_of["duty_dispute"]
-    dest_h = prior_aggregate_many(
+    dest_h = _prior(
+        ctx,
+        "destination",
         {"orders": (dest[ev], ctx.o_ts[ev], None), "dispute": (dest[dd_o], dd_ts, None)},
         dest[q],
         q_ts,
@@ -705,33 +956,30 @@ def _lane_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
     lane_orders = lane_h["orders"].count
     out["lane_prior_orders"] = lane_orders.astype(np.float64)
     out["destination_prior_orders"] = dest_h["orders"].count.astype(np.float64)
-    prior_any = _global_rate(ctx, cases.first_ts, cfg.default_case_rate)
+    prior_any = _global_rate(ctx, "case", cases.first_ts, cfg.default_case_rate)
     out["lane_case_rate"] = smoothed_rate(lane_h["case"].count, lane_orders, prior_any, k)
     for t, rate_col, count_col in (
         ("not_received", "lane_not_received_rate", "lane_prior_not_received"),
         ("damaged", "lane_damaged_rate", "lane_prior_damaged"),
     ):
-        prior_t = _global_rate(ctx, first_of[t][1], cfg.default_type_rate)
+        prior_t = _global_rate(ctx, t, first_of[t][1], cfg.default_type_rate)
         out[rate_col] = smoothed_rate(lane_h[t].count, lane_orders, prior_t, k)
         out[count_col] = lane_h[t].count.astype(np.float64)
-    prior_dd = _global_rate(ctx, dd_ts, cfg.default_type_rate)
+    prior_dd = _global_rate(ctx, "duty_dispute", dd_ts, cfg.default_type_rate)
     out["destination_duty_dispute_rate"] = smoothed_rate(
         dest_h["dispute"].count, dest_h["orders"].count, prior_dd, k
     )
     # global shipment history (the prior of the lane's): every delivered shipment before t
-    order_d = np.argsort(d_ts, kind="stable")
-    n_del = np.searchsorted(d_ts[order_d], q_ts, side="left")
+    zero_d, zero_q = np.zeros(len(d_ts), np.int64), np.zeros(len(q_ts), np.int64)
+    delivered = _prior_one(ctx, "ships", zero_d, d_ts, zero_q, q_ts, ship_vals)
+    n_del = delivered.count
 
-    def before(v: np.ndarray) -> np.ndarray:
-        return np.r_[0, np.cumsum(np.asarray(v, dtype=np.int64)[order_d])][n_del]
+    def before(name: str) -> np.ndarray:
+        return delivered.sums[name]
 
     day_s = 86_400.0
-    g_transit = (before(ship_vals["transit_s"]) / day_s + k * cfg.default_transit_days) / (
-        n_del + k
-    )
-    g_late = smoothed_rate(
-        before(ship_vals["late"]), before(ship_vals["promised"]), cfg.default_type_rate, k
-    )
+    g_transit = (before("transit_s") / day_s + k * cfg.default_transit_days) / (n_del + k)
+    g_late = smoothed_rate(before("late"), before("promised"), cfg.default_type_rate, k)
     sh = lane_h["ships"]
     out["lane_transit_days"] = (sh.sums["transit_s"] / day_s + k * g_transit) / (sh.count + k)
     out["lane_late_rate"] = smoothed_rate(sh.sums["late"], sh.sums["promised"], g_late, k)
@@ -770,17 +1018,23 @@ def _item_history(ctx: _Ctx, items: _Items, cases: _Cases, out: dict[str, Any]) 
     r = items.q_rows
     q_ts = it_ts[r]
 
-    cat = codes(skus["category"])
-    prod = codes(skus["product_id"].fillna(skus["sku_id"]))
-    dest = codes(ctx.orders["destination_country"])
-    cd = combine_codes(
-        np.concatenate([cat[items.s], cat[a_s]]), np.concatenate([dest[items.o], dest[a_o]])
+    sku = _codes(ctx, "sku", skus["sku_id"])
+    cat = _codes(ctx, "category", skus["category"])
+    prod = _codes(ctx, "product", skus["product_id"].fillna(skus["sku_id"]))
+    dest = _codes(ctx, "destination", ctx.orders["destination_country"])
+    cd = _combine(
+        ctx,
+        "category_destination",
+        np.concatenate([cat[items.s], cat[a_s]]),
+        np.concatenate([dest[items.o], dest[a_o]]),
     )
     cd_items, cd_cases = cd[: len(items.s)], cd[len(items.s) :]
     qty_int = np.rint(np.nan_to_num(items.qty)).astype(np.int64)
 
-    def rate(key_items: np.ndarray, key_cases: np.ndarray, prior: np.ndarray | float):
-        h = prior_aggregate_many(
+    def rate(name: str, key_items: np.ndarray, key_cases: np.ndarray, prior: np.ndarray | float):
+        h = _prior(
+            ctx,
+            name,
             {
                 "items": (key_items[ev], it_ts[ev], {"units": qty_int[ev]}),
                 "cases": (key_cases, a_ts, None),
@@ -792,12 +1046,15 @@ def _item_history(ctx: _Ctx, items: _Items, cases: _Cases, out: dict[str, Any]) 
         return trials, n_case, smoothed_rate(n_case, trials.count, prior, k)
 
     global_rate = smoothed_rate(
-        _count_before(a_ts, q_ts), _count_before(it_ts[ev], q_ts), cfg.default_case_rate, k
+        _count_before(ctx, "item_cases", a_ts, q_ts),
+        _count_before(ctx, "items", it_ts[ev], q_ts),
+        cfg.default_case_rate,
+        k,
     )
-    _, _, cat_rate = rate(cat[items.s], cat[a_s], global_rate)
-    sku_trials, sku_cases, sku_rate = rate(items.s, a_s, cat_rate)
-    _, _, prod_rate = rate(prod[items.s], prod[a_s], cat_rate)
-    _, _, cd_rate = rate(cd_items, cd_cases, cat_rate)
+    _, _, cat_rate = rate("category", cat[items.s], cat[a_s], global_rate)
+    sku_trials, sku_cases, sku_rate = rate("sku", sku[items.s], sku[a_s], cat_rate)
+    _, _, prod_rate = rate("product", prod[items.s], prod[a_s], cat_rate)
+    _, _, cd_rate = rate("category_destination", cd_items, cd_cases, cat_rate)
 
     g = _Groups(items.q_pos, len(ctx.q_idx))
     value = items.value[r]

@@ -7,8 +7,9 @@ takes the new orders as raw frames (``orders``, ``order_lines`` and optionally n
 1. validate the new rows against the data contract (``returnrisk.contract.check_frames``), row by
    row: an order breaking a rule (unknown country, unknown SKU without a ``skus`` row, no lines,
    negative quantity, ...) is *refused* with its reasons, the others go on;
-2. merge them into the history and build their features with the training code
-   (``returnrisk.features.build_features``) as of the scoring time;
+2. build their features with the training code (``returnrisk.features.build_features``) as if
+   merged into the history, as of the scoring time: the history is prepared once
+   (``prepare_history``), so a request costs O(its size), not O(history);
 3. predict calibrated probabilities, apply the policy (score, level, flag);
 4. explain (SHAP grouped into drivers) only the orders that need reasons.
 """
@@ -335,22 +336,11 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
 # the state
 
 
-def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
-    if len(b) == 0:
-        return a
-    b = b[[c for c in a.columns if c in b.columns]]
-    out = pd.concat([a, b], ignore_index=True)
-    for c in a.columns:  # keep the history's dtypes (concat with all-missing may widen them)
-        if out[c].dtype != a[c].dtype:
-            out[c] = out[c].astype(a[c].dtype)
-    return out
-
-
 class ScoringState:
     """History + model, built once; ``score`` is safe to call from several threads."""
 
     def __init__(self, tables: Tables, model: Any, *, log: StepLog = QUIET):
-        from returnrisk.features import FEATURE_SPECS, build_features
+        from returnrisk.features import FEATURE_SPECS, build_features, prepare_history
 
         self._build_features = build_features
         self.specs = FEATURE_SPECS
@@ -362,16 +352,19 @@ class ScoringState:
         with log.step("indexing the history"):
             self.history = HistoryIndex(tables)
             self.as_of = tables.as_of()
+        with log.step("preparing the history's features"):
+            # events sorted once: a request then costs O(its size), not O(history)
+            self.feature_history = prepare_history(tables, as_of=self.as_of)
         self._lock = threading.Lock()
 
     # -- features ---------------------------------------------------------------------------
     def features(self, v: Validated, *, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
         """Feature rows of the accepted new orders, exactly as ``build_features`` computes them
-        on the history merged with the new rows, as of the scoring time."""
+        on the history merged with the new rows, as of the scoring time (``as_of``, when
+        given, must not be before the history's: the history is prepared as of its own)."""
         return self._features([v], as_of)
 
     def _features(self, vs: Sequence[Validated], as_of: pd.Timestamp | None) -> pd.DataFrame:
-        t = self.tables
         orders = (
             pd.concat([v.orders for v in vs], ignore_index=True) if len(vs) > 1 else vs[0].orders
         )
@@ -389,16 +382,17 @@ class ScoringState:
                     if len(parts) > 1
                     else parts[0]
                 )
-        merged = t.replace(
-            orders=_concat(t.orders, orders),
-            order_lines=_concat(t.order_lines, lines),
-            **{name: _concat(getattr(t, name), df) for name, df in static.items()},
-        )
         if as_of is None:
             as_of = self.as_of
             if len(orders):
                 as_of = max(as_of, orders["order_ts"].max())
-        return self._build_features(merged, order_ids=orders["order_id"].tolist(), as_of=as_of)
+        # the same as build_features on the history merged with the new rows (see prepare_history)
+        return self._build_features(
+            {"orders": orders, "order_lines": lines, **static},
+            order_ids=orders["order_id"].tolist(),
+            as_of=as_of,
+            history=self.feature_history,
+        )
 
     # -- scoring ----------------------------------------------------------------------------
     def score(
@@ -435,7 +429,9 @@ class ScoringState:
             rows = {}
             for name, df in v.static.items():
                 if len(df):  # a few rows per request: their content as text, to compare
-                    text = df.astype("str").agg("|".join, axis=1)
+                    # missing values stay NaN under astype("str"): spell them out first
+                    text = df.astype(object).where(df.notna(), "<NA>").astype(str)
+                    text = text.agg("|".join, axis=1)
                     keys = df[SCHEMAS[name].key].astype("str")
                     rows.update({(name, k): t for k, t in zip(keys, text, strict=True)})
             ok = (

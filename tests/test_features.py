@@ -630,3 +630,96 @@ def test_prior_aggregate_many_equals_separate_calls():
         for v in vals or {}:
             np.testing.assert_array_equal(many[name].sums[v], one.sums[v])
     assert many["a"].count.max() > 0 and many["empty"].count.max() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring with a prepared history == building on the history merged with the new rows
+
+
+def _new_rows(tables, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """New orders: two of one known customer (and one more at the same time as the second),
+    a new customer, a new SKU, an order back-dated into the history, one with a new carrier."""
+    rng = np.random.default_rng(seed)
+    hist = tables.orders
+    as_of = tables.as_of()
+    known_cust = hist["customer_id"].value_counts().index[0]
+    base = hist.sample(8, random_state=seed).reset_index(drop=True)
+    ts = [
+        as_of + pd.Timedelta(hours=1),
+        as_of + pd.Timedelta(hours=5),
+        as_of + pd.Timedelta(hours=5),  # same timestamp as the one before
+        as_of + pd.Timedelta(hours=5),  # same customer, same timestamp
+        as_of + pd.Timedelta(hours=2),
+        as_of + pd.Timedelta(hours=3),
+        hist["order_ts"].quantile(0.5),  # back-dated: in the middle of the history
+        as_of + pd.Timedelta(days=200),  # after the label window of the first ones
+    ]
+    cust = [known_cust, known_cust, base["customer_id"][2], known_cust, "u-new", "u-new"]
+    cust += [base["customer_id"][6], known_cust]
+    orders = base.assign(
+        order_id=[f"n{i}" for i in range(8)],
+        order_ts=pd.array(ts, dtype=hist["order_ts"].dtype),
+        customer_id=pd.array(cust, dtype="str"),
+    )
+    sku_ids = tables.skus["sku_id"].to_numpy()
+    line_sku = [rng.choice(sku_ids) for _ in range(8)] + ["s-new", sku_ids[0], "s-new"]
+    lines = pd.DataFrame(
+        {
+            "order_id": [f"n{i}" for i in range(8)] + ["n1", "n1", "n5"],
+            "sku_id": pd.array(line_sku, dtype="str"),
+            "quantity": rng.integers(1, 4, 11).astype(np.int64),
+            "unit_price": rng.uniform(1, 100, 11).round(2),
+        }
+    )
+    new_sku = tables.skus.iloc[[0]].assign(sku_id="s-new", category="garden-new")
+    seen = pd.array([pd.NaT], dtype=tables.customers["first_seen_ts"].dtype)
+    new_cust = tables.customers.iloc[[0]].assign(customer_id="u-new", first_seen_ts=seen)
+    return {"orders": orders, "order_lines": lines, "skus": new_sku, "customers": new_cust}
+
+
+def _merged(tables, new: dict[str, pd.DataFrame]):
+    return tables.replace(
+        **{
+            name: pd.concat([getattr(tables, name), df], ignore_index=True)
+            for name, df in new.items()
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_prepared_history_equals_merged_build(seed):
+    from returnrisk.features import prepare_history
+
+    tables = coerce_tables(random_frames(600, seed=3 + seed))
+    new = _new_rows(tables, seed)
+    history = prepare_history(tables)
+    merged = _merged(tables, new)
+    ids = new["orders"]["order_id"].tolist()
+    for as_of in (None, tables.as_of() + pd.Timedelta(days=300)):
+        want_as_of = merged.as_of() if as_of is None else as_of
+        expected = build_features(merged, order_ids=ids, as_of=want_as_of)
+        got = build_features(new, order_ids=ids, as_of=as_of, history=history)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True)
+        # the new orders see each other: the second order of the customer counts the first
+        row = got.set_index("order_id")
+        assert row.loc["n1", "customer_prior_orders"] == row.loc["n0", "customer_prior_orders"] + 1
+        assert row.loc["n3", "customer_prior_orders"] == row.loc["n1", "customer_prior_orders"]
+        assert row.loc["n5", "customer_prior_orders"] == 1  # the new customer's second order
+    # a subset of the new orders, as of the history's own as_of (new orders are then no events)
+    part = build_features(new, order_ids=["n3", "n6"], as_of=tables.as_of(), history=history)
+    expected = build_features(merged, order_ids=["n3", "n6"], as_of=tables.as_of())
+    pd.testing.assert_frame_equal(part, expected, check_exact=True)
+
+
+def test_prepared_history_refuses_what_it_cannot_answer(world):
+    from returnrisk.features import prepare_history
+
+    history = prepare_history(world)
+    new = _new_rows(world)
+    with pytest.raises(ValueError, match="before the prepared history"):
+        build_features(new, as_of=world.as_of() - pd.Timedelta(days=1), history=history)
+    clash = {**new, "orders": new["orders"].assign(order_id=world.orders["order_id"][:8].values)}
+    with pytest.raises(ValueError, match="must be unique"):
+        build_features(clash, history=history)
+    with pytest.raises(ValueError, match="config"):
+        build_features(new, history=history, config=FeatureConfig(prior_strength=5.0))

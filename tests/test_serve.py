@@ -708,3 +708,30 @@ def test_unseen_categories_are_scored_and_counted(client, new_raw) -> None:
         return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(key))
 
     assert count(after) == count(before) + 1
+
+
+def test_score_many_groups_requests_whose_new_rows_have_missing_values(
+    state, new_raw, monkeypatch
+) -> None:
+    """New customers sent without a customers row get one with missing values: still grouped."""
+    orders, lines = new_raw["orders"], new_raw["order_lines"]
+    new_customers = set(orders["customer_id"]) - set(state.tables.customers["customer_id"])
+    assert new_customers, "the fixture should bring at least one new customer"
+    ts = pd.Timestamp(state.as_of) + pd.to_timedelta(np.arange(len(orders)) + 60, unit="min")
+    orders = orders.assign(order_ts=ts.to_numpy())
+    extra = {k: v for k, v in new_raw.items() if k not in ("orders", "order_lines", "customers")}
+    builds = []
+    real = state._features
+    monkeypatch.setattr(
+        state, "_features", lambda vs, as_of: builds.append(len(vs)) or real(vs, as_of)
+    )
+    raws = [
+        {"orders": orders.iloc[[i]], "order_lines": lines.loc[lines["order_id"] == oid], **extra}
+        for i, oid in enumerate(orders["order_id"])
+    ]
+    cfg = ScoreConfig(policy=PolicyConfig(flag_above=0.0), explain="none")
+    many = state.score_many(raws, cfg)
+    assert builds == [len(raws)]  # one feature build for the whole group
+    for raw, got in zip(raws, many, strict=True):
+        alone = state.score(raw, cfg).results
+        np.testing.assert_allclose(got.results["probability"], alone["probability"], atol=1e-9)
