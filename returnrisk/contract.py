@@ -423,6 +423,8 @@ _FALSE = {"false", "0", "no", "n", "f"}
 
 def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
     """Cast one column to its contract dtype; unparseable values become missing."""
+    if s.dtype == col.dtype or (col.kind == "int" and s.dtype in ("int64", "Int64")):
+        return s  # already typed (Parquet written by us, frames from the scorer)
     if col.kind == "str":
         if pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s):
             # numeric codes read from Parquet: render integers without a trailing .0
