@@ -104,11 +104,24 @@ def _product(f: pd.DataFrame) -> pd.Series | None:
     return "SKU " + _txt(sku) + " (" + _txt(cat) + "): " + _pct(rate) + " of its orders had a case"
 
 
+def _size_fit(f: pd.DataFrame) -> pd.Series | None:
+    bracket = _col(f, "size_bracketing")
+    multi = _col(f, "multi_qty_apparel")
+    if bracket is None or multi is None:
+        return None
+    b = pd.to_numeric(bracket, errors="coerce").fillna(0) > 0
+    m = pd.to_numeric(multi, errors="coerce").fillna(0) > 0
+    text = pd.Series("no size bracketing in this order", index=f.index, dtype="str")
+    text = text.mask(m, "several units of one sized item (fit risk)")
+    return text.mask(b, "same product ordered in two or more sizes (bracketing)")
+
+
 TEMPLATES: dict[str, tuple[str, Template]] = {
     "product": (r"^(?:sku|product)_", _product),
     "duties": (r"^(?:value_to_de_minimis|duties_due_on_arrival|effective_incoterm)$", _duties),
     "customer": (r"^customer_(?:prior|case_rate)", _customer),
     "logistics": (r"^lane_(?:not_received|case|damaged)", _logistics),
+    "size_fit": (r"^(?:size_bracketing|multi_qty_apparel)$", _size_fit),
 }
 """Family -> (features the sentence is about, sentence builder). An order whose strongest feature
 in the family is another one (or lacks the columns) gets the generic text of that feature."""

@@ -229,3 +229,21 @@ def test_prometheus_exposition() -> None:
     assert 'returnrisk_latency_seconds_count{endpoint="/v1/score"} 3' in lines
     total = next(ln for ln in lines if ln.startswith("returnrisk_latency_seconds_sum"))
     assert float(total.split()[-1]) == pytest.approx(0.555)
+
+
+def test_size_fit_reason_names_bracketing() -> None:
+    specs = {
+        "size_bracketing": Spec("size_fit", "1 when the same product is ordered in 2+ sizes"),
+        "multi_qty_apparel": Spec("size_fit", "1 when one sized SKU has quantity > 1"),
+    }
+    frame = pd.DataFrame({"size_bracketing": [1.0, 0.0, 0.0], "multi_qty_apparel": [1.0, 1.0, 0.0]})
+    contrib = pd.DataFrame(
+        {"size_bracketing": [2.5, 0.0, -0.2], "multi_qty_apparel": [0.1, 0.4, 0.0]}
+    )
+    out = explain(frame, contrib, specs, top=1)
+    assert out["reason_1_driver"].tolist() == ["size_fit"] * 3
+    assert out["reason_1"].tolist() == [
+        "same product ordered in two or more sizes (bracketing)",
+        "several units of one sized item (fit risk)",
+        "no size bracketing in this order",
+    ]
