@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -99,6 +100,22 @@ def test_contributions_sum_to_raw_score():
     contrib = model.contributions(X)
     assert list(contrib.columns) == [*FEATURES, "bias"]
     np.testing.assert_allclose(contrib.sum(axis=1).to_numpy(), model.raw_score(X), atol=1e-8)
+
+
+def test_contributions_equal_shap_tree_explainer():
+    """The reason codes use pred_contrib; it must be what shap.TreeExplainer computes."""
+    shap = pytest.importorskip("shap")
+    model, test, _ = fitted()
+    X = test[FEATURES].head(40)
+    prepared, _ = model.prepare(X)
+    explainer = shap.TreeExplainer(model.booster_)
+    with warnings.catch_warnings():  # shap notes a change of its own output format
+        warnings.filterwarnings("ignore", "LightGBM binary classifier", UserWarning)
+        values = explainer.shap_values(prepared)
+    expected = np.asarray(values[-1] if isinstance(values, list) else values, dtype=np.float64)
+    got = model.contributions(X)
+    np.testing.assert_allclose(got[FEATURES].to_numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(got["bias"].to_numpy(), explainer.expected_value, atol=1e-6)
 
 
 def test_bad_input_is_named():
