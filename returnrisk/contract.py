@@ -409,7 +409,8 @@ def _keys(df: pd.DataFrame, key: str, mask: np.ndarray | pd.Series) -> tuple[str
 
 def member_mask(values: pd.Series, allowed: Iterable[object] | pd.Series) -> np.ndarray:
     """``values.isin(allowed)`` as a bool array, computed in Arrow (pandas loops in Python)."""
-    allowed = pd.Series(allowed) if not isinstance(allowed, pd.Series) else allowed
+    if not isinstance(allowed, pd.Series):  # any iterable: list, tuple, set, Index
+        allowed = pd.Series(list(allowed), dtype=object)
     value_set = pa.array(allowed.dropna().astype("str").unique(), type=pa.string())
     found = pc.is_in(pa.array(values.astype("str"), from_pandas=True), value_set=value_set)
     return found.fill_null(False).to_numpy(zero_copy_only=False)

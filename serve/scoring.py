@@ -27,7 +27,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from returnrisk.contract import SCHEMAS, Problem, Tables, check_frames, read_frames
+from returnrisk.contract import (
+    SCHEMAS,
+    Problem,
+    Tables,
+    check_frames,
+    member_mask,
+    read_frames,
+)
 from returnrisk.progress import QUIET, StepLog
 
 from .policy import PolicyConfig, apply_policy
@@ -136,15 +143,6 @@ def _ids(values: pd.Series) -> pd.Series:
     return values.astype(object).where(values.notna(), "<null>").astype("str").astype(object)
 
 
-def _isin(values: pd.Series, pool: object) -> np.ndarray:
-    """``values.isin(pool)`` on Python objects: pandas' Arrow-string ``isin`` is ~30x slower."""
-    if isinstance(pool, pd.Series | pd.Index):
-        pool = pool.astype(object)
-    else:
-        pool = np.asarray(list(pool), dtype=object)  # type: ignore[call-overload]
-    return values.astype(object).isin(pool).to_numpy()
-
-
 def _problem_text(p: Problem) -> str:
     return f"{p.table}.{p.column}: {p.rule}" if p.column else f"{p.table}: {p.rule}"
 
@@ -165,36 +163,11 @@ class HistoryIndex:
         return index.get_indexer(values.astype("str")) >= 0
 
 
-_TS_MIN = pd.Timestamp.min.tz_localize("UTC")
-_TS_MAX = pd.Timestamp.max.tz_localize("UTC")
-
-
-def _guard_timestamps(df: pd.DataFrame, cols: tuple[str, ...]) -> pd.DataFrame:
-    """Timestamps outside pandas' nanosecond range (before 1677, after 2262) become text the
-    contract reports as a wrong type, instead of overflowing during coercion."""
-    for col in cols:
-        if col not in df.columns or len(df) == 0:
-            continue
-        s = df[col]
-        if isinstance(s.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(s):
-            ts = s if isinstance(s.dtype, pd.DatetimeTZDtype) else s.dt.tz_localize("UTC")
-        else:
-            text = s.astype("str").where(s.notna())
-            ts = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        bad = (ts.notna() & ((ts < _TS_MIN) | (ts > _TS_MAX))).to_numpy()
-        if bad.any():
-            text = s.astype("str").where(s.notna()).astype(object)
-            text[bad] = "out of range: " + text[bad].astype("str")
-            df = df.assign(**{col: text})
-    return df
-
-
 def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Validated:
     """Check new orders row-wise; split them into accepted rows and refused order_ids + reasons."""
     orders_raw = _fill_nullable(
         "orders", raw["orders"] if "orders" in raw else _empty_raw("orders")
     )
-    orders_raw = _guard_timestamps(orders_raw, ("order_ts",))
     lines_raw = _fill_nullable(
         "order_lines", raw["order_lines"] if "order_lines" in raw else _empty_raw("order_lines")
     )
@@ -207,8 +180,6 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
             static_raw[name] = _empty_raw(name)
             continue
         df = _fill_nullable(name, df)
-        if name == "customers":
-            df = _guard_timestamps(df, ("first_seen_ts",))
         key = SCHEMAS[name].key
         if key in df.columns:
             df = df.loc[~history.known(name, df[key])]
@@ -217,7 +188,7 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
     # a customer without a customers row is a new customer with unknown attributes (cold start)
     if "customer_id" in orders_raw.columns:
         cust = orders_raw["customer_id"].dropna().astype("str").drop_duplicates()
-        known = history.known("customers", cust) | _isin(
+        known = history.known("customers", cust) | member_mask(
             cust,
             static_raw["customers"].get("customer_id", pd.Series([], dtype="str")).astype("str"),
         )
@@ -269,7 +240,7 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
                 add(key, text)
             else:
                 keys = pd.Series(p.keys, dtype=object)
-                add(keys[_isin(keys, key)], text)
+                add(keys[member_mask(keys, key)], text)
         else:  # a problem in a static row: refuse the orders that use it
             col = fk_source[p.table]
             src = lines_raw if p.table == "skus" else orders_raw
@@ -277,8 +248,8 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
             if col not in src.columns or skey is None:
                 continue
             values = src[col].astype("str")
-            mask = _isin(values, p.keys) if p.keys else values.notna().to_numpy()
-            add(skey[mask.to_numpy()], f"{text} ({col} {', '.join(p.examples)})")
+            mask = member_mask(values, p.keys) if p.keys else values.notna().to_numpy()
+            add(skey[mask], f"{text} ({col} {', '.join(p.examples)})")
 
     for target, src, skey in (
         ("skus", lines_raw, line_key),
@@ -291,7 +262,7 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
             continue
         values = src[col].astype("str").where(src[col].notna())
         new_keys = static_raw[target].get(SCHEMAS[target].key, pd.Series([], dtype="str"))
-        known = history.known(target, values) | _isin(values, new_keys.astype("str"))
+        known = history.known(target, values) | member_mask(values, new_keys.astype("str"))
         bad = (values.notna() & ~known).to_numpy()
         for value in pd.unique(values[bad]):  # a loop over distinct unknown keys
             table = "order_lines" if target == "skus" else "orders"
@@ -306,7 +277,7 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
         in_history = history.known("orders", order_key)
         add(order_key[in_history], "orders.order_id: already in the history")
         with_lines = line_key if line_key is not None else pd.Series([], dtype="str")
-        add(order_key[~_isin(order_key, with_lines)], "order_lines: order has no lines")
+        add(order_key[~member_mask(order_key, with_lines)], "order_lines: order has no lines")
 
     if hits:
         all_hits = pd.concat(hits, ignore_index=True).drop_duplicates()
@@ -319,15 +290,15 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
     if order_key is not None:
         input_ids = order_key.tolist()
     if line_key is not None:  # lines for an order that is not in orders: also one output row
-        orphan = line_key[~_isin(line_key, order_key if order_key is not None else [])]
+        orphan = line_key[~member_mask(line_key, order_key if order_key is not None else [])]
         input_ids += orphan.drop_duplicates().tolist()
 
     refused_ids = set(reasons.index)
     if order_key is not None:
-        ok_orders = orders_t.loc[~_isin(order_key, refused_ids)]
+        ok_orders = orders_t.loc[~member_mask(order_key, refused_ids)]
     else:
         ok_orders = orders_t.iloc[0:0]
-    ok_lines = lines_t.loc[~_isin(line_key, refused_ids)] if line_key is not None else lines_t
+    ok_lines = lines_t.loc[~member_mask(line_key, refused_ids)] if line_key is not None else lines_t
     static = {name: typed[name] for name in STATIC_TABLES if name in typed}
     return Validated(ok_orders, ok_lines, static, reasons, input_ids)
 
@@ -564,7 +535,7 @@ class ScoringState:
                 out.append(df.iloc[0:0].assign(refused_reason=pd.Series([], dtype="str")))
                 continue
             key = _ids(df["order_id"])
-            mask = _isin(key, v.reasons.index)
+            mask = member_mask(key, v.reasons.index)
             out.append(df.loc[mask].assign(refused_reason=key[mask].map(v.reasons).to_numpy()))
         return out[0], out[1]
 

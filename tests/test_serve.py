@@ -735,3 +735,23 @@ def test_score_many_groups_requests_whose_new_rows_have_missing_values(
     for raw, got in zip(raws, many, strict=True):
         alone = state.score(raw, cfg).results
         np.testing.assert_allclose(got.results["probability"], alone["probability"], atol=1e-9)
+
+
+def test_a_broken_new_sku_row_refuses_the_orders_that_use_it(state, new_raw) -> None:
+    """A rule broken by a static row sent with the orders refuses exactly the orders using it."""
+    lines = new_raw["order_lines"]
+    oid = new_raw["orders"]["order_id"].iloc[0]
+    bad_sku = "BAD-PRICE-SKU"
+    template = state.tables.skus.iloc[[0]]
+    skus = template.assign(sku_id=bad_sku, list_price=-5.0)
+    lines = pd.concat(
+        [lines, lines.loc[lines["order_id"] == oid].iloc[[0]].assign(sku_id=bad_sku)],
+        ignore_index=True,
+    )
+    raw = {**new_raw, "order_lines": lines, "skus": skus}
+    r = state.score(raw, ScoreConfig(policy=PolicyConfig(flag_top=5))).results.set_index("order_id")
+    assert r.loc[oid, "status"] == "refused"
+    assert "skus.list_price: >= 0" in r.loc[oid, "refused_reason"]
+    assert bad_sku in r.loc[oid, "refused_reason"]
+    others = r.drop(index=oid)
+    assert (others["status"] == "scored").all()
