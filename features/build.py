@@ -429,6 +429,25 @@ def _combine(ctx: _Ctx, name: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _codes(ctx, name, packed)
 
 
+def _query(
+    ctx: _Ctx,
+    name: str,
+    index: EventIndex,
+    query_key: np.ndarray,
+    query_ts: np.ndarray,
+    *,
+    with_times: bool = False,
+) -> PriorAggregate:
+    """Query ``index`` (recorded for a prepared history), plus the prepared history's events."""
+    agg = query_events(index, query_key, query_ts, with_times=with_times)
+    if ctx.recorder is not None:
+        ctx.recorder.events[name] = index
+    if ctx.history is not None:
+        hist = query_events(ctx.history.events[name], query_key, query_ts, with_times=with_times)
+        agg = add_aggregates(agg, hist)
+    return agg
+
+
 def _prior(
     ctx: _Ctx,
     name: str,
@@ -437,13 +456,7 @@ def _prior(
     query_ts: np.ndarray,
 ) -> dict[str, PriorAggregate]:
     """``prior_aggregate_many`` of the events of ``sources`` (and of the prepared history)."""
-    index = index_many(sources)
-    agg = query_events(index, query_key, query_ts)
-    if ctx.recorder is not None:
-        ctx.recorder.events[name] = index
-    if ctx.history is not None:
-        agg = add_aggregates(agg, query_events(ctx.history.events[name], query_key, query_ts))
-    return split_many(agg, sources)
+    return split_many(_query(ctx, name, index_many(sources), query_key, query_ts), sources)
 
 
 def _prior_one(
@@ -459,13 +472,7 @@ def _prior_one(
 ) -> PriorAggregate:
     """``prior_aggregate`` of one event source (and of the prepared history's)."""
     index = index_events(event_key, event_ts, values)
-    agg = query_events(index, query_key, query_ts, with_times=with_times)
-    if ctx.recorder is not None:
-        ctx.recorder.events[name] = index
-    if ctx.history is not None:
-        hist = query_events(ctx.history.events[name], query_key, query_ts, with_times=with_times)
-        agg = add_aggregates(agg, hist)
-    return agg
+    return _query(ctx, name, index, query_key, query_ts, with_times=with_times)
 
 
 def _count_before(ctx: _Ctx, name: str, event_ts: np.ndarray, query_ts: np.ndarray) -> np.ndarray:
