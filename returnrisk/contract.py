@@ -684,7 +684,7 @@ def refused_rows(
         key = df[SCHEMAS[name].key].astype("str").fillna("<null>")
         reason = pd.Series("", index=df.index, dtype="str")
         for p in mine:
-            hit = key.isin(p.keys)
+            hit = member_mask(key, p.keys)
             reason = reason.where(~hit, reason + f"{p.column}: {p.rule}; ")
         mask = reason != ""
         out[name] = df.loc[mask].assign(problem=reason[mask].str.rstrip("; "))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from returnrisk.contract import member_mask
 from returnrisk.progress import QUIET, StepLog
 
 # ---------------------------------------------------------------------------------------------
@@ -209,7 +210,7 @@ def _case_rate(orders: pd.DataFrame, cases: pd.DataFrame, window_days: int) -> t
     n_mature = int(mature.sum())
     if n_mature == 0:
         return float("nan"), 0
-    return float(orders.loc[mature, "order_id"].isin(positive).mean()), n_mature
+    return float(member_mask(orders.loc[mature, "order_id"], positive).mean()), n_mature
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
+from returnrisk.contract import member_mask
 from returnrisk.progress import QUIET, StepLog
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -214,7 +215,7 @@ def order_outcomes(
         .unique()
     )
     mature = (orders["order_ts"] + window) <= as_of
-    label = np.where(mature, orders["order_id"].isin(first).astype("float64"), np.nan)
+    label = np.where(mature, member_mask(orders["order_id"], first).astype("float64"), np.nan)
     return pd.DataFrame(
         {
             "order_id": orders["order_id"].to_numpy(),
@@ -513,8 +514,8 @@ def build_sku_report(
             "p": p,
         }
     )
-    window_mask = scored["order_id"].isin(orders.loc[in_window, "order_id"]).to_numpy()
-    prev_mask = scored["order_id"].isin(orders.loc[in_prev, "order_id"]).to_numpy()
+    window_mask = member_mask(scored["order_id"], orders.loc[in_window, "order_id"])
+    prev_mask = member_mask(scored["order_id"], orders.loc[in_prev, "order_id"])
 
     with log.step(f"SHAP drivers for {int(window_mask.sum()):,} recent orders"):
         contrib = model.contributions(feats.loc[window_mask, names].reset_index(drop=True))

@@ -28,6 +28,8 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from returnrisk.contract import member_mask
+
 TOP_FRACTIONS = (0.01, 0.05, 0.10)
 _CLIP = 1e-6
 
@@ -210,7 +212,7 @@ def lookback_heuristic(
     fit_lines = lines.merge(fit[["order_id", "label"]], on="order_id", how="inner")
     sku = fit_lines.groupby("sku_id")["label"].agg(["sum", "count"])
     sku_rate = (sku["sum"] + prior_strength * g) / (sku["count"] + prior_strength)
-    score_lines = lines[lines["order_id"].isin(score["order_id"])]
+    score_lines = lines[member_mask(lines["order_id"], score["order_id"])]
     per_line = score_lines["sku_id"].map(sku_rate).fillna(g)
     sku_max = per_line.groupby(score_lines["order_id"].to_numpy()).max()
     sku_score = score["order_id"].map(sku_max).fillna(g).to_numpy(dtype=np.float64)
