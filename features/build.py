@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from returnrisk.contract import SCHEMAS
 from returnrisk.progress import QUIET, StepLog
 
 from .point_in_time import (
@@ -319,13 +320,8 @@ class History:
     ids: dict[str, pd.Index]  # table -> its key column (orders, skus, customers, ...)
 
 
-_KEYS = {
-    "orders": "order_id",
-    "skus": "sku_id",
-    "customers": "customer_id",
-    "countries": "country_code",
-    "carriers": "carrier_id",
-}
+# the tables whose keys a request may share with the history
+_KEYED_TABLES = ("orders", "skus", "customers", "countries", "carriers")
 
 
 def prepare_history(
@@ -347,7 +343,7 @@ def prepare_history(
     as_of_ts = _utc(as_of) if as_of is not None else _utc(tables.as_of())
     _build(tables, order_ids=[], as_of=as_of_ts, config=config, log=log, recorder=rec)
     latest = tables.as_of() if len(tables.orders) else as_of_ts
-    ids = {name: pd.Index(getattr(tables, name)[key]) for name, key in _KEYS.items()}
+    ids = {name: pd.Index(getattr(tables, name)[SCHEMAS[name].key]) for name in _KEYED_TABLES}
     for index in (*ids.values(), *rec.vocab.values()):  # build the hash tables now, once
         index.get_indexer(index[:1])
     return History(
@@ -390,7 +386,7 @@ def _request_tables(history: History, new: Any) -> Any:
     frames: dict[str, pd.DataFrame] = {"orders": orders, "order_lines": lines}
     used = {"skus": lines["sku_id"], "customers": orders["customer_id"]}
     for name in ("skus", "customers", "countries", "carriers"):
-        hist, key = getattr(h, name), _KEYS[name]
+        hist, key = getattr(h, name), SCHEMAS[name].key
         extra = part(name)
         if len(extra):
             extra = extra.loc[history.ids[name].get_indexer(extra[key]) < 0]
