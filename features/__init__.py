@@ -6,7 +6,7 @@ indexes the history once so that ``build_features(new_rows, history=h)`` scores 
 cost independent of the history's size (same results as on the merged tables).
 """
 
-from .build import FeatureConfig, History, build_features, prepare_history
+from .build import FeatureConfig, History, build_features, order_outcomes, prepare_history
 from .specs import CONTEXT_COLUMNS, FAMILIES, FEATURE_SPECS, HEAD_COLUMNS, FeatureSpec
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "FeatureSpec",
     "History",
     "build_features",
+    "order_outcomes",
     "prepare_history",
 ]

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from returnrisk.contract import SCHEMAS
+from returnrisk.contract import SCHEMAS, member_mask
 from returnrisk.progress import QUIET, StepLog
 
 from .point_in_time import (
@@ -864,6 +864,35 @@ def _labels(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # history
+
+
+def order_outcomes(
+    orders: pd.DataFrame,
+    cases: pd.DataFrame,
+    *,
+    as_of: pd.Timestamp,
+    label_window_days: int = 90,
+) -> pd.DataFrame:
+    """Per order: ``mature`` (outcome known) and ``label`` (1.0 when a case opened within the
+    label window of the order, NaN when not mature): the labels of ``build_features`` (tested)
+    without building features, for reports and summaries."""
+    window = pd.Timedelta(days=label_window_days)
+    first = (
+        cases.loc[cases["opened_ts"] <= as_of, ["order_id", "opened_ts"]]
+        .merge(orders[["order_id", "order_ts"]], on="order_id", how="inner")
+        .loc[lambda d: (d["opened_ts"] - d["order_ts"]) <= window, "order_id"]
+        .unique()
+    )
+    mature = (orders["order_ts"] + window) <= as_of
+    label = np.where(mature, member_mask(orders["order_id"], first).astype("float64"), np.nan)
+    return pd.DataFrame(
+        {
+            "order_id": orders["order_id"].to_numpy(),
+            "order_ts": orders["order_ts"].to_numpy(),
+            "mature": mature.to_numpy(dtype=bool),
+            "label": label,
+        }
+    )
 
 
 def _global_rate(ctx: _Ctx, name: str, event_ts: np.ndarray, default: float) -> np.ndarray:

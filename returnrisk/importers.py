@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from returnrisk.contract import member_mask
+from returnrisk.features import order_outcomes
 from returnrisk.progress import QUIET, StepLog
 
 # ---------------------------------------------------------------------------------------------
@@ -200,17 +200,13 @@ def _write(result: ImportResult, out: Path, log: StepLog) -> None:
 
 def _case_rate(orders: pd.DataFrame, cases: pd.DataFrame, window_days: int) -> tuple[float, int]:
     """(share of mature orders with a case within ``window_days``, number of mature orders)"""
-    window = pd.Timedelta(days=window_days)
     stamps = [orders["order_ts"].max(), cases["opened_ts"].max() if len(cases) else pd.NaT]
     as_of = max(s for s in stamps if not pd.isna(s))
-    order_ts = orders.set_index("order_id")["order_ts"]
-    lag = cases["opened_ts"] - cases["order_id"].map(order_ts)
-    positive = set(cases.loc[lag <= window, "order_id"])
-    mature = orders["order_ts"] + window <= as_of
-    n_mature = int(mature.sum())
+    out = order_outcomes(orders, cases, as_of=as_of, label_window_days=window_days)
+    n_mature = int(out["mature"].sum())
     if n_mature == 0:
         return float("nan"), 0
-    return float(member_mask(orders.loc[mature, "order_id"], positive).mean()), n_mature
+    return float(out.loc[out["mature"], "label"].mean()), n_mature
 
 
 # ---------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
 from returnrisk.contract import member_mask
+from returnrisk.features import order_outcomes
 from returnrisk.progress import QUIET, StepLog
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -196,34 +197,6 @@ def line_shares(order_lines: pd.DataFrame) -> pd.DataFrame:
         1.0 / pairs.groupby("order_id")["sku_id"].transform("size")
     )
     return pairs.assign(share=share.astype("float64"))
-
-
-def order_outcomes(
-    orders: pd.DataFrame,
-    cases: pd.DataFrame,
-    *,
-    as_of: pd.Timestamp,
-    label_window_days: int = 90,
-) -> pd.DataFrame:
-    """Per order: ``mature`` (outcome known) and ``label`` (1.0 when a case opened within the
-    label window of the order, NaN when not mature). Same definition as the data contract."""
-    window = pd.Timedelta(days=label_window_days)
-    first = (
-        cases.loc[cases["opened_ts"] <= as_of, ["order_id", "opened_ts"]]
-        .merge(orders[["order_id", "order_ts"]], on="order_id", how="inner")
-        .loc[lambda d: (d["opened_ts"] - d["order_ts"]) <= window, "order_id"]
-        .unique()
-    )
-    mature = (orders["order_ts"] + window) <= as_of
-    label = np.where(mature, member_mask(orders["order_id"], first).astype("float64"), np.nan)
-    return pd.DataFrame(
-        {
-            "order_id": orders["order_id"].to_numpy(),
-            "order_ts": orders["order_ts"].to_numpy(),
-            "mature": mature.to_numpy(dtype=bool),
-            "label": label,
-        }
-    )
 
 
 def family_contributions(
