@@ -8,8 +8,9 @@ so ``returnrisk validate`` starts fast.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -126,8 +127,6 @@ def synth(
 
 
 # --- import (owner: importers) ---
-from collections.abc import Callable  # noqa: E402
-from typing import Any  # noqa: E402
 
 
 def _run_import(run: Callable[..., Any], cfg: object, out: Path, quiet: bool) -> None:
