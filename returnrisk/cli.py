@@ -1,7 +1,7 @@
 """The one entry point: ``returnrisk COMMAND``. MLproject and the Makefile call it.
 
 Each command parses its options into typed config objects here and passes them down.
-Heavy libraries (lightgbm, mlflow, shap) are imported inside the commands that use them,
+Heavy libraries (lightgbm, mlflow) are imported inside the commands that use them,
 so ``returnrisk validate`` starts fast.
 """
 
