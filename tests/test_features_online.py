@@ -1,0 +1,244 @@
+"""The online store gives exactly ``build_features``' row for an order placed after the history."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from returnrisk.contract import SCHEMAS, check_frames, load_tables, read_frames
+from returnrisk.features import build_features, prepare_history
+from returnrisk.features.online import OnlineFeatures, OnlineOrder, features_frame
+
+
+@pytest.fixture(scope="module")
+def history(synth_world: Path):
+    return prepare_history(load_tables(synth_world))
+
+
+@pytest.fixture(scope="module")
+def store(history) -> OnlineFeatures:
+    return OnlineFeatures(history)
+
+
+@pytest.fixture(scope="module")
+def new(synth_world: Path) -> dict[str, pd.DataFrame]:
+    frames, problems = read_frames(
+        synth_world / "new", ("orders", "order_lines", "skus", "customers"), required=()
+    )
+    assert not problems
+    typed, problems = check_frames(frames)
+    # keys of the history are not in the new tables: only foreign-key problems are expected
+    assert all(p.rule.startswith("foreign key") for p in problems), problems
+    return typed
+
+
+class _World:
+    """The fixtures a hypothesis test needs, with a short repr (hypothesis prints arguments)."""
+
+    def __init__(self, store, history, new):
+        self.store, self.history, self.new = store, history, new
+
+    def __repr__(self) -> str:
+        return "<world>"
+
+
+@pytest.fixture(scope="module")
+def world(store, history, new) -> _World:
+    return _World(store, history, new)
+
+
+def _records(df: pd.DataFrame) -> list[dict]:
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+
+def _offline(history, order: OnlineOrder) -> pd.DataFrame:
+    """build_features on the same rows (typed by the contract), as the batch path runs it."""
+    frames = {"orders": [dict(order.order)], "order_lines": list(order.lines)}
+    for name in ("skus", "customers", "countries", "carriers"):
+        if getattr(order, name):
+            frames[name] = list(getattr(order, name))
+    # absent nullable columns are missing values (as the scorer fills them)
+    frames = {
+        name: pd.DataFrame(rows, columns=SCHEMAS[name].column_names)
+        for name, rows in frames.items()
+    }
+    typed, problems = check_frames(frames)
+    assert all(p.rule.startswith("foreign key") for p in problems), problems
+    return build_features(typed, order_ids=[order.order["order_id"]], history=history)
+
+
+def _assert_same(got: pd.DataFrame, expected: pd.DataFrame) -> None:
+    assert list(got.columns) == list(expected.columns)
+    for c in got.columns:
+        a, b = got[c], expected[c]
+        assert a.dtype == b.dtype, (c, a.dtype, b.dtype)
+        if a.dtype.kind == "f":
+            np.testing.assert_array_equal(a.to_numpy(), b.to_numpy(), err_msg=c)  # exact
+        else:
+            assert (
+                a.astype(object).where(a.notna(), None).tolist()
+                == b.astype(object).where(b.notna(), None).tolist()
+            ), c
+
+
+def _order(store, new, i: int, ts: pd.Timestamp) -> OnlineOrder:
+    o = _records(new["orders"])[i]
+    o["order_ts"] = ts
+    lines = [
+        {k: r[k] for k in ("order_id", "sku_id", "quantity", "unit_price")}
+        for r in _records(new["order_lines"].loc[new["order_lines"]["order_id"] == o["order_id"]])
+    ]
+    skus = {r["sku_id"]: r for r in _records(new.get("skus", pd.DataFrame(columns=["sku_id"])))}
+    custs = {
+        r["customer_id"]: r
+        for r in _records(new.get("customers", pd.DataFrame(columns=["customer_id"])))
+    }
+    need = dict.fromkeys(ln["sku_id"] for ln in lines if not store.knows("skus", ln["sku_id"]))
+    customers = []
+    if not store.knows("customers", o["customer_id"]):
+        customers = [custs.get(o["customer_id"], {"customer_id": o["customer_id"]})]
+    return OnlineOrder(o, lines, skus=[skus[s] for s in need], customers=customers)
+
+
+def test_every_new_order_equals_build_features(store, history, new) -> None:
+    """The new orders, and 60 of the history's orders placed again after it (as new ids)."""
+    start = history.as_of + pd.Timedelta(minutes=5)
+    h = history.tables
+    again = h.orders.tail(60).assign(order_id=lambda d: "AGAIN-" + d["order_id"])
+    lines = h.order_lines.loc[h.order_lines["order_id"].isin(h.orders["order_id"].tail(60))]
+    replayed = {"orders": again, "order_lines": lines.assign(order_id="AGAIN-" + lines["order_id"])}
+    kinds = {"new_customer": 0, "multi_sku": 0}
+    for source in (new, replayed):
+        for i in range(len(source["orders"])):
+            order = _order(store, source, i, start + pd.Timedelta(seconds=i))
+            kinds["new_customer"] += bool(order.customers)
+            kinds["multi_sku"] += len({ln["sku_id"] for ln in order.lines}) > 1
+            _assert_same(features_frame(store.order_features(order)), _offline(history, order))
+    assert kinds["new_customer"] > 0 and kinds["multi_sku"] > 0  # cold starts, baskets
+
+
+_SKU = st.fixed_dictionaries(
+    {
+        "category": st.sampled_from(["apparel", "Shoes", "electronics", "toys-new", "home"]),
+        "product_id": st.one_of(st.none(), st.sampled_from(["P-NEW", "P-OTHER"])),
+        "brand": st.one_of(st.none(), st.just("brand-x")),
+        "list_price": st.one_of(st.none(), st.floats(0, 500)),
+        "weight_g": st.one_of(st.none(), st.floats(1, 5000)),
+        "size": st.one_of(st.none(), st.sampled_from(["S", "M", "L"])),
+        "n_images": st.one_of(st.none(), st.integers(0, 9)),
+        "has_size_chart": st.one_of(st.none(), st.booleans()),
+        "listing_languages": st.one_of(st.none(), st.sampled_from(["en", "de,fr", "zh"])),
+    }
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    i=st.integers(0, 10_000),
+    minutes=st.integers(1, 60 * 24 * 400),
+    carrier=st.sampled_from(["keep", "none", "new"]),
+    incoterm=st.sampled_from([None, "DDU", "DDP"]),
+    blank=st.sets(st.sampled_from(["payment_method", "discount_value", "shipping_fee"])),
+    new_skus=st.lists(_SKU, max_size=3),
+    repeat_line=st.booleans(),
+    customer=st.sampled_from(["keep", "new_bare", "new_row"]),
+    new_country=st.booleans(),
+)
+def test_variations_equal_build_features(
+    world,
+    i,
+    minutes,
+    carrier,
+    incoterm,
+    blank,
+    new_skus,
+    repeat_line,
+    customer,
+    new_country,
+) -> None:
+    """Missing carrier / incoterm / fees, new carriers, countries, SKUs (known and new
+    categories and products, sizes, languages) and customers, repeated lines."""
+    store, history, new = world.store, world.history, world.new
+    base = _order(store, new, i % len(new["orders"]), history.as_of + pd.Timedelta(minutes=minutes))
+    o = dict(base.order)
+    lines = [dict(ln) for ln in base.lines]
+    skus, customers, countries, carriers = list(base.skus), list(base.customers), [], []
+    o["incoterm"] = incoterm
+    for col in blank:
+        o[col] = None
+    if carrier == "none":
+        o["carrier_id"] = None
+    elif carrier == "new":
+        o["carrier_id"] = "K-NEW"
+        carriers.append(
+            {
+                "carrier_id": "K-NEW",
+                "carrier_name": "New Post",
+                "service_level": "economy",
+                "tracked": None,
+            }
+        )
+    if new_country:
+        o["destination_country"] = "QQ"
+        countries.append(
+            {
+                "country_code": "QQ",
+                "region": "Atlantis",
+                "languages": "de,fr",
+                "duty_de_minimis": 50.0,
+                "default_incoterm": "DDU",
+            }
+        )
+    for j, row in enumerate(new_skus):
+        sku = f"SKU-NEW-{j}"
+        skus.append({"sku_id": sku, "supplier_id": None, "color": None, **row})
+        lines.append(
+            {
+                "order_id": o["order_id"],
+                "sku_id": sku,
+                "quantity": j + 1,
+                "unit_price": 10.0 * (j + 1),
+            }
+        )
+    if repeat_line:
+        lines.append({**lines[0], "quantity": 2})
+    if customer != "keep":
+        o["customer_id"] = "C-NEW-ONLINE"
+        customers = [
+            {"customer_id": "C-NEW-ONLINE"}
+            if customer == "new_bare"
+            else {
+                "customer_id": "C-NEW-ONLINE",
+                "first_seen_ts": history.as_of,
+                "country_code": "DE",
+                "segment": "b2c",
+            }
+        ]
+    order = OnlineOrder(o, lines, skus, customers, countries, carriers)
+    _assert_same(features_frame(store.order_features(order)), _offline(history, order))
+
+
+def test_orders_that_do_not_qualify_are_rejected(store, history, new) -> None:
+    at_history = _order(store, new, 0, history.as_of)
+    with pytest.raises(ValueError, match="not placed after the history"):
+        store.order_features(at_history)
+    later = _order(store, new, 0, history.as_of + pd.Timedelta(hours=1))
+    with pytest.raises(ValueError, match="no lines"):
+        store.order_features(OnlineOrder(later.order, []))
+    unknown = [{**later.lines[0], "sku_id": "NO-SUCH-SKU"}]
+    with pytest.raises(ValueError, match="unknown sku_id"):
+        store.order_features(OnlineOrder(later.order, unknown))
+
+
+def test_the_store_needs_a_complete_history(synth_world: Path) -> None:
+    tables = load_tables(synth_world)
+    early = prepare_history(tables, as_of=tables.orders["order_ts"].median())
+    with pytest.raises(ValueError, match="complete history"):
+        OnlineFeatures(early)
