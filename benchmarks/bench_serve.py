@@ -373,6 +373,11 @@ def bench_service(
         if not sequential_only:
             out["open_loop"] = asyncio.run(open_loop(port, bodies, rate, seconds))
             out["closed_loop"] = asyncio.run(closed_loop(port, bodies, clients, seconds))
+        paths = {}
+        for ln in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+            if ln.startswith("returnrisk_score_requests_total{"):
+                paths[ln.split('path="')[1].split('"')[0]] = int(float(ln.split()[-1]))
+        out["requests_by_scoring_path"] = paths  # online: the fast path; batch: the fallback
         rss = Path(f"/proc/{proc.pid}/status").read_text()
         out["server_rss_mb"] = round(
             int(next(ln for ln in rss.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024

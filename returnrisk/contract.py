@@ -10,8 +10,10 @@ contract from ``SCHEMAS`` itself.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
@@ -593,6 +595,47 @@ def _cross_table_problems(
             "not before shipped_ts",
         )
     return problems
+
+
+def row_problems(name: str, row: Mapping[str, object]) -> list[str]:
+    """The column rules of ``SCHEMAS[name]`` that one row of typed Python values breaks, as
+    ``"<column>: <rule>"`` texts. The service's fast path screens a request with it and sends
+    anything it flags through ``check_frames`` (the reference, which words the refusals); it may
+    flag more than ``check_frames`` (a non-finite float), never less (tested)."""
+    out: list[str] = []
+    for col in SCHEMAS[name].columns:
+        v = row.get(col.name)
+        if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+            if not col.nullable:
+                out.append(f"{col.name}: not null")
+            continue
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        if col.kind == "str":
+            ok = isinstance(v, str)
+        elif col.kind == "float":
+            ok = number and abs(v) < float("inf")
+        elif col.kind == "int":
+            ok = isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53
+        elif col.kind == "bool":
+            ok = isinstance(v, bool)
+        else:
+            ok = isinstance(v, datetime)
+            if ok:
+                ts = pd.Timestamp(v)
+                ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+                ok = _NS_MIN <= ts <= _NS_MAX
+        if not ok:
+            out.append(f"{col.name}: wrong type: expected {col.kind}")
+            continue
+        if col.ge is not None and v < col.ge:
+            out.append(f"{col.name}: >= {col.ge:g}")
+        if col.gt is not None and v <= col.gt:
+            out.append(f"{col.name}: > {col.gt:g}")
+        if col.allowed is not None and v not in col.allowed:
+            out.append(f"{col.name}: one of " + ", ".join(col.allowed))
+        if col.pattern is not None and not re.fullmatch(col.pattern, v):
+            out.append(f"{col.name}: format")
+    return out
 
 
 def check_frames(

@@ -5,115 +5,214 @@ contribution is the sum of its features' SHAP values (log-odds). Each order gets
 (largest risk-raising contribution first) with a sentence that quotes the order's own values,
 e.g. "ships DDU, 182 above the DE duty-free limit of 150".
 
-Everything is column-wise: one text Series per family for all explained orders at once, then a
-per-row pick of the top families with ``numpy`` (no Python loop over orders).
+Everything is column-wise on ``numpy`` arrays: the contributions become one float matrix, the
+quoted columns of the feature table are converted once per call, each family's sentences are
+built for all the orders that need them at once (string operations on object arrays), then a
+per-row pick of the top families (no Python loop over orders). No per-family pandas work: one
+row costs well under a millisecond, which is what the HTTP service pays per flagged order.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-Template = Callable[[pd.DataFrame], pd.Series | None]
+_INT_LIMIT = 2.0**63  # whole numbers below this print as integers (int64)
 
 
-def _col(frame: pd.DataFrame, *names: str) -> pd.Series | None:
-    for name in names:
-        if name in frame.columns:
-            return frame[name]
-    return None
+def _str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A column as text (pandas' ``astype("str")``), missing -> '?', and its missing mask."""
+    if isinstance(values.dtype, pd.StringDtype):  # already text: no conversion
+        raw = values.to_numpy(dtype=object)
+        missing = pd.isna(raw)
+        return np.where(missing, "?", raw), missing
+    missing = values.isna().to_numpy()
+    return values.astype("str").where(~missing, "?").to_numpy(dtype=object), missing
 
 
-def _num(values: pd.Series, digits: int = 0) -> pd.Series:
-    """Numbers as short text: 182, 7.9; missing -> '?'."""
-    x = pd.to_numeric(values, errors="coerce").astype("float64").round(digits)
-    text = x.astype("str") if digits else x.astype("Int64").astype("str")
-    return text.where(x.notna(), "?")
+def _float(values: pd.Series, coerce: bool) -> np.ndarray:
+    """A column as float64: ``pd.to_numeric(errors="coerce")`` when ``coerce``, else ``astype``."""
+    if values.dtype == np.float64:
+        return values.to_numpy()
+    if coerce:
+        values = pd.to_numeric(values, errors="coerce")
+    return values.astype("float64").to_numpy()
 
 
-def _txt(values: pd.Series) -> pd.Series:
-    return values.astype("str").where(values.notna(), "?")
+def _is_number(values: pd.Series) -> bool:
+    dtype = values.dtype
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
-def _pct(values: pd.Series) -> pd.Series:
-    return _num(pd.to_numeric(values, errors="coerce") * 100.0, 1) + " %"
+class Columns:
+    """The columns of the feature table that sentences quote, as numpy arrays at the rows being
+    explained (``rows``: positions in ``frame``). Each column is converted once per ``explain``
+    call, whichever families quote it (``at`` shares the conversions)."""
 
+    def __init__(
+        self, frame: pd.DataFrame, rows: np.ndarray, cache: dict[tuple[str, str], Any]
+    ) -> None:
+        self.frame = frame
+        self.rows = rows
+        self._cache = cache
 
-def _duties(f: pd.DataFrame) -> pd.Series | None:
-    inc = _col(f, "effective_incoterm", "incoterm")
-    value = _col(f, "order_value")
-    dm = _col(f, "duty_de_minimis")
-    cc = _col(f, "destination_country")
-    if inc is None or value is None or dm is None or cc is None:
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def at(self, rows: np.ndarray) -> Columns:
+        """The same columns at other rows (positions in ``frame``)."""
+        return Columns(self.frame, rows, self._cache)
+
+    def first(self, *names: str) -> str | None:
+        """The first of ``names`` that is a column, else None."""
+        for name in names:
+            if name in self.frame.columns:
+                return name
         return None
-    v = pd.to_numeric(value, errors="coerce")
-    d = pd.to_numeric(dm, errors="coerce")
-    above = (inc == "DDU") & (v > d)
-    s_above = "ships DDU, " + _num(v) + " above the " + _txt(cc) + " duty-free limit of " + _num(d)
-    s_below = (
-        "ships "
-        + _txt(inc)
-        + " to "
-        + _txt(cc)
-        + ", order value "
-        + _num(v)
-        + " (duty-free limit "
-        + _num(d)
-        + ")"
+
+    def _column(self, name: str) -> pd.Series:
+        key = ("column", name)
+        if key not in self._cache:
+            self._cache[key] = self.frame[name]
+        return self._cache[key]
+
+    def _get(self, kind: str, name: str) -> Any:
+        key = (kind, name)
+        if key not in self._cache:
+            col = self._column(name)
+            if kind == "text":
+                self._cache[key] = _str(col)
+            else:
+                self._cache[key] = _float(col, coerce=kind == "num")
+        return self._cache[key]
+
+    def text(self, name: str) -> np.ndarray:
+        """Values as text (object array of str), missing -> '?'."""
+        return self._get("text", name)[0][self.rows]
+
+    def missing(self, name: str) -> np.ndarray:
+        return self._get("text", name)[1][self.rows]
+
+    def num(self, name: str) -> np.ndarray:
+        """Values as float64 (``pd.to_numeric(errors="coerce")``: not a number -> NaN)."""
+        return self._get("num", name)[self.rows]
+
+    def value_text(self, name: str) -> np.ndarray:
+        """A feature value as short text: numbers rounded to 2 decimals (no trailing .0)."""
+        if not _is_number(self._column(name)):
+            return self.text(name)
+        x = np.round(self._get("float", name)[self.rows], 2)
+        text = x.astype(str)  # Python's repr, as pandas prints floats
+        whole = np.char.endswith(text, ".0")  # the only ".0" of such a text
+        if whole.any():
+            text[whole] = np.char.replace(text[whole], ".0", "")
+        return np.where(np.isnan(x), "?", text.astype(object))
+
+
+Template = Callable[[Columns], np.ndarray | None]
+
+
+def _num(values: np.ndarray, digits: int = 0) -> np.ndarray:
+    """Numbers as short text: 182, 7.9; missing -> '?'.
+
+    The text pandas' ``astype("str")`` gives (Python's ``repr``, also numpy's) of the number
+    rounded to ``digits``; with ``digits=0`` whole numbers without '.0' (as integers)."""
+    x = np.round(values, digits)
+    if digits:
+        text = x.astype(str).astype(object)
+    else:
+        whole = (x >= -_INT_LIMIT) & (x < _INT_LIMIT)  # False for NaN and inf
+        text = np.where(whole, x, 0.0).astype(np.int64).astype(str).astype(object)
+        if not whole.all():
+            text = np.where(whole, text, x.astype(str).astype(object))
+    return np.where(np.isnan(x), "?", text)
+
+
+def _pct(values: np.ndarray) -> np.ndarray:
+    return _num(values * 100.0, 1) + " %"
+
+
+def _duties(c: Columns) -> np.ndarray | None:
+    inc = c.first("effective_incoterm", "incoterm")
+    if inc is None or c.first("order_value") is None or c.first("duty_de_minimis") is None:
+        return None
+    if c.first("destination_country") is None:
+        return None
+    inc_t = c.text(inc)
+    cc = c.text("destination_country")
+    v = c.num("order_value")
+    d = c.num("duty_de_minimis")
+    v_t, d_t = _num(v), _num(d)
+    above = (inc_t == "DDU") & (v > d)
+    s_above = "ships DDU, " + v_t + " above the " + cc + " duty-free limit of " + d_t
+    s_none = "ships " + inc_t + " to " + cc + ", order value " + v_t
+    s_below = s_none + " (duty-free limit " + d_t + ")"
+    return np.where(above, s_above, np.where(np.isnan(d), s_none, s_below))
+
+
+def _customer(c: Columns) -> np.ndarray | None:
+    if c.first("customer_prior_orders") is None or c.first("customer_prior_cases") is None:
+        return None
+    n = c.num("customer_prior_orders")
+    text = (
+        "customer opened "
+        + _num(c.num("customer_prior_cases"))
+        + " cases in "
+        + _num(n)
+        + " earlier orders"
     )
-    s_none = "ships " + _txt(inc) + " to " + _txt(cc) + ", order value " + _num(v)
-    return s_above.where(above.fillna(False), s_below.where(d.notna(), s_none))
+    return np.where(n > 0, text, "new customer: no earlier orders")
 
 
-def _customer(f: pd.DataFrame) -> pd.Series | None:
-    n = _col(f, "customer_prior_orders")
-    c = _col(f, "customer_prior_cases")
-    if n is None or c is None:
+def _logistics(c: Columns) -> np.ndarray | None:
+    carrier = c.first("carrier_name", "carrier_id")
+    if c.first("lane_not_received_rate") is None or c.first("destination_country") is None:
         return None
-    n_ = pd.to_numeric(n, errors="coerce").fillna(0)
-    text = "customer opened " + _num(c) + " cases in " + _num(n) + " earlier orders"
-    return text.where(n_ > 0, "new customer: no earlier orders")
-
-
-def _logistics(f: pd.DataFrame) -> pd.Series | None:
-    rate = _col(f, "lane_not_received_rate")
-    cc = _col(f, "destination_country")
-    carrier = _col(f, "carrier_name", "carrier_id")
-    if rate is None or cc is None or carrier is None:
+    if carrier is None:
         return None
+    cc = c.text("destination_country")
     text = (
         "lane "
-        + _txt(cc)
+        + cc
         + " via carrier "
-        + _txt(carrier)
+        + c.text(carrier)
         + ": "
-        + _pct(rate)
+        + _pct(c.num("lane_not_received_rate"))
         + " of parcels not received"
     )
-    return text.where(carrier.notna(), "no carrier assigned yet for " + _txt(cc))
+    return np.where(c.missing(carrier), "no carrier assigned yet for " + cc, text)
 
 
-def _product(f: pd.DataFrame) -> pd.Series | None:
-    sku = _col(f, "top_sku_id")
-    rate = _col(f, "sku_case_rate_top", "sku_case_rate_max")
-    cat = _col(f, "top_category", "main_category")
+def _product(c: Columns) -> np.ndarray | None:
+    sku = c.first("top_sku_id")
+    rate = c.first("sku_case_rate_top", "sku_case_rate_max")
+    cat = c.first("top_category", "main_category")
     if sku is None or rate is None or cat is None:
         return None
-    return "SKU " + _txt(sku) + " (" + _txt(cat) + "): " + _pct(rate) + " of its orders had a case"
+    return (
+        "SKU "
+        + c.text(sku)
+        + " ("
+        + c.text(cat)
+        + "): "
+        + _pct(c.num(rate))
+        + " of its orders had a case"
+    )
 
 
-def _size_fit(f: pd.DataFrame) -> pd.Series | None:
-    bracket = _col(f, "size_bracketing")
-    multi = _col(f, "multi_qty_apparel")
-    if bracket is None or multi is None:
+def _size_fit(c: Columns) -> np.ndarray | None:
+    if c.first("size_bracketing") is None or c.first("multi_qty_apparel") is None:
         return None
-    b = pd.to_numeric(bracket, errors="coerce").fillna(0) > 0
-    m = pd.to_numeric(multi, errors="coerce").fillna(0) > 0
-    text = pd.Series("no size bracketing in this order", index=f.index, dtype="str")
-    text = text.mask(m, "several units of one sized item (fit risk)")
-    return text.mask(b, "same product ordered in two or more sizes (bracketing)")
+    b = c.num("size_bracketing") > 0  # NaN -> False
+    m = c.num("multi_qty_apparel") > 0
+    text = np.full(len(c), "no size bracketing in this order", dtype=object)
+    text[m] = "several units of one sized item (fit risk)"
+    text[b] = "same product ordered in two or more sizes (bracketing)"
+    return text
 
 
 TEMPLATES: dict[str, tuple[str, Template]] = {
@@ -123,35 +222,69 @@ TEMPLATES: dict[str, tuple[str, Template]] = {
     "logistics": (r"^lane_(?:not_received|case|damaged)", _logistics),
     "size_fit": (r"^(?:size_bracketing|multi_qty_apparel)$", _size_fit),
 }
-"""Family -> (features the sentence is about, sentence builder). An order whose strongest feature
-in the family is another one (or lacks the columns) gets the generic text of that feature."""
+"""Family -> (features the sentence is about, sentence builder). A builder gets the quoted
+columns at the orders to explain and returns one sentence per order (object array of str), or
+None when the frame lacks its columns. An order whose strongest feature in the family is another
+one (or lacks the columns) gets the generic text of that feature."""
 
 
-def _value_text(col: pd.Series) -> pd.Series:
-    """A feature value as short text: numbers rounded to 2 decimals (no trailing .0)."""
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        x = col.astype("float64").round(2)
-        return x.astype("str").str.replace(r"\.0$", "", regex=True).where(x.notna(), "?")
-    return _txt(col)
-
-
-def _generic(
-    frame: pd.DataFrame, contrib: pd.DataFrame, feats: list[str], descriptions: Mapping[str, str]
-) -> pd.Series:
+def _generic(c: Columns, top: np.ndarray, feats: list[str], descriptions: np.ndarray) -> np.ndarray:
     """'<description of the strongest feature of the family>: <the order's value>'."""
-    top = np.argmax(contrib[feats].to_numpy(dtype="float64"), axis=1)
-    desc = np.asarray([descriptions.get(n, n) for n in feats], dtype=object)[top]
-    value = np.full(len(frame), "?", dtype=object)
+    value = np.full(len(c), "?", dtype=object)
     for j in np.unique(top):  # a loop over the family's features, not over orders
-        rows = top == j
         name = feats[j]
-        if name in frame.columns:
-            value[rows] = _value_text(frame[name].loc[rows]).to_numpy(dtype=object)
-    return (
-        pd.Series(desc, index=frame.index, dtype="str")
-        + ": "
-        + pd.Series(value, index=frame.index, dtype="str")
-    )
+        if name in c.frame.columns:
+            rows = top == j
+            value[rows] = c.at(c.rows[rows]).value_text(name)
+    return descriptions[top] + ": " + value
+
+
+def _family_blocks(
+    contributions: pd.DataFrame, names: list[str], families: list[list[str]], n: int
+) -> list[np.ndarray]:
+    """Per family, its features' contributions as an (n, features) float64 matrix laid out in
+    memory like ``contributions[feats].to_numpy("float64")``, so that its row sums are
+    bit-for-bit those of pandas (numpy adds a row stored contiguously pairwise, a row whose
+    values are a column apart one by one: the last bits, hence exact ties, differ)."""
+    try:
+        full = contributions.to_numpy(dtype="float64")
+    except (TypeError, ValueError):  # a column no family uses is not numeric
+        full = None
+    if n > 1 and (full is None or full.flags.writeable):
+        # not a view of one float64 block: pandas copied it from several blocks (or converted
+        # it), and the layout it gives a family depends on the blocks holding that family
+        return [contributions[feats].to_numpy(dtype="float64") for feats in families]
+    if full is None:  # one row: the layout does not matter
+        used = sorted({names.index(name) for feats in families for name in feats})
+        full = contributions.iloc[:, used].to_numpy(dtype="float64")
+        names = [names[i] for i in used]
+    position = dict(zip(names, range(len(names)), strict=True))
+    index = [[position[name] for name in feats] for feats in families]
+    if n > 1 and full.strides[1] == full.itemsize:  # the block is stored row by row
+        return [np.take(full, idx, axis=1) for idx in index]
+    by_feature = np.ascontiguousarray(full.T)  # stored feature by feature (pandas' usual)
+    return [by_feature[idx].T for idx in index]
+
+
+def _reasons_frame(
+    index: pd.Index, top: int, texts: np.ndarray, drivers: np.ndarray, sums: np.ndarray
+) -> pd.DataFrame:
+    """The output: ``reason_k`` ("str"), ``reason_k_driver`` ("str"), ``reason_k_contribution``
+    (float64, 4 decimals) for k = 1..top from (n, k_max) picks; missing for k > k_max."""
+    top = max(top, 0)
+    n, k_max = len(sums), min(sums.shape[1], top)
+    strings = np.full((2 * top, n), np.nan, dtype=object)  # rows: text 1, driver 1, text 2, ...
+    strings[0 : 2 * k_max : 2] = texts[:, :k_max].T
+    strings[1 : 2 * k_max : 2] = drivers[:, :k_max].T
+    strings = pd.array(strings.ravel(), dtype="str")  # one conversion, then one slice each
+    out: dict[str, Any] = {}
+    for k in range(top):
+        out[f"reason_{k + 1}"] = strings[2 * k * n : (2 * k + 1) * n]
+        out[f"reason_{k + 1}_driver"] = strings[(2 * k + 1) * n : (2 * k + 2) * n]
+        out[f"reason_{k + 1}_contribution"] = (
+            np.round(sums[:, k], 4) if k < k_max else np.full(n, np.nan)
+        )
+    return pd.DataFrame(out, index=index, copy=False)
 
 
 def explain(
@@ -175,60 +308,47 @@ def explain(
         raise ValueError(
             f"explain: {len(frame)} feature rows but {len(contributions)} contribution rows"
         )
-    contrib = contributions.set_axis(frame.index, axis=0)
+    names = contributions.columns.tolist()
+    present = set(names)
     by_family: dict[str, list[str]] = {}
     for name, spec in specs.items():
-        if name in contrib.columns:
+        if name in present:
             by_family.setdefault(spec.family, []).append(name)
-    descriptions = {name: spec.description for name, spec in specs.items()}
     families = list(by_family)
     n = len(frame)
-    out = pd.DataFrame(index=frame.index)
     if not families or n == 0:
-        for k in range(1, top + 1):
-            out[f"reason_{k}"] = pd.Series(dtype="str", index=frame.index)
-            out[f"reason_{k}_driver"] = pd.Series(dtype="str", index=frame.index)
-            out[f"reason_{k}_contribution"] = pd.Series(dtype="float64", index=frame.index)
-        return out
+        none = np.empty((n, 0), dtype=object)
+        return _reasons_frame(frame.index, top, none, none, np.empty((n, 0)))
 
-    sums = np.column_stack(
-        [contrib[feats].to_numpy(dtype="float64").sum(axis=1) for feats in by_family.values()]
-    )
-    k_max = min(top, len(families))
+    blocks = _family_blocks(contributions, names, list(by_family.values()), n)
+    sums = np.column_stack([block.sum(axis=1) for block in blocks])
+    k_max = max(min(top, len(families)), 0)
     # largest contribution first; ties broken by family order (stable sort)
     order = np.argsort(-sums, axis=1, kind="stable")[:, :k_max]
 
     # sentences only for the families some order needs (column-wise, all such orders at once)
+    cols = Columns(frame, np.arange(n), {})
     text_matrix = np.full((n, len(families)), None, dtype=object)
     for j in np.unique(order):
         fam = families[j]
-        rows = (order == j).any(axis=1)
-        sub = frame.loc[rows]
         feats = by_family[fam]
-        text = _generic(sub, contrib.loc[rows], feats, descriptions)
+        rows = np.flatnonzero((order == j).any(axis=1))
+        c = cols.at(rows)
+        top_feat = np.argmax(blocks[j][rows], axis=1)
+        descriptions = np.asarray([str(specs[name].description) for name in feats], dtype=object)
+        text = _generic(c, top_feat, feats, descriptions)
         if fam in TEMPLATES:
             pattern, template = TEMPLATES[fam]
-            special = template(sub)
+            special = template(c)
             if special is not None:
-                top_feat = np.asarray(feats, dtype=object)[
-                    np.argmax(contrib.loc[rows, feats].to_numpy(dtype="float64"), axis=1)
-                ]
-                about = pd.Series(top_feat, index=sub.index).str.contains(pattern, regex=True)
-                text = special.where(about.to_numpy(), text)
-        text_matrix[rows, j] = text.to_numpy(dtype=object)
-    rows = np.arange(n)[:, None]
-    picked_sum = sums[rows, order]
-    picked_text = text_matrix[rows, order]
-    picked_fam = np.asarray(families, dtype=object)[order]
-    for k in range(top):
-        if k < k_max:
-            out[f"reason_{k + 1}"] = pd.Series(picked_text[:, k], index=frame.index, dtype="str")
-            out[f"reason_{k + 1}_driver"] = pd.Series(
-                picked_fam[:, k], index=frame.index, dtype="str"
-            )
-            out[f"reason_{k + 1}_contribution"] = np.round(picked_sum[:, k], 4)
-        else:
-            out[f"reason_{k + 1}"] = pd.Series(dtype="str", index=frame.index)
-            out[f"reason_{k + 1}_driver"] = pd.Series(dtype="str", index=frame.index)
-            out[f"reason_{k + 1}_contribution"] = pd.Series(dtype="float64", index=frame.index)
-    return out
+                about = np.asarray([re.search(pattern, name) is not None for name in feats])
+                text = np.where(about[top_feat], special, text)
+        text_matrix[rows, j] = text
+    at = np.arange(n)[:, None]
+    return _reasons_frame(
+        frame.index,
+        top,
+        text_matrix[at, order],
+        np.asarray(families, dtype=object)[order],
+        sums[at, order],
+    )

@@ -34,10 +34,12 @@ from returnrisk.contract import (
     check_frames,
     member_mask,
     read_frames,
+    row_problems,
 )
+from returnrisk.features.online import OnlineFeatures, OnlineOrder, features_frame, timestamp_ns
 from returnrisk.progress import QUIET, StepLog
 
-from .policy import PolicyConfig, apply_policy
+from .policy import PolicyConfig, apply_policy, flag, risk_level, risk_score
 from .reasons import explain
 
 NEW_TABLES = ("orders", "order_lines", "skus", "customers", "countries", "carriers")
@@ -96,6 +98,16 @@ class ScoreResult:
     @property
     def n_flagged(self) -> int:
         return int(self.results["flagged"].fillna(False).astype(bool).sum())
+
+
+@dataclass(frozen=True)
+class OnlineResult:
+    """``ScoringState.score_one``: the order's JSON record (as ``results_to_records`` writes it),
+    whether it was flagged, and its unseen-category counts."""
+
+    record: dict[str, Any]
+    flagged: bool
+    unseen: dict[str, int]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +338,9 @@ class ScoringState:
         with log.step("preparing the history's features"):
             # events sorted once: a request then costs O(its size), not O(history)
             self.feature_history = prepare_history(tables, as_of=self.as_of)
+        with log.step("materialising the online store"):
+            # each key's totals: one order placed after the history is scored in ~1 ms
+            self.online = OnlineFeatures(self.feature_history)
         self._lock = threading.Lock()
 
     # -- features ---------------------------------------------------------------------------
@@ -377,6 +392,75 @@ class ScoringState:
             v = validate_new(raw, self.history)
         log.info(f"{len(v.orders):,d} orders accepted, {len(v.reasons):,d} refused")
         return self._score_validated([(raw, v)], config, as_of=None, log=log)[0]
+
+    def score_one(
+        self, new: OnlineOrder, config: ScoreConfig = ScoreConfig()
+    ) -> OnlineResult | None:
+        """The fast path of the service: one clean order placed after the history, scored from
+        the online store (``features.online``) with the same model, policy and reasons as
+        ``score``, and the same answer (tested). ``None`` when the order does not qualify --
+        placed not after the history, or anything the contract's rules could refuse -- and the
+        caller then scores it with ``score``, which words the refusal."""
+        if not self._qualifies(new):
+            return None
+        row = self.online.order_features(new)
+        rm = self.risk_model
+        matrix, unseen = rm.encode(row)
+        p = rm.predict_matrix(matrix)
+        ids = np.asarray(row["order_id"], dtype=object)
+        score = risk_score(p)
+        level = risk_level(score, config.policy.level_cuts)
+        flagged = bool(flag(p, ids, config.policy)[0])
+        record: dict[str, Any] = {
+            "order_id": row["order_id"][0],
+            "status": "scored",
+            "probability": float(p[0]),
+            "risk_score": float(score[0]),
+            "risk_level": str(level[0]),
+            "flagged": flagged,
+            "reasons": [],
+            "model_version": self.model_version,
+        }
+        if config.explain == "all" or (config.explain == "flagged" and flagged):
+            contrib = pd.DataFrame(
+                rm.contributions_matrix(matrix), columns=[*rm.feature_names_, "bias"]
+            )
+            why = explain(features_frame(row), contrib, self.specs, top=config.top_reasons)
+            record["reasons"] = _reason_list(why.iloc[0].to_dict(), config.top_reasons)
+        return OnlineResult(record, flagged, unseen)
+
+    def _qualifies(self, new: OnlineOrder) -> bool:
+        """Whether ``new`` is clean and placed after the history (the online store's case)."""
+        o, online = new.order, self.online
+        if not new.lines or row_problems("orders", o):
+            return False
+        try:
+            if timestamp_ns(o["order_ts"]) <= online.as_of_ns or online.knows(
+                "orders", o["order_id"]
+            ):
+                return False
+        except (TypeError, ValueError, OverflowError):
+            return False
+        if any(row_problems("order_lines", {**ln, "order_id": o["order_id"]}) for ln in new.lines):
+            return False
+        new_keys: dict[str, set] = {}
+        for name in STATIC_TABLES:
+            rows = [
+                r for r in getattr(new, name) if not online.knows(name, r.get(SCHEMAS[name].key))
+            ]
+            keys = [r.get(SCHEMAS[name].key) for r in rows]
+            if len(set(keys)) != len(keys) or any(row_problems(name, r) for r in rows):
+                return False
+            new_keys[name] = set(keys)
+
+        def exists(name: str, key: object) -> bool:
+            return online.knows(name, key) or key in new_keys[name]
+
+        if not exists("countries", o["destination_country"]):
+            return False
+        if o.get("carrier_id") is not None and not exists("carriers", o["carrier_id"]):
+            return False
+        return all(exists("skus", ln["sku_id"]) for ln in new.lines)
 
     def score_many(
         self, raws: Sequence[Mapping[str, pd.DataFrame]], config: ScoreConfig = ScoreConfig()
@@ -553,17 +637,7 @@ def results_to_records(results: pd.DataFrame, top: int = 3) -> list[dict[str, An
                 {"order_id": row["order_id"], "status": "refused", "reason": row["refused_reason"]}
             )
             continue
-        reasons = []
-        for k in range(1, top + 1):
-            text = row.get(f"reason_{k}")
-            if isinstance(text, str):
-                reasons.append(
-                    {
-                        "driver": row[f"reason_{k}_driver"],
-                        "text": text,
-                        "contribution": float(row[f"reason_{k}_contribution"]),
-                    }
-                )
+        reasons = _reason_list(row, top)
         records.append(
             {
                 "order_id": row["order_id"],
@@ -577,6 +651,22 @@ def results_to_records(results: pd.DataFrame, top: int = 3) -> list[dict[str, An
             }
         )
     return records
+
+
+def _reason_list(row: Mapping[str, Any], top: int) -> list[dict[str, Any]]:
+    """The ``reason_k*`` columns of one result row as a list of {driver, text, contribution}."""
+    reasons = []
+    for k in range(1, top + 1):
+        text = row.get(f"reason_{k}")
+        if isinstance(text, str):
+            reasons.append(
+                {
+                    "driver": row[f"reason_{k}_driver"],
+                    "text": text,
+                    "contribution": float(row[f"reason_{k}_contribution"]),
+                }
+            )
+    return reasons
 
 
 def write_result(result: ScoreResult, out: str | Path) -> tuple[Path, Path | None]:

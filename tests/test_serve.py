@@ -755,3 +755,110 @@ def test_a_broken_new_sku_row_refuses_the_orders_that_use_it(state, new_raw) -> 
     assert bad_sku in r.loc[oid, "refused_reason"]
     others = r.drop(index=oid)
     assert (others["status"] == "scored").all()
+
+
+# ---------------------------------------------------------------------------------------------
+# the online fast path (ScoringState.score_one): one clean order placed after the history
+
+
+def _single_bodies(state, new_raw) -> list[dict]:
+    """One request per new order, placed after the history, each with the new rows it needs."""
+    body = _body(new_raw)
+    start = pd.Timestamp(state.as_of) + pd.Timedelta(minutes=30)
+    out = []
+    for i, order in enumerate(body["orders"]):
+        order = {**order, "order_ts": (start + pd.Timedelta(seconds=i)).isoformat()}
+        out.append({**body, "orders": [order]})
+    return out
+
+
+def _full_path(state, req, cfg) -> dict:
+    from returnrisk.serve.app import request_frames
+    from returnrisk.serve.scoring import results_to_records
+
+    return results_to_records(state.score(request_frames(req), cfg).results)[0]
+
+
+@pytest.mark.parametrize(
+    "policy, explain",
+    [
+        (PolicyConfig(flag_above=0.0), "all"),
+        (PolicyConfig(flag_top=5), "flagged"),
+        (PolicyConfig(case_cost=40, action_cost=5), "flagged"),
+        (PolicyConfig(flag_above=0.5), "none"),
+    ],
+)
+def test_online_path_answers_exactly_as_the_full_path(state, new_raw, policy, explain) -> None:
+    from returnrisk.serve.app import ScoreRequest, online_order
+
+    cfg = ScoreConfig(policy=policy, explain=explain)
+    bodies = _single_bodies(state, new_raw)
+    for body in bodies:
+        req = ScoreRequest.model_validate(body)
+        one = state.score_one(online_order(req), cfg)
+        assert one is not None, body["orders"][0]["order_id"]  # every clean order qualifies
+        full = _full_path(state, req, cfg)
+        assert abs(one.record.pop("probability") - full.pop("probability")) <= 1e-12
+        assert one.record == full
+    if explain == "all":
+        assert all(
+            len(_full_path(state, ScoreRequest.model_validate(b), cfg)["reasons"]) == 3
+            for b in bodies[:2]
+        )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    order_changes=st.dictionaries(st.sampled_from(_ORDER_FIELDS), _scalar, max_size=3),
+    line_changes=st.dictionaries(
+        st.sampled_from(["sku_id", "quantity", "unit_price"]), _scalar, max_size=2
+    ),
+    back_in_time=st.booleans(),
+)
+def test_online_path_never_accepts_what_the_full_path_refuses(
+    state, new_raw, order_changes, line_changes, back_in_time
+) -> None:
+    """Whenever the fast path answers, the full path gives the same answer; anything the
+    contract refuses goes to the full path (which words the refusal)."""
+    from pydantic import ValidationError
+
+    from returnrisk.features.online import timestamp_ns
+    from returnrisk.serve.app import ScoreRequest, online_order
+
+    body = _single_bodies(state, new_raw)[0]
+    order = {**body["orders"][0], **order_changes}
+    if back_in_time:
+        order["order_ts"] = (pd.Timestamp(state.as_of) - pd.Timedelta(days=3)).isoformat()
+    order["lines"] = [{**order["lines"][0], **line_changes}]
+    try:
+        req = ScoreRequest.model_validate({**body, "orders": [order]})
+    except ValidationError:
+        return  # a 422 before scoring
+    cfg = ScoreConfig(policy=PolicyConfig(flag_above=0.0), explain="all")
+    one = state.score_one(online_order(req), cfg)
+    full = _full_path(state, req, cfg)
+    early = timestamp_ns(req.orders[0].order_ts) <= state.online.as_of_ns
+    if one is None:
+        assert early or full["status"] == "refused"  # the only reasons to fall back
+        return
+    assert not early
+    assert full["status"] == "scored"
+    assert abs(one.record.pop("probability") - full.pop("probability")) <= 1e-12
+    assert one.record == full
+
+
+def test_service_uses_the_online_path_for_single_orders(client, state, new_raw) -> None:
+    def path_count(path: str) -> float:
+        key = f'returnrisk_score_requests_total{{path="{path}"}}'
+        text = client.get("/metrics").text
+        return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(key))
+
+    online0, batch0 = path_count("online"), path_count("batch")
+    bodies = _single_bodies(state, new_raw)
+    for body in bodies:
+        assert client.post("/v1/score", json=body).status_code == 200
+    broken = {**bodies[0], "orders": [{**bodies[0]["orders"][0], "destination_country": "ZZ"}]}
+    r = client.post("/v1/score", json=broken).json()["results"][0]
+    assert r["status"] == "refused" and "unknown destination_country 'ZZ'" in r["reason"]
+    assert path_count("online") == online0 + len(bodies)
+    assert path_count("batch") == batch0 + 1

@@ -208,6 +208,64 @@ def test_template_only_when_its_feature_drives_the_family() -> None:
     ]
 
 
+def test_one_row_explained_alone_as_in_a_batch() -> None:
+    """The HTTP service explains one order at a time, batch scoring thousands at once: an order
+    gets the same reasons either way, whatever branch its sentences take."""
+    specs = {
+        **SPECS,
+        "customer_tenure_days": Spec("customer", "days since first seen"),
+        "size_bracketing": Spec("size_fit", "same product in two or more sizes"),
+        "multi_qty_apparel": Spec("size_fit", "one sized SKU with quantity > 1"),
+        "sku_case_rate_max": Spec("product", "highest SKU case rate"),
+        "channel": Spec("order", "sales channel"),
+    }
+    rng = np.random.default_rng(7)
+    n = 60
+
+    def pick(*values: object) -> np.ndarray:
+        return rng.choice(np.asarray(values, dtype=object), n)
+
+    def text(*values: object) -> pd.api.extensions.ExtensionArray:
+        return pd.array(pick(*values), dtype="str")
+
+    def number(*values: float) -> np.ndarray:
+        return pick(*values).astype("float64")
+
+    frame = pd.DataFrame(
+        {
+            "destination_country": text("DE", "BR", "US", None),
+            "carrier_name": text("X", "Y Express", None),
+            "effective_incoterm": text("DDU", "DDP", None),
+            "order_value": number(182.0, 40.0, 150.0, 0.5, 1e6, np.nan),
+            "duty_de_minimis": number(150.0, 50.0, 0.0, np.nan),
+            "value_to_de_minimis": rng.uniform(0.0, 3.0, n),
+            "duties_due_on_arrival": number(0.0, 1.0, np.nan),
+            "customer_prior_cases": number(0.0, 3.0, np.nan),
+            "customer_prior_orders": number(0.0, 5.0, 12.0, np.nan),
+            "customer_tenure_days": rng.uniform(0.0, 900.0, n).round(3),
+            "lane_not_received_rate": number(0.079, 0.02, -0.0001, 0.125, np.nan),
+            "min_n_images": number(1.0, 6.0, np.nan),
+            "size_bracketing": number(0.0, 1.0, np.nan),
+            "multi_qty_apparel": number(0.0, 1.0),
+            "sku_case_rate_max": rng.uniform(0.0, 0.3, n),
+            "top_sku_id": text("P1-RED", "P2", None),
+            "top_category": text("apparel", "home"),
+            "channel": text("web", "app", None),
+        },
+        index=[f"o{i}" for i in range(n)],
+    )
+    # quarters: family sums are exact in any order, so ties between families are exact ties
+    contrib = pd.DataFrame(rng.integers(-8, 9, (n, len(specs))) / 4.0, columns=list(specs))
+    contrib.iloc[::7] = 0.0  # every family ties
+    contrib["bias"] = -2.0
+    for top in (1, 3, 5):
+        batch = explain(frame, contrib, specs, top=top)
+        assert batch.index.equals(frame.index)
+        for i in range(n):
+            alone = explain(frame.iloc[[i]], contrib.iloc[[i]], specs, top=top)
+            pd.testing.assert_frame_equal(alone, batch.iloc[[i]], check_exact=True)
+
+
 def test_prometheus_exposition() -> None:
     from returnrisk.serve.metrics import Metrics
 

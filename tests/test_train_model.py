@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 from dataclasses import replace
 
@@ -127,6 +128,113 @@ def test_bad_input_is_named():
     y[3] = np.nan
     with pytest.raises(ValueError, match="1 row"):
         RiskModel().fit(df[FEATURES], y, df[FEATURES], df["label"])
+
+
+def _with_unseen(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` with 5 unseen categories and 5 more missing ones in ``cat``."""
+    X = X.copy()
+    X.loc[X.index[:5], "cat"] = "never-seen"
+    X.loc[X.index[5:10], "cat"] = None
+    return X
+
+
+@pytest.mark.parametrize("cat_dtype", ["str", "object", "category"])
+def test_encode_feeds_the_booster_exactly_what_prepare_does(cat_dtype):
+    model, test, _ = fitted()
+    X = _with_unseen(test[FEATURES].head(300)).astype({"cat": cat_dtype})
+    prepared, unseen_prepare = model.prepare(X)
+    matrix, unseen = model.encode(X)
+    assert unseen == unseen_prepare
+    assert unseen["cat"] == 5
+    assert matrix.dtype == np.float64 and matrix.flags.c_contiguous
+    assert matrix.shape == (len(X), len(FEATURES))
+    booster = model.booster_
+    np.testing.assert_array_equal(
+        booster.predict(matrix, raw_score=True), booster.predict(prepared, raw_score=True)
+    )
+    np.testing.assert_array_equal(
+        booster.predict(matrix, pred_contrib=True), booster.predict(prepared, pred_contrib=True)
+    )
+    # the public paths go through the matrix and agree with the prepared frame
+    it = model.best_iteration_
+    raw = booster.predict(prepared, raw_score=True, num_iteration=it)
+    proba, unseen_predict = model.predict_with_unseen(X)
+    np.testing.assert_array_equal(proba, np.clip(model.calibrator_.predict(raw), 0, 1))
+    assert unseen_predict == unseen
+    np.testing.assert_array_equal(model.predict_matrix(matrix), proba)
+    contrib = model.contributions(X)
+    np.testing.assert_array_equal(
+        contrib.to_numpy(), booster.predict(prepared, pred_contrib=True, num_iteration=it)
+    )
+    assert contrib.index.equals(X.index)
+    np.testing.assert_array_equal(model.contributions_matrix(matrix), contrib.to_numpy())
+
+
+def test_encode_accepts_a_mapping_of_plain_values():
+    model, test, _ = fitted()
+    X = _with_unseen(test[FEATURES].head(12))
+    X.loc[X.index[0], "x2"] = np.nan
+    X.loc[X.index[11], "cat"] = model.categories_["cat"][1]
+    for i in (0, 6, 11):  # unseen category + missing x2, missing category, known category
+        row = X.iloc[[i]]
+        cat = row["cat"].iloc[0]
+        plain = {
+            "x1": [float(row["x1"].iloc[0])],
+            "x2": [None if pd.isna(row["x2"].iloc[0]) else float(row["x2"].iloc[0])],
+            "cat": [None if pd.isna(cat) else str(cat)],
+            "not_a_feature": ["ignored"],
+        }
+        got, unseen = model.encode(plain)
+        expected, unseen_frame = model.encode(row)
+        np.testing.assert_array_equal(got, expected)
+        assert unseen == unseen_frame
+        np.testing.assert_array_equal(
+            model.predict_with_unseen(plain)[0], model.predict_with_unseen(row)[0]
+        )
+    # ndarrays / pandas arrays of several rows, non-str categories compared as str(value)
+    columns = {
+        "x1": X["x1"].to_numpy(),
+        "x2": pd.array(X["x2"], dtype="Float64"),
+        "cat": X["cat"].astype("object").to_numpy(),
+    }
+    np.testing.assert_array_equal(model.encode(columns)[0], model.encode(X)[0])
+    as_ints = model.encode({"x1": [0.0, 0.0], "x2": [1, 2], "cat": [1, np.nan]})
+    assert as_ints[1] == {"cat": 1}
+    assert np.isnan(as_ints[0][:, 2]).all()
+
+
+def test_pickled_model_predicts_the_same():
+    model, test, _ = fitted()
+    X = _with_unseen(test[FEATURES].head(50))
+    proba, unseen = model.predict_with_unseen(X)  # builds the encoding cache
+    assert "_encoding_cache" in vars(model)
+    assert set(vars(model)) - set(model.__getstate__()) == {"_encoding_cache"}
+    loaded = pickle.loads(pickle.dumps(model))
+    assert "_encoding_cache" not in vars(loaded)  # like a model pickled before the cache existed
+    proba_loaded, unseen_loaded = loaded.predict_with_unseen(X)
+    np.testing.assert_array_equal(proba_loaded, proba)
+    assert unseen_loaded == unseen
+    np.testing.assert_array_equal(loaded.contributions(X), model.contributions(X))
+
+
+def test_encode_bad_input_is_named():
+    model, test, _ = fitted()
+    X = test[FEATURES].head(3)
+    plain = {c: X[c].tolist() for c in FEATURES}
+    with pytest.raises(ModelInputError, match="x2"):
+        model.encode({"x1": plain["x1"], "cat": plain["cat"]})
+    with pytest.raises(ModelInputError, match="x2"):
+        model.predict_with_unseen(X[["x1", "cat"]])
+    with pytest.raises(ModelInputError, match="x1"):
+        model.encode({**plain, "x1": ["1.5", "abc", None]})
+    with pytest.raises(ModelInputError, match="x1"):
+        model.encode(X.astype({"x1": "object"}).assign(x1=["1.5", "abc", None]))
+    with pytest.raises(ModelInputError, match="cat"):
+        model.encode({**plain, "cat": ["a", "b"]})
+    with pytest.raises(ModelInputError, match="columns"):
+        model.predict_matrix(np.zeros((2, len(FEATURES) + 1)))
+    assert model.predict_with_unseen(X.iloc[:0])[0].shape == (0,)
+    assert model.contributions_matrix(np.empty((0, len(FEATURES)))).shape == (0, 4)
 
 
 def test_metrics_known_values():

@@ -4,7 +4,8 @@ One object holds everything needed to go from the feature table's plain columns 
 categorical features, numbers for the rest) to a calibrated P(after-sales case):
 
 1. ``prepare``: cast every categorical column to the categories seen in training (an unseen
-   category becomes missing and is *counted*), every numeric column to float64;
+   category becomes missing and is *counted*), every numeric column to float64; ``encode`` does
+   the same straight into a float64 matrix (category -> its code), the inference path;
 2. a LightGBM booster trained with early stopping on a time-ordered validation slice;
 3. a calibrator (isotonic or sigmoid/Platt, chosen by time-ordered cross-validation on the
    validation slice) mapping the booster's raw score to a probability.
@@ -13,7 +14,8 @@ categorical features, numbers for the rest) to a calibrated P(after-sales case):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
@@ -45,6 +47,10 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 CALIBRATIONS = ("auto", "isotonic", "sigmoid", "none")
 _EPS = 1e-6
+_OBJECT = np.dtype(object)
+_ONE_THREAD_ROWS = 128
+"""Encoded batches up to this size are predicted on one thread: waking LightGBM's OpenMP team
+costs more than scoring a few rows (~0.1 ms per call on a busy 2-core host)."""
 
 
 class ModelInputError(ValueError):
@@ -57,6 +63,48 @@ def _is_categorical_dtype(dtype: Any) -> bool:
         or pd.api.types.is_string_dtype(dtype)
         or pd.api.types.is_object_dtype(dtype)
     )
+
+
+def _numeric_to_float(name: str, col: pd.Series) -> np.ndarray:
+    """float64 values of a numeric feature column (missing -> NaN)."""
+    if _is_categorical_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
+        try:
+            return pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
+        except (ValueError, TypeError) as err:
+            raise ModelInputError(
+                f"numeric feature {name!r} has non-numeric values, e.g. "
+                f"{col.dropna().head(3).tolist()}"
+            ) from err
+    return col.astype("float64").to_numpy(na_value=np.nan)
+
+
+def _n_rows(name: str, values: Any) -> int:
+    if isinstance(values, str | bytes) or not hasattr(values, "__len__"):
+        raise ModelInputError(f"feature {name!r}: expected 1-D values, got {values!r}")
+    return len(values)
+
+
+def _object_values(values: Any) -> np.ndarray:
+    """``values`` as an object ndarray (missing stays None/NaN/NA, nothing cast to str yet)."""
+    if isinstance(values, pd.Series | pd.Index):
+        values = values.array
+    if isinstance(values, np.ndarray):
+        return values if values.dtype == object else values.astype(object)
+    if isinstance(values, pd.api.extensions.ExtensionArray):
+        return values.to_numpy(dtype=object)
+    return np.asarray(values, dtype=object)
+
+
+@dataclass(frozen=True)
+class _Encoding:
+    """Lookups ``RiskModel.encode`` derives from the fitted attributes (cached, never pickled)."""
+
+    num_names: list[str]
+    num_pos: np.ndarray  # positions of the numeric features in feature_names_
+    cat_pos: np.ndarray  # positions of the categorical features in feature_names_
+    index: pd.Index  # every training category of every categorical feature, once
+    table: np.ndarray  # [j, position in index] -> code in feature j's categories; -1 = none
+    rows: np.ndarray  # arange(n categorical features)[:, None], to index ``table``
 
 
 def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
@@ -208,6 +256,7 @@ class RiskModel:
             c: sorted(pd.Series(X_train[c]).dropna().astype(str).unique().tolist())
             for c in self.categorical_features_
         }
+        self.__dict__.pop("_encoding_cache", None)
         Xt, _ = self.prepare(X_train)
         Xv, unseen_valid = self.prepare(X_valid)
         self.unseen_valid_ = unseen_valid
@@ -278,54 +327,214 @@ class RiskModel:
                 unseen[c] = int((values.notna() & ~known).sum())
                 out[c] = pd.Categorical(values.where(known), categories=self.categories_[c])
             else:
-                if _is_categorical_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
-                    try:
-                        out[c] = pd.to_numeric(col, errors="raise").astype("float64").to_numpy()
-                    except (ValueError, TypeError) as err:
-                        raise ModelInputError(
-                            f"numeric feature {c!r} has non-numeric values, e.g. "
-                            f"{col.dropna().head(3).tolist()}"
-                        ) from err
-                else:
-                    out[c] = col.astype("float64").to_numpy(na_value=np.nan)
+                out[c] = _numeric_to_float(c, col)
         prepared = pd.DataFrame(out, index=X.index)[self.feature_names_]
         return prepared, unseen
 
-    def raw_score(self, X: pd.DataFrame, *, _prepared: pd.DataFrame | None = None) -> np.ndarray:
+    def encode(self, X: pd.DataFrame | Mapping[str, Any]) -> tuple[np.ndarray, dict[str, int]]:
+        """Encode ``X`` into the booster's input matrix; return it and the unseen-category counts.
+
+        ``X`` is a DataFrame or a mapping of column name -> 1-D values (list, ndarray, pandas
+        array). The result is a C-contiguous float64 array, one column per ``feature_names_``:
+        a categorical value becomes its position in ``categories_[c]`` (the pandas Categorical
+        code LightGBM uses), a numeric value its float; missing -> NaN. As in ``prepare``, a
+        category not seen in training becomes missing and is counted, non-str categorical values
+        are compared as ``str(value)``, and a missing column raises ``ModelInputError``.
+        """
+        if not hasattr(self, "feature_names_"):
+            raise RuntimeError("RiskModel is not fitted; call fit() first")
+        names = self.feature_names_
+        missing = [c for c in names if c not in X]
+        if missing:
+            raise ModelInputError(
+                f"feature table lacks {len(missing)} model feature column(s): {missing[:10]}"
+            )
+        enc = self._encoding()
+        if isinstance(X, pd.DataFrame):
+            cols: Mapping[str, Any] = {c: X[c] for c in names}
+            n = len(X)
+        else:
+            cols = X
+            n = _n_rows(names[0], X[names[0]]) if names else 0
+        out = np.empty((n, len(names)), dtype=np.float64)
+        if enc.num_names:
+            out[:, enc.num_pos] = self._float_block(cols, enc.num_names, n).T
+        cats = self.categorical_features_
+        if not cats:
+            return out, {}
+        # all categorical columns in one lookup: values of feature j at [j * n, (j + 1) * n)
+        values = self._object_block(cols, cats, n).ravel()
+        if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+            values = pd.Series(values, dtype=object).astype("str").to_numpy(dtype=object)
+        found = enc.index.get_indexer(pd.Index(values, dtype=object, copy=False))
+        codes = enc.table[enc.rows, found.reshape(len(cats), n)]  # found -1: last column
+        absent = codes < 0
+        counts = np.count_nonzero(absent & ~pd.isna(values).reshape(len(cats), n), axis=1)
+        codes = codes.astype(np.float64)
+        codes[absent] = np.nan
+        out[:, enc.cat_pos] = codes.T
+        return out, dict(zip(cats, counts.tolist(), strict=True))
+
+    @staticmethod
+    def _object_block(cols: Mapping[str, Any], names: list[str], n: int) -> np.ndarray:
+        """object (len(names), n) block of the categorical features, values not yet str-cast."""
+        try:  # one call when every column is a sequence of n values
+            block = np.array([cols[c] for c in names], dtype=object)
+        except ValueError:
+            block = None
+        if block is not None and block.shape == (len(names), n):
+            return block
+        block = np.empty((len(names), n), dtype=object)
+        for i, c in enumerate(names):
+            values = _object_values(cols[c])
+            if values.ndim != 1:
+                raise ModelInputError(f"feature {c!r}: expected 1-D values, got {cols[c]!r}")
+            if len(values) != n:
+                raise ModelInputError(f"feature {c!r}: expected {n} values, got {len(values)}")
+            block[i] = values
+        return block
+
+    @staticmethod
+    def _float_block(cols: Mapping[str, Any], names: list[str], n: int) -> np.ndarray:
+        """float64 (len(names), n) block of the numeric features (missing -> NaN)."""
+        values = [cols[c] for c in names]
+        if set(map(type, values)) == {list}:
+            fast: Sequence[int] = range(len(names))
+        else:  # str/object/datetime columns go one by one, as in ``prepare``
+            fast = [
+                i
+                for i, v in enumerate(values)
+                if isinstance(v, list) or getattr(v, "dtype", _OBJECT).kind in "biuf"
+            ]
+        try:  # lists of numbers/None and numeric arrays in one call
+            part = np.array([values[i] for i in fast], dtype=np.float64)
+        except (TypeError, ValueError):  # str/NA in a list, ragged lists
+            part = None
+        if part is not None and part.shape == (len(fast), n):
+            if len(fast) == len(names):
+                return part
+            done = set(fast)
+        else:
+            done = set()
+        block = np.empty((len(names), n), dtype=np.float64)
+        if done:
+            block[list(fast)] = part
+        for i, (c, v) in enumerate(zip(names, values, strict=True)):
+            if i in done:
+                continue
+            if not isinstance(v, pd.Series) and np.ndim(v) != 1:
+                raise ModelInputError(f"feature {c!r}: expected 1-D values, got {v!r}")
+            col = v if isinstance(v, pd.Series) else pd.Series(v)
+            if len(col) != n:
+                raise ModelInputError(f"feature {c!r}: expected {n} values, got {len(col)}")
+            block[i] = _numeric_to_float(c, col)
+        return block
+
+    def _encoding(self) -> _Encoding:
+        """The cached lookups of ``encode`` (built on first use, also after unpickling)."""
+        enc = self.__dict__.get("_encoding_cache")
+        if enc is None:
+            cat_set = set(self.categorical_features_)
+            num = [(j, c) for j, c in enumerate(self.feature_names_) if c not in cat_set]
+            cats = self.categorical_features_
+            index = pd.Index(
+                list(dict.fromkeys(v for c in cats for v in self.categories_[c])), dtype=object
+            )
+            table = np.full((len(cats), len(index) + 1), -1, dtype=np.intp)  # [:, -1]: unknown
+            for j, c in enumerate(cats):
+                found = index.get_indexer(pd.Index(self.categories_[c], dtype=object))
+                table[j, found] = np.arange(len(found))
+            enc = _Encoding(
+                num_names=[c for _, c in num],
+                num_pos=np.array([j for j, _ in num], dtype=np.intp),
+                cat_pos=np.array([self.feature_names_.index(c) for c in cats], dtype=np.intp),
+                index=index,
+                table=table,
+                rows=np.arange(len(cats))[:, None],
+            )
+            self._encoding_cache = enc
+        return enc
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the ``encode`` cache (derived from the fitted attributes)."""
+        state = self.__dict__.copy()
+        state.pop("_encoding_cache", None)
+        return state
+
+    def _check_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != len(self.feature_names_):
+            raise ModelInputError(
+                f"expected an encoded matrix with {len(self.feature_names_)} columns, "
+                f"got shape {matrix.shape}"
+            )
+        return matrix
+
+    def _booster_predict(self, matrix: np.ndarray, **kwargs: Any) -> np.ndarray:
+        """``booster_.predict`` on a checked, non-empty encoded matrix, at the best iteration."""
+        if len(matrix) <= _ONE_THREAD_ROWS:
+            kwargs["num_threads"] = 1
+        out = self.booster_.predict(matrix, num_iteration=self.best_iteration_, **kwargs)
+        return np.asarray(out, dtype=np.float64)
+
+    def _raw_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        matrix = self._check_matrix(matrix)
+        if len(matrix) == 0:
+            return np.empty(0, dtype=np.float64)
+        return self._booster_predict(matrix, raw_score=True)
+
+    def raw_score(
+        self, X: pd.DataFrame | Mapping[str, Any], *, _prepared: pd.DataFrame | None = None
+    ) -> np.ndarray:
         """The booster's raw log-odds score (before calibration)."""
         self._check_fitted()
-        Xp = _prepared if _prepared is not None else self.prepare(X)[0]
+        if _prepared is None:
+            return self._raw_matrix(self.encode(X)[0])
         return np.asarray(
-            self.booster_.predict(Xp, raw_score=True, num_iteration=self.best_iteration_),
+            self.booster_.predict(_prepared, raw_score=True, num_iteration=self.best_iteration_),
             dtype=np.float64,
         )
 
-    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated P(case) for each row of an ``encode``d matrix, shape (n,)."""
+        raw = self._raw_matrix(matrix)
+        if len(raw) == 0:
+            return raw
+        return np.clip(self.calibrator_.predict(raw), 0.0, 1.0)
+
+    def predict_proba(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
         """Calibrated P(case) for each row, shape (n,)."""
         proba, unseen = self.predict_with_unseen(X)
         if any(unseen.values()):
             logger.info("unseen categories treated as missing: %s", _nonzero(unseen))
         return proba
 
-    def predict_with_unseen(self, X: pd.DataFrame) -> tuple[np.ndarray, dict[str, int]]:
+    def predict_with_unseen(
+        self, X: pd.DataFrame | Mapping[str, Any]
+    ) -> tuple[np.ndarray, dict[str, int]]:
         """Calibrated probabilities and the per-column count of unseen categories."""
         self._check_fitted()
-        Xp, unseen = self.prepare(X)
-        if len(Xp) == 0:
-            return np.empty(0, dtype=np.float64), unseen
-        proba = self.calibrator_.predict(self.raw_score(X, _prepared=Xp))
-        return np.clip(proba, 0.0, 1.0), unseen
+        matrix, unseen = self.encode(X)
+        return self.predict_matrix(matrix), unseen
 
-    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+    def contributions_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """``pred_contrib`` of an ``encode``d matrix: shape (n, features + 1), bias last."""
+        matrix = self._check_matrix(matrix)
+        if len(matrix) == 0:
+            return np.empty((0, len(self.feature_names_) + 1), dtype=np.float64)
+        return self._booster_predict(matrix, pred_contrib=True)
+
+    def contributions(self, X: pd.DataFrame | Mapping[str, Any]) -> pd.DataFrame:
         """SHAP values (TreeSHAP, ``pred_contrib``) per feature + ``bias``, in log-odds units
         of the uncalibrated booster; rows sum to ``raw_score``."""
         self._check_fitted()
-        Xp, _ = self.prepare(X)
-        cols = [*self.feature_names_, "bias"]
-        if len(Xp) == 0:
-            return pd.DataFrame(columns=cols, index=X.index, dtype="float64")
-        contrib = self.booster_.predict(Xp, pred_contrib=True, num_iteration=self.best_iteration_)
-        return pd.DataFrame(np.asarray(contrib, dtype=np.float64), columns=cols, index=X.index)
+        matrix, _ = self.encode(X)
+        return pd.DataFrame(
+            self.contributions_matrix(matrix),
+            columns=[*self.feature_names_, "bias"],
+            index=X.index if isinstance(X, pd.DataFrame) else None,
+        )
 
     def feature_importance(self) -> pd.DataFrame:
         """Gain and split importance per feature, sorted by gain."""
