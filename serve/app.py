@@ -12,27 +12,27 @@ SKU report module ``returnrisk.serve.report_skus`` provides a ``router``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import importlib
 import importlib.util
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
+import anyio.to_thread
 import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
 
 from returnrisk.features.online import OnlineOrder
 
@@ -57,7 +57,7 @@ class ServeConfig:
     max_body_bytes: int = 1_000_000
     max_orders: int = 1_000
     api_key: str | None = None
-    max_concurrent_scoring: int = 2  # scoring threads (CPU-bound: about the cores)
+    max_concurrent_scoring: int = 2  # full-path scoring threads (CPU-bound: about the cores)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,73 +277,6 @@ class _Guard:
 # the app
 
 
-class Batcher:
-    """Scoring workers fed by a queue: requests that arrive while the workers are busy are
-    scored together (``ScoringState.score_many``: the same results as one by one), so a burst
-    of single-order requests costs one feature build instead of one each. No waiting is added:
-    an idle worker takes what is queued at once."""
-
-    def __init__(self, workers: int = 2, max_batch: int = 64):
-        self.workers = max(1, workers)
-        self.max_batch = max_batch
-        self._queue: queue.Queue = queue.Queue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-
-    def submit(self, state: ScoringState, frames: dict, config: ScoreConfig) -> Any:
-        with self._lock:
-            if not self._threads:  # started on first use, not at import or app creation
-                for k in range(self.workers):
-                    t = threading.Thread(
-                        target=self._run, args=(self._queue,), name=f"returnrisk-score-{k}"
-                    )
-                    t.daemon = True
-                    t.start()
-                    self._threads.append(t)
-            jobs = self._queue
-        future: Future = Future()
-        jobs.put((state, frames, config, future))
-        return future.result()
-
-    def stop(self) -> None:
-        with self._lock:
-            for _ in self._threads:
-                self._queue.put(None)
-            self._threads = []
-            self._queue = queue.Queue()
-
-    def _run(self, jobs: queue.Queue) -> None:
-        while True:
-            item = jobs.get()
-            if item is None:
-                return
-            items = [item]
-            while len(items) < self.max_batch:
-                try:
-                    nxt = jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    jobs.put(None)
-                    break
-                items.append(nxt)
-            groups: dict[tuple[int, ScoreConfig], list] = {}
-            for it in items:
-                groups.setdefault((id(it[0]), it[2]), []).append(it)
-            for (_, config), its in groups.items():
-                state = its[0][0]
-                try:
-                    results = state.score_many([it[1] for it in its], config)
-                    for it, result in zip(its, results, strict=True):
-                        it[3].set_result(result)
-                except Exception:  # noqa: BLE001 - retry one by one: one bad request fails alone
-                    for it in its:
-                        try:
-                            it[3].set_result(state.score(it[1], config))
-                        except Exception as err:  # noqa: BLE001 - handed to the request
-                            it[3].set_exception(err)
-
-
 class Service:
     """Holds the current scoring state and swaps it atomically on reload."""
 
@@ -410,7 +343,17 @@ def create_app(
     (and on reload), or both. Nothing happens until the app starts."""
     metrics = Metrics()
     _describe(metrics)
-    batcher = Batcher(workers=config.max_concurrent_scoring)
+    # the full path is CPU-bound pandas work: at most this many requests at once, in threads
+    # (anyio's pool otherwise runs up to 40), so a burst queues instead of thrashing
+    limiters: dict[int, anyio.CapacityLimiter] = {}  # one per event loop, made in it
+
+    def limiter() -> anyio.CapacityLimiter:
+        key = id(asyncio.get_running_loop())
+        if key not in limiters:
+            limiters.clear()
+            limiters[key] = anyio.CapacityLimiter(max(1, config.max_concurrent_scoring))
+        return limiters[key]
+
     service = Service(config, state, loader, metrics)
     if state is not None:
         metrics.set("model_info", 1, version=state.model_version)
@@ -427,7 +370,6 @@ def create_app(
 
             threading.Thread(target=initial, name="returnrisk-load", daemon=True).start()
         yield
-        batcher.stop()
 
     app = FastAPI(
         title="returnrisk",
@@ -543,7 +485,9 @@ def create_app(
                 count_unseen(one.unseen)
                 return answer(st.model_version, 1, 0, int(one.flagged), [one.record])
         metrics.inc("score_requests_total", path="batch")
-        result = await run_in_threadpool(batcher.submit, st, request_frames(req), cfg)
+        result = await anyio.to_thread.run_sync(
+            st.score, request_frames(req), cfg, limiter=limiter()
+        )
         count_unseen(result.unseen)
         return answer(
             result.model_version,

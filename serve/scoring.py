@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -341,41 +340,21 @@ class ScoringState:
         with log.step("materialising the online store"):
             # each key's totals: one order placed after the history is scored in ~1 ms
             self.online = OnlineFeatures(self.feature_history)
-        self._lock = threading.Lock()
 
     # -- features ---------------------------------------------------------------------------
     def features(self, v: Validated, *, as_of: pd.Timestamp | None = None) -> pd.DataFrame:
         """Feature rows of the accepted new orders, exactly as ``build_features`` computes them
         on the history merged with the new rows, as of the scoring time (``as_of``, when
         given, must not be before the history's: the history is prepared as of its own)."""
-        return self._features([v], as_of)
-
-    def _features(self, vs: Sequence[Validated], as_of: pd.Timestamp | None) -> pd.DataFrame:
-        orders = (
-            pd.concat([v.orders for v in vs], ignore_index=True) if len(vs) > 1 else vs[0].orders
-        )
-        lines = (
-            pd.concat([v.order_lines for v in vs], ignore_index=True)
-            if len(vs) > 1
-            else vs[0].order_lines
-        )
-        static: dict[str, pd.DataFrame] = {}
-        for name in STATIC_TABLES:
-            parts = [v.static[name] for v in vs if name in v.static and len(v.static[name])]
-            if parts:  # the same new row sent by several grouped requests counts once
-                static[name] = (
-                    pd.concat(parts, ignore_index=True).drop_duplicates(SCHEMAS[name].key)
-                    if len(parts) > 1
-                    else parts[0]
-                )
+        static = {name: df for name, df in v.static.items() if len(df)}
         if as_of is None:
             as_of = self.as_of
-            if len(orders):
-                as_of = max(as_of, orders["order_ts"].max())
+            if len(v.orders):
+                as_of = max(as_of, v.orders["order_ts"].max())
         # the same as build_features on the history merged with the new rows (see prepare_history)
         return self._build_features(
-            {"orders": orders, "order_lines": lines, **static},
-            order_ids=orders["order_id"].tolist(),
+            {"orders": v.orders, "order_lines": v.order_lines, **static},
+            order_ids=v.orders["order_id"].tolist(),
             as_of=as_of,
             history=self.feature_history,
         )
@@ -391,7 +370,7 @@ class ScoringState:
         with log.step("checking the new orders"):
             v = validate_new(raw, self.history)
         log.info(f"{len(v.orders):,d} orders accepted, {len(v.reasons):,d} refused")
-        return self._score_validated([(raw, v)], config, as_of=None, log=log)[0]
+        return self._score_validated(raw, v, config, log=log)
 
     def score_one(
         self, new: OnlineOrder, config: ScoreConfig = ScoreConfig()
@@ -462,132 +441,53 @@ class ScoringState:
             return False
         return all(exists("skus", ln["sku_id"]) for ln in new.lines)
 
-    def score_many(
-        self, raws: Sequence[Mapping[str, pd.DataFrame]], config: ScoreConfig = ScoreConfig()
-    ) -> list[ScoreResult]:
-        """Score several independent requests; the same results as ``score`` on each alone.
-
-        Requests holding exactly one accepted order placed after the history's as-of (the
-        common online case) are scored together in one ``build_features`` call *as of the
-        history's as-of*: then no new order is history for another (``build_features`` only
-        counts events up to ``as_of``), which is exactly what each request sees alone. Any other
-        request (several orders, an order not after the history, a shared new key) is scored
-        on its own.
-        """
-        validated = [validate_new(raw, self.history) for raw in raws]
-        results: list[ScoreResult | None] = [None] * len(raws)
-        group: list[int] = []
-        seen_ids: set[str] = set()
-        seen_rows: dict[tuple[str, str], str] = {}  # new static rows: key -> content
-        for i, v in enumerate(validated):
-            ids = set(v.orders["order_id"].astype("str"))
-            rows = {}
-            for name, df in v.static.items():
-                if len(df):  # a few rows per request: their content as text, to compare
-                    # missing values stay NaN under astype("str"): spell them out first
-                    text = df.astype(object).where(df.notna(), "<NA>").astype(str)
-                    text = text.agg("|".join, axis=1)
-                    keys = df[SCHEMAS[name].key].astype("str")
-                    rows.update({(name, k): t for k, t in zip(keys, text, strict=True)})
-            ok = (
-                len(v.orders) == 1
-                and bool((v.orders["order_ts"] > self.as_of).all())
-                and not (ids & seen_ids)
-                and all(seen_rows.get(k, t) == t for k, t in rows.items())
-            )
-            if ok:
-                group.append(i)
-                seen_ids |= ids
-                seen_rows.update(rows)
-            else:
-                results[i] = self._score_validated([(raws[i], v)], config, as_of=None)[0]
-        if len(group) == 1:
-            i = group[0]
-            results[i] = self._score_validated([(raws[i], validated[i])], config, as_of=None)[0]
-        elif group:
-            batch = self._score_validated(
-                [(raws[i], validated[i]) for i in group], config, as_of=self.as_of
-            )
-            for i, r in zip(group, batch, strict=True):
-                results[i] = r
-        return [r for r in results if r is not None]
-
     def _score_validated(
         self,
-        items: Sequence[tuple[Mapping[str, pd.DataFrame], Validated]],
+        raw: Mapping[str, pd.DataFrame],
+        v: Validated,
         config: ScoreConfig,
         *,
-        as_of: pd.Timestamp | None,
         log: StepLog = QUIET,
-    ) -> list[ScoreResult]:
-        """Features for every accepted order of ``items`` at once, then policy and reasons per
-        item (the policy's top-N is per item: each item is one batch / one request)."""
+    ) -> ScoreResult:
+        """Features of the accepted orders, prediction, policy (the top-N is of this batch),
+        reasons for the orders that need them; then one row per input order."""
         rm = self.risk_model
-        vs = [v for _, v in items]
         unseen: dict[str, int] = {}
-        scored_parts: list[pd.DataFrame] = []
-        if any(len(v.orders) for v in vs):
+        if len(v.orders):
             with log.step("building features"):
-                feats = self._features(vs, as_of)
+                feats = self.features(v)
             with log.step("predicting"):
-                X = feats[rm.feature_names_]
-                proba, unseen = rm.predict_with_unseen(X)
-            pos = pd.Series(np.arange(len(feats)), index=feats["order_id"].astype("str"))
-            needs = []
-            for v in vs:
-                rows = pos.reindex(v.orders["order_id"].astype("str")).to_numpy()
-                rows = np.sort(rows)  # feature order: (order_ts, order_id)
-                part = apply_policy(feats["order_id"].to_numpy()[rows], proba[rows], config.policy)
-                part.insert(1, "status", "scored")
-                if config.explain == "all":
-                    need = np.ones(len(part), dtype=bool)
-                elif config.explain == "flagged":
-                    need = part["flagged"].to_numpy()
-                else:
-                    need = np.zeros(len(part), dtype=bool)
-                scored_parts.append(part)
-                needs.append(rows[need])
-            need_rows = np.concatenate(needs) if needs else np.array([], dtype=int)
-            if len(need_rows):
-                with log.step(f"explaining {len(need_rows):,d} orders"):
-                    contrib = rm.contributions(X.iloc[need_rows])
-                    why = explain(
-                        feats.iloc[need_rows], contrib, self.specs, top=config.top_reasons
+                matrix, unseen = rm.encode(feats)
+                proba = rm.predict_matrix(matrix)
+            scored = apply_policy(feats["order_id"].to_numpy(), proba, config.policy)
+            scored.insert(1, "status", "scored")
+            if config.explain == "all":
+                need = np.arange(len(scored))
+            elif config.explain == "flagged":
+                need = np.flatnonzero(scored["flagged"].to_numpy())
+            else:
+                need = np.zeros(0, dtype=np.int64)
+            if len(need):
+                with log.step(f"explaining {len(need):,d} orders"):
+                    contrib = pd.DataFrame(
+                        rm.contributions_matrix(matrix[need]),
+                        columns=[*rm.feature_names_, "bias"],
                     )
-                why.index = feats["order_id"].to_numpy()[need_rows].astype(str)
-                scored_parts = [
-                    p.join(why, on="order_id")
-                    if p["flagged"].any() or config.explain == "all"
-                    else p
-                    for p in scored_parts
-                ]
+                    why = explain(feats.iloc[need], contrib, self.specs, top=config.top_reasons)
+                why.index = feats["order_id"].to_numpy()[need].astype(str)
+                scored = scored.join(why, on="order_id")
         else:
-            scored_parts = [pd.DataFrame({c: [] for c in SCORED_COLUMNS}) for _ in vs]
-        out = []
-        for k, ((raw, v), scored) in enumerate(zip(items, scored_parts, strict=True)):
-            for j in range(1, config.top_reasons + 1):
-                for suffix, dtype in (
-                    ("", "str"),
-                    ("_driver", "str"),
-                    ("_contribution", "float64"),
-                ):
-                    col = f"reason_{j}{suffix}"
-                    if col not in scored.columns:
-                        scored[col] = pd.Series(np.nan, index=scored.index, dtype=dtype)
-            scored["model_version"] = self.model_version
-            results = self._assemble(v, scored)
-            refused_orders, refused_lines = self._refused_rows(raw, v)
-            # unseen-category counts are for metrics only: the whole call's go to the first item
-            out.append(
-                ScoreResult(
-                    results,
-                    refused_orders,
-                    refused_lines,
-                    unseen if k == 0 else {},
-                    self.model_version,
-                )
-            )
-        return out
+            scored = pd.DataFrame({c: [] for c in SCORED_COLUMNS})
+        for j in range(1, config.top_reasons + 1):
+            for suffix, dtype in REASON_SUFFIXES:
+                col = f"reason_{j}{suffix}"
+                if col not in scored.columns:
+                    scored[col] = pd.Series(np.nan, index=scored.index, dtype=dtype)
+        scored["model_version"] = self.model_version
+        refused_orders, refused_lines = self._refused_rows(raw, v)
+        return ScoreResult(
+            self._assemble(v, scored), refused_orders, refused_lines, unseen, self.model_version
+        )
 
     def _assemble(self, v: Validated, scored: pd.DataFrame) -> pd.DataFrame:
         """One row per input order, in input order."""

@@ -576,6 +576,12 @@ def test_real_server_under_concurrent_load(state, new_raw) -> None:
             {**body, "orders": [{**o, "order_ts": (start + pd.Timedelta(minutes=i)).isoformat()}]}
             for i, o in enumerate(body["orders"])
         ]
+        # and three of them backdated into the history's last day: the full path, in threads
+        early = pd.Timestamp(state.as_of) - pd.Timedelta(hours=20)
+        singles += [
+            {**body, "orders": [{**o, "order_ts": (early + pd.Timedelta(minutes=i)).isoformat()}]}
+            for i, o in enumerate(body["orders"][:3])
+        ]
 
         def post(c: httpx.Client, i: int) -> tuple[int, int, float | None]:
             single = singles[i % len(singles)]
@@ -601,7 +607,7 @@ def test_real_server_under_concurrent_load(state, new_raw) -> None:
         growth = _rss_mb() - rss0
         codes = [code for code, _, _ in answers]
         assert codes.count(200) == 1000, {c: codes.count(c) for c in set(codes)}
-        # under concurrency (requests scored together) every answer equals the order alone
+        # under concurrency every answer equals the order scored alone
         alone = {}
         for k, single in enumerate(singles):
             with TestClient(create_app(ServeConfig(), state=state)) as one:
@@ -616,6 +622,12 @@ def test_real_server_under_concurrent_load(state, new_raw) -> None:
             if ln.startswith('returnrisk_http_requests_total{code="200",endpoint="/v1/score"}')
         )
         assert float(line.split()[-1]) >= 1100
+        paths = {
+            ln.split('path="')[1].split('"')[0]: float(ln.split()[-1])
+            for ln in text.splitlines()
+            if ln.startswith("returnrisk_score_requests_total{")
+        }
+        assert paths["online"] >= 500 and paths["batch"] >= 200, paths  # both paths under load
     finally:
         server.should_exit = True
         thread.join(10)
@@ -658,42 +670,6 @@ def test_fuzz_mutated_valid_orders_no_500(client, new_raw, order_changes, line_c
         assert r["status"] in ("scored", "refused")
 
 
-def test_score_many_equals_one_request_at_a_time(state, new_raw, monkeypatch) -> None:
-    """The service groups concurrent requests (score_many): results must not change."""
-    orders, lines = new_raw["orders"], new_raw["order_lines"]
-    # online orders arrive after the history's export time
-    ts = pd.Timestamp(state.as_of) + pd.to_timedelta(np.arange(len(orders)) + 60, unit="min")
-    orders = orders.assign(order_ts=ts.to_numpy())
-    extra = {k: v for k, v in new_raw.items() if k not in ("orders", "order_lines")}
-    builds = []
-    real = state._features
-    monkeypatch.setattr(
-        state, "_features", lambda vs, as_of: builds.append(len(vs)) or real(vs, as_of)
-    )
-
-    def request(ids: list[str], **changes) -> dict[str, pd.DataFrame]:
-        o = orders.loc[orders["order_id"].isin(ids)].assign(**changes)
-        return {"orders": o, "order_lines": lines.loc[lines["order_id"].isin(ids)], **extra}
-
-    ids = orders["order_id"].tolist()
-    raws = [request([i]) for i in ids]  # single orders, each with the same new static rows
-    raws.append(request(ids[:2]))  # several orders in one request: scored alone
-    raws.append(request([ids[0]], destination_country="ZZ"))  # refused
-    early = state.as_of - pd.Timedelta(days=1)
-    raws.append(request([ids[1]], order_ts=early))  # not after the history: scored alone
-    cfg = ScoreConfig(policy=PolicyConfig(flag_above=0.0), explain="all")
-    many = state.score_many(raws, cfg)
-    assert len(many) == len(raws)
-    assert sorted(builds) == [1, 1, len(ids)]  # the single orders: one feature build together
-    for raw, got in zip(raws, many, strict=True):
-        alone = state.score(raw, cfg).results
-        pd.testing.assert_frame_equal(
-            got.results.drop(columns=["probability"]), alone.drop(columns=["probability"])
-        )
-        np.testing.assert_allclose(got.results["probability"], alone["probability"], atol=1e-9)
-    assert many[-2].results["status"].tolist() == ["refused"]
-
-
 def test_unseen_categories_are_scored_and_counted(client, new_raw) -> None:
     body = _body(new_raw)
     order = {**body["orders"][0], "order_id": "UNSEEN-1", "channel": "brand-new-marketplace"}
@@ -708,33 +684,6 @@ def test_unseen_categories_are_scored_and_counted(client, new_raw) -> None:
         return sum(float(ln.split()[-1]) for ln in text.splitlines() if ln.startswith(key))
 
     assert count(after) == count(before) + 1
-
-
-def test_score_many_groups_requests_whose_new_rows_have_missing_values(
-    state, new_raw, monkeypatch
-) -> None:
-    """New customers sent without a customers row get one with missing values: still grouped."""
-    orders, lines = new_raw["orders"], new_raw["order_lines"]
-    new_customers = set(orders["customer_id"]) - set(state.tables.customers["customer_id"])
-    assert new_customers, "the fixture should bring at least one new customer"
-    ts = pd.Timestamp(state.as_of) + pd.to_timedelta(np.arange(len(orders)) + 60, unit="min")
-    orders = orders.assign(order_ts=ts.to_numpy())
-    extra = {k: v for k, v in new_raw.items() if k not in ("orders", "order_lines", "customers")}
-    builds = []
-    real = state._features
-    monkeypatch.setattr(
-        state, "_features", lambda vs, as_of: builds.append(len(vs)) or real(vs, as_of)
-    )
-    raws = [
-        {"orders": orders.iloc[[i]], "order_lines": lines.loc[lines["order_id"] == oid], **extra}
-        for i, oid in enumerate(orders["order_id"])
-    ]
-    cfg = ScoreConfig(policy=PolicyConfig(flag_above=0.0), explain="none")
-    many = state.score_many(raws, cfg)
-    assert builds == [len(raws)]  # one feature build for the whole group
-    for raw, got in zip(raws, many, strict=True):
-        alone = state.score(raw, cfg).results
-        np.testing.assert_allclose(got.results["probability"], alone["probability"], atol=1e-9)
 
 
 def test_a_broken_new_sku_row_refuses_the_orders_that_use_it(state, new_raw) -> None:
