@@ -239,31 +239,16 @@ def _generic(c: Columns, top: np.ndarray, feats: list[str], descriptions: np.nda
     return descriptions[top] + ": " + value
 
 
-def _family_blocks(
-    contributions: pd.DataFrame, names: list[str], families: list[list[str]], n: int
-) -> list[np.ndarray]:
-    """Per family, its features' contributions as an (n, features) float64 matrix laid out in
-    memory like ``contributions[feats].to_numpy("float64")``, so that its row sums are
-    bit-for-bit those of pandas (numpy adds a row stored contiguously pairwise, a row whose
-    values are a column apart one by one: the last bits, hence exact ties, differ)."""
-    try:
-        full = contributions.to_numpy(dtype="float64")
-    except (TypeError, ValueError):  # a column no family uses is not numeric
-        full = None
-    if n > 1 and (full is None or full.flags.writeable):
-        # not a view of one float64 block: pandas copied it from several blocks (or converted
-        # it), and the layout it gives a family depends on the blocks holding that family
-        return [contributions[feats].to_numpy(dtype="float64") for feats in families]
-    if full is None:  # one row: the layout does not matter
-        used = sorted({names.index(name) for feats in families for name in feats})
-        full = contributions.iloc[:, used].to_numpy(dtype="float64")
-        names = [names[i] for i in used]
-    position = dict(zip(names, range(len(names)), strict=True))
-    index = [[position[name] for name in feats] for feats in families]
-    if n > 1 and full.strides[1] == full.itemsize:  # the block is stored row by row
-        return [np.take(full, idx, axis=1) for idx in index]
-    by_feature = np.ascontiguousarray(full.T)  # stored feature by feature (pandas' usual)
-    return [by_feature[idx].T for idx in index]
+def _family_sums(contrib: np.ndarray, index: list[list[int]]) -> np.ndarray:
+    """(n, families) sums of each family's feature columns, added one column after the other:
+    the same bits whatever the number of rows or the memory layout (``ndarray.sum`` adds a
+    contiguous row pairwise and strided ones in sequence, which can flip exact ties), so an
+    order explained alone gets the reasons it gets inside a batch."""
+    out = np.zeros((len(contrib), len(index)))
+    for j, idx in enumerate(index):  # a loop over families and their features, not orders
+        for i in idx:
+            out[:, j] += contrib[:, i]
+    return out
 
 
 def _reasons_frame(
@@ -308,8 +293,7 @@ def explain(
         raise ValueError(
             f"explain: {len(frame)} feature rows but {len(contributions)} contribution rows"
         )
-    names = contributions.columns.tolist()
-    present = set(names)
+    present = set(contributions.columns)
     by_family: dict[str, list[str]] = {}
     for name, spec in specs.items():
         if name in present:
@@ -320,8 +304,15 @@ def explain(
         none = np.empty((n, 0), dtype=object)
         return _reasons_frame(frame.index, top, none, none, np.empty((n, 0)))
 
-    blocks = _family_blocks(contributions, names, list(by_family.values()), n)
-    sums = np.column_stack([block.sum(axis=1) for block in blocks])
+    try:  # one conversion (a frame of floats is one block)
+        contrib = contributions.to_numpy(dtype="float64")
+        names = contributions.columns.tolist()
+    except (TypeError, ValueError):  # a column no family uses is not numeric
+        names = [name for feats in by_family.values() for name in feats]
+        contrib = contributions[names].to_numpy(dtype="float64")
+    position = dict(zip(names, range(len(names)), strict=True))
+    index = [[position[name] for name in feats] for feats in by_family.values()]
+    sums = _family_sums(contrib, index)
     k_max = max(min(top, len(families)), 0)
     # largest contribution first; ties broken by family order (stable sort)
     order = np.argsort(-sums, axis=1, kind="stable")[:, :k_max]
@@ -334,7 +325,7 @@ def explain(
         feats = by_family[fam]
         rows = np.flatnonzero((order == j).any(axis=1))
         c = cols.at(rows)
-        top_feat = np.argmax(blocks[j][rows], axis=1)
+        top_feat = np.argmax(contrib[np.ix_(rows, index[j])], axis=1)
         descriptions = np.asarray([str(specs[name].description) for name in feats], dtype=object)
         text = _generic(c, top_feat, feats, descriptions)
         if fam in TEMPLATES:

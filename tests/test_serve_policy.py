@@ -254,16 +254,19 @@ def test_one_row_explained_alone_as_in_a_batch() -> None:
         },
         index=[f"o{i}" for i in range(n)],
     )
-    # quarters: family sums are exact in any order, so ties between families are exact ties
-    contrib = pd.DataFrame(rng.integers(-8, 9, (n, len(specs))) / 4.0, columns=list(specs))
-    contrib.iloc[::7] = 0.0  # every family ties
-    contrib["bias"] = -2.0
-    for top in (1, 3, 5):
-        batch = explain(frame, contrib, specs, top=top)
-        assert batch.index.equals(frame.index)
-        for i in range(n):
-            alone = explain(frame.iloc[[i]], contrib.iloc[[i]], specs, top=top)
-            pd.testing.assert_frame_equal(alone, batch.iloc[[i]], check_exact=True)
+    # quarters (exact sums: ties are exact ties) and tenths (sums depend on the order of the
+    # additions, which must not depend on the number of rows), every family tied on some rows
+    quarters = pd.DataFrame(rng.integers(-8, 9, (n, len(specs))) / 4.0, columns=list(specs))
+    tenths = pd.DataFrame(rng.integers(-8, 9, (n, len(specs))) / 10.0, columns=list(specs))
+    for contrib in (quarters, tenths):
+        contrib.iloc[::7] = 0.0
+        contrib["bias"] = -2.0
+        for top in (1, 3, 5):
+            batch = explain(frame, contrib, specs, top=top)
+            assert batch.index.equals(frame.index)
+            for i in range(n):
+                alone = explain(frame.iloc[[i]], contrib.iloc[[i]], specs, top=top)
+                pd.testing.assert_frame_equal(alone, batch.iloc[[i]], check_exact=True)
 
 
 def test_prometheus_exposition() -> None:
