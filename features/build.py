@@ -82,6 +82,17 @@ CUSTOMER_TYPE_GROUPS: dict[str, tuple[str, ...]] = {
     "customer_prior_duty_disputes": ("duty_dispute",),
 }
 _STR_CONTEXT = ("top_sku_id", "top_category", "carrier_name")
+# the event sources (name -> value columns) of the aggregates queried several at a time
+# (``_prior``): the online store splits its per-key totals by the same names
+LANE_SOURCES: dict[str, tuple[str, ...]] = {
+    "orders": (),
+    "case": (),
+    "not_received": (),
+    "damaged": (),
+    "ships": ("transit_s", "late", "promised"),
+}
+DESTINATION_SOURCES: dict[str, tuple[str, ...]] = {"orders": (), "dispute": ()}
+ITEM_SOURCES: dict[str, tuple[str, ...]] = {"items": ("units",), "cases": ()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,35 +632,27 @@ def _order_static(ctx: _Ctx, out: dict[str, Any]) -> None:
     day = ts.dt.day.to_numpy(dtype=np.int64)
     out["channel"] = q["channel"].array
     out["payment_method"] = q["payment_method"].array
-    out["order_hour"] = ts.dt.hour.to_numpy(dtype=np.float64)
-    out["order_weekday"] = ts.dt.weekday.to_numpy(dtype=np.float64)
-    out["order_month"] = month.astype(np.float64)
-    out["is_peak_season"] = _flag(((month == 11) & (day >= 20)) | ((month == 12) & (day <= 24)))
-    value = _num(q["order_value"])
-    discount = _num(q["discount_value"])
-    out["order_value"] = value
-    out["shipping_fee"] = _num(q["shipping_fee"])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["discount_share"] = np.where(
-            value + discount > 0, discount / (value + discount), np.nan
-        )
-    out["promised_delivery_days"] = _num(q["promised_delivery_days"])
-
     # destination and duties
     countries = tables.countries
     ci = ctx.q_country
     out["destination_region"] = _take_str(countries["region"], ci)
-    de_min = _take_num(_num(countries["duty_de_minimis"]), ci)
-    out["duty_de_minimis"] = de_min
     default_inc = pd.Series(_take_str(countries["default_incoterm"], ci))
     eff = pd.Series(q["incoterm"].astype("str").array).fillna(default_inc)
     out["effective_incoterm"] = eff.array
-    ddu = (eff == "DDU").fillna(False).to_numpy(dtype=bool)
-    known_inc = eff.notna().to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["value_to_de_minimis"] = value / np.maximum(de_min, 1.0)
-    due = _flag(ddu & (value > de_min), known=known_inc & ~(ddu & np.isnan(de_min)))
-    out["duties_due_on_arrival"] = due
+    order_value_features(
+        out,
+        ts.dt.hour.to_numpy(dtype=np.int64),
+        ts.dt.weekday.to_numpy(dtype=np.int64),
+        month,
+        day,
+        value=_num(q["order_value"]),
+        discount=_num(q["discount_value"]),
+        shipping_fee=_num(q["shipping_fee"]),
+        promised_days=_num(q["promised_delivery_days"]),
+        de_minimis=_take_num(_num(countries["duty_de_minimis"]), ci),
+        ddu=(eff == "DDU").fillna(False).to_numpy(dtype=bool),
+        incoterm_known=eff.notna().to_numpy(),
+    )
 
     # carrier
     carriers = tables.carriers
@@ -666,6 +669,40 @@ def _order_static(ctx: _Ctx, out: dict[str, Any]) -> None:
     dest = pd.Series(q["destination_country"].astype("str").array)
     same = (home == dest).fillna(False).to_numpy(dtype=bool)
     out["ships_to_customer_country"] = _flag(same, known=home.notna().to_numpy())
+
+
+def order_value_features(
+    out: dict[str, Any],
+    hour: np.ndarray,
+    weekday: np.ndarray,
+    month: np.ndarray,
+    day: np.ndarray,
+    *,
+    value: np.ndarray,
+    discount: np.ndarray,
+    shipping_fee: np.ndarray,
+    promised_days: np.ndarray,
+    de_minimis: np.ndarray,
+    ddu: np.ndarray,
+    incoterm_known: np.ndarray,
+) -> None:
+    """The order's own numbers and its duties (shared with the online store): time of day and
+    season, value, discount share, fees, the promise, and DDU above the de-minimis."""
+    out["order_hour"] = hour.astype(np.float64)
+    out["order_weekday"] = weekday.astype(np.float64)
+    out["order_month"] = month.astype(np.float64)
+    out["is_peak_season"] = _flag(((month == 11) & (day >= 20)) | ((month == 12) & (day <= 24)))
+    out["order_value"] = value
+    out["shipping_fee"] = shipping_fee
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["discount_share"] = np.where(
+            value + discount > 0, discount / (value + discount), np.nan
+        )
+        out["value_to_de_minimis"] = value / np.maximum(de_minimis, 1.0)
+    out["promised_delivery_days"] = promised_days
+    out["duty_de_minimis"] = de_minimis
+    known = incoterm_known & ~(ddu & np.isnan(de_minimis))
+    out["duties_due_on_arrival"] = _flag(ddu & (value > de_minimis), known=known)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -733,45 +770,8 @@ def _basket_features(ctx: _Ctx, items: _Items, out: dict[str, Any]) -> None:
     tables, cfg = ctx.tables, ctx.cfg
     skus, countries = tables.skus, tables.countries
     r = items.q_rows
-    s, qty, value = items.s[r], items.qty[r], items.value[r]
+    s = items.s[r]
     g = _Groups(items.q_pos, len(ctx.q_idx))
-
-    # SKU attributes, computed once per SKU and then indexed
-    sku_cat = codes(skus["category"])
-    apparel_sku = (
-        skus["category"].str.lower().isin({c.lower() for c in cfg.apparel_categories})
-        | skus["size"].notna()
-    ).to_numpy(dtype=bool)
-    sized_sku = skus["size"].notna().to_numpy()
-    size_code = codes(skus["size"])
-    product_code = codes(skus["product_id"].fillna(skus["sku_id"]))
-    chart = _bool_num(skus["has_size_chart"])[s]
-    images = _num(skus["n_images"])[s]
-    weight = _num(skus["weight_g"])[s]
-    list_price = _num(skus["list_price"])[s]
-    apparel = apparel_sku[s]
-
-    out["n_lines"] = g.sum(items.lines[r])
-    out["n_units"] = g.sum(qty)
-    out["n_distinct_skus"] = g.sum(np.ones(len(s)))
-    pair = _unique(items.q_pos * (int(sku_cat.max(initial=0)) + 1) + sku_cat[s])
-    n_cat = np.bincount(pair // (int(sku_cat.max(initial=0)) + 1), minlength=len(ctx.q_idx))
-    out["n_distinct_categories"] = n_cat.astype(np.float64)
-    out["max_unit_price"] = g.max(items.max_price[r])
-    lp_ok = list_price > 0
-    out["price_to_list_ratio"] = g.ratio(
-        np.where(lp_ok, value, 0.0), np.where(lp_ok, qty * list_price, 0.0)
-    )
-    out["total_weight_g"] = g.sum(qty * weight, empty=np.nan)
-    out["min_n_images"] = g.min(images)
-    out["mean_n_images"] = g.mean(images)
-
-    # main (most valuable) item: its category and brand; ties -> lowest SKU row
-    main = g.argbest(value) if len(s) else np.zeros(0, np.int64)
-    main_sku = np.full(len(ctx.q_idx), -1, dtype=np.int64)
-    main_sku[g.ids] = s[main]
-    out["main_category"] = _take_str(skus["category"], main_sku)
-    out["main_brand"] = _take_str(skus["brand"], main_sku)
 
     # listing language vs the destination's languages (indicator matrices over a small vocab)
     ci = ctx.q_country[items.q_pos]
@@ -789,32 +789,105 @@ def _basket_features(ctx: _Ctx, items: _Items, out: dict[str, Any]) -> None:
     known = skus["listing_languages"].notna().to_numpy()[s] & (
         (ci >= 0) & cty_known[cti] if len(countries) else np.zeros(len(s), bool)
     )
+
+    # SKU attributes, computed once per SKU and then indexed
+    apparel_sku = (
+        skus["category"].str.lower().isin({c.lower() for c in cfg.apparel_categories})
+        | skus["size"].notna()
+    ).to_numpy(dtype=bool)
+    size_code = np.where(skus["size"].notna().to_numpy(), codes(skus["size"]), -1)
+    main = basket_features(
+        out,
+        g,
+        n_lines=items.lines[r],
+        qty=items.qty[r],
+        value=items.value[r],
+        max_price=items.max_price[r],
+        list_price=_num(skus["list_price"])[s],
+        weight=_num(skus["weight_g"])[s],
+        images=_num(skus["n_images"])[s],
+        size_chart=_bool_num(skus["has_size_chart"])[s],
+        apparel=apparel_sku[s],
+        category=codes(skus["category"])[s],
+        product=codes(skus["product_id"].fillna(skus["sku_id"]))[s],
+        size=size_code[s],
+        language_match=match,
+        language_known=known,
+    )
+    main_sku = np.full(len(main), -1, dtype=np.int64)
+    main_sku[main >= 0] = s[main[main >= 0]]
+    out["main_category"] = _take_str(skus["category"], main_sku)
+    out["main_brand"] = _take_str(skus["brand"], main_sku)
+
+
+def basket_features(
+    out: dict[str, Any],
+    g: _Groups,
+    *,
+    n_lines: np.ndarray,
+    qty: np.ndarray,
+    value: np.ndarray,
+    max_price: np.ndarray,
+    list_price: np.ndarray,
+    weight: np.ndarray,
+    images: np.ndarray,
+    size_chart: np.ndarray,
+    apparel: np.ndarray,
+    category: np.ndarray,
+    product: np.ndarray,
+    size: np.ndarray,
+    language_match: np.ndarray,
+    language_known: np.ndarray,
+) -> np.ndarray:
+    """The basket, listing and size features from the orders' items (rows of ``g``; shared
+    with the online store). ``category`` / ``product`` / ``size``: integer codes (size -1 when
+    the SKU has none). Returns per order the item row of its main (most valuable) item, ties
+    to the first, -1 when it has no items."""
+    out["n_lines"] = g.sum(n_lines)
+    out["n_units"] = g.sum(qty)
+    out["n_distinct_skus"] = g.sum(np.ones(len(qty)))
+    n_cat_codes = int(category.max(initial=0)) + 1
+    pair = _unique(g.pos * n_cat_codes + category)
+    n_cat = np.bincount(pair // n_cat_codes, minlength=g.n)
+    out["n_distinct_categories"] = n_cat.astype(np.float64)
+    out["max_unit_price"] = g.max(max_price)
+    lp_ok = list_price > 0
+    out["price_to_list_ratio"] = g.ratio(
+        np.where(lp_ok, value, 0.0), np.where(lp_ok, qty * list_price, 0.0)
+    )
+    out["total_weight_g"] = g.sum(qty * weight, empty=np.nan)
+    out["min_n_images"] = g.min(images)
+    out["mean_n_images"] = g.mean(images)
     w = _weights(g, value, qty)
     out["listing_language_match"] = g.ratio(
-        np.where(known & match, w, 0.0), np.where(known, w, 0.0)
+        np.where(language_known & language_match, w, 0.0), np.where(language_known, w, 0.0)
     )
 
     # size and fit
     out["n_sized_units"] = g.sum(np.where(apparel, qty, 0.0))
-    sized = sized_sku[s]
-    n_prod = int(product_code.max(initial=0)) + 1
-    n_size = int(size_code.max(initial=0)) + 1
-    trip = _unique(
-        (items.q_pos[sized] * n_prod + product_code[s[sized]]) * n_size + size_code[s[sized]]
-    )
+    sized = size >= 0
+    n_prod = int(product.max(initial=0)) + 1
+    n_size = int(size.max(initial=0)) + 1
+    trip = _unique((g.pos[sized] * n_prod + product[sized]) * n_size + size[sized])
     pp = trip // n_size  # sorted: one entry per (order, product, size)
     p_starts = np.flatnonzero(np.r_[True, pp[1:] != pp[:-1]]) if len(pp) else pp
     n_sizes = np.diff(np.r_[p_starts, len(pp)])
     pp = pp[p_starts] if len(pp) else pp
-    bracket = np.zeros(len(ctx.q_idx))
+    bracket = np.zeros(g.n)
     bracket[(pp[n_sizes >= 2] // n_prod).astype(np.int64)] = 1.0
     out["size_bracketing"] = bracket
-    multi = np.zeros(len(ctx.q_idx))
-    multi[items.q_pos[apparel & (qty > 1)]] = 1.0
+    multi = np.zeros(g.n)
+    multi[g.pos[apparel & (qty > 1)]] = 1.0
     out["multi_qty_apparel"] = multi
     out["sized_without_size_chart"] = g.ratio(
-        np.where(apparel & (chart == 0.0), qty, 0.0), np.where(apparel, qty, 0.0)
+        np.where(apparel & (size_chart == 0.0), qty, 0.0), np.where(apparel, qty, 0.0)
     )
+
+    # main (most valuable) item: its category and brand; ties -> the first item row
+    main = np.full(g.n, -1, dtype=np.int64)
+    if len(g.pos):
+        main[g.ids] = g.argbest(value)
+    return main
 
 
 # ---------------------------------------------------------------------------------------------
@@ -920,22 +993,38 @@ def _customer_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
         ctx, "customer_with_case", cust[cases.first_o], cases.first_ts, cust[q], q_ts
     ).count
     prior = _global_rate(ctx, "case", cases.first_ts, ctx.cfg.default_case_rate)
-    out["customer_prior_orders"] = orders_before.count.astype(np.float64)
-    out["customer_prior_cases"] = cases_before.count.astype(np.float64)
-    out["customer_case_rate"] = smoothed_rate(with_case, orders_before.count, prior, k)
-    # tenure: from the earliest of first_seen_ts (when not after the order) and the first order
     customers = ctx.tables.customers
     ui = ctx.q_customer
     seen_all = ts_int(customers["first_seen_ts"])
     seen = np.where(ui >= 0, seen_all[np.where(ui >= 0, ui, 0)] if len(seen_all) else _NAT, _NAT)
-    first = np.where(orders_before.count > 0, orders_before.first_ts, _TS_MAX)
+    customer_features(out, k, q_ts, prior, orders_before, cases_before, with_case, seen)
+
+
+def customer_features(
+    out: dict[str, Any],
+    k: float,
+    q_ts: np.ndarray,
+    prior: np.ndarray,
+    orders: PriorAggregate,
+    cases: PriorAggregate,
+    with_case: np.ndarray,
+    seen: np.ndarray,
+) -> None:
+    """The customer-history features from the customer's aggregates before each order
+    (shared with the online store): orders (with times), cases (with times and type sums),
+    orders with a case, and ``first_seen_ts`` (``_NAT`` when unknown)."""
+    out["customer_prior_orders"] = orders.count.astype(np.float64)
+    out["customer_prior_cases"] = cases.count.astype(np.float64)
+    out["customer_case_rate"] = smoothed_rate(with_case, orders.count, prior, k)
+    # tenure: from the earliest of first_seen_ts (when not after the order) and the first order
+    first = np.where(orders.count > 0, orders.first_ts, _TS_MAX)
     first = np.where((seen != _NAT) & (seen <= q_ts), np.minimum(first, seen), first)
     has = first != _TS_MAX
     out["customer_tenure_days"] = np.where(has, (q_ts - np.where(has, first, 0)) / DAY_NS, 0.0)
-    out["customer_days_since_last_order"] = orders_before.days_since(q_ts, "last")
-    out["customer_days_since_last_case"] = cases_before.days_since(q_ts, "last")
+    out["customer_days_since_last_order"] = orders.days_since(q_ts, "last")
+    out["customer_days_since_last_case"] = cases.days_since(q_ts, "last")
     for name in CUSTOMER_TYPE_GROUPS:
-        out[name] = cases_before.sums[name].astype(np.float64)
+        out[name] = cases.sums[name].astype(np.float64)
 
 
 def _lane_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
@@ -985,34 +1074,53 @@ def _lane_history(ctx: _Ctx, cases: _Cases, out: dict[str, Any]) -> None:
         dest[q],
         q_ts,
     )
-    lane_orders = lane_h["orders"].count
+    # global history (the priors of the lane's and destination's rates): before each order
+    global_counts = {
+        "case": _count_before(ctx, "case", cases.first_ts, q_ts),
+        "not_received": _count_before(ctx, "not_received", first_of["not_received"][1], q_ts),
+        "damaged": _count_before(ctx, "damaged", first_of["damaged"][1], q_ts),
+        "duty_dispute": _count_before(ctx, "duty_dispute", dd_ts, q_ts),
+    }
+    zero_d, zero_q = np.zeros(len(d_ts), np.int64), np.zeros(len(q_ts), np.int64)
+    delivered = _prior_one(ctx, "ships", zero_d, d_ts, zero_q, q_ts, ship_vals)
+    lane_features(out, k, cfg, lane_h, dest_h, ctx.orders_before, global_counts, delivered)
+
+
+def lane_features(
+    out: dict[str, Any],
+    k: float,
+    cfg: FeatureConfig,
+    lane: Mapping[str, PriorAggregate],
+    dest: Mapping[str, PriorAggregate],
+    orders_before: np.ndarray,
+    global_counts: Mapping[str, np.ndarray],
+    delivered: PriorAggregate,
+) -> None:
+    """The lane and destination features from their aggregates before each order (shared with
+    the online store): per lane its orders, orders with a case / not received / damaged and
+    delivered shipments; per destination its orders and duty disputes; globally the orders
+    placed, the orders with each kind of case and the delivered shipments (the priors)."""
+    lane_orders = lane["orders"].count
     out["lane_prior_orders"] = lane_orders.astype(np.float64)
-    out["destination_prior_orders"] = dest_h["orders"].count.astype(np.float64)
-    prior_any = _global_rate(ctx, "case", cases.first_ts, cfg.default_case_rate)
-    out["lane_case_rate"] = smoothed_rate(lane_h["case"].count, lane_orders, prior_any, k)
+    out["destination_prior_orders"] = dest["orders"].count.astype(np.float64)
+    prior_any = smoothed_rate(global_counts["case"], orders_before, cfg.default_case_rate, k)
+    out["lane_case_rate"] = smoothed_rate(lane["case"].count, lane_orders, prior_any, k)
     for t, rate_col, count_col in (
         ("not_received", "lane_not_received_rate", "lane_prior_not_received"),
         ("damaged", "lane_damaged_rate", "lane_prior_damaged"),
     ):
-        prior_t = _global_rate(ctx, t, first_of[t][1], cfg.default_type_rate)
-        out[rate_col] = smoothed_rate(lane_h[t].count, lane_orders, prior_t, k)
-        out[count_col] = lane_h[t].count.astype(np.float64)
-    prior_dd = _global_rate(ctx, "duty_dispute", dd_ts, cfg.default_type_rate)
+        prior_t = smoothed_rate(global_counts[t], orders_before, cfg.default_type_rate, k)
+        out[rate_col] = smoothed_rate(lane[t].count, lane_orders, prior_t, k)
+        out[count_col] = lane[t].count.astype(np.float64)
+    prior_dd = smoothed_rate(global_counts["duty_dispute"], orders_before, cfg.default_type_rate, k)
     out["destination_duty_dispute_rate"] = smoothed_rate(
-        dest_h["dispute"].count, dest_h["orders"].count, prior_dd, k
+        dest["dispute"].count, dest["orders"].count, prior_dd, k
     )
-    # global shipment history (the prior of the lane's): every delivered shipment before t
-    zero_d, zero_q = np.zeros(len(d_ts), np.int64), np.zeros(len(q_ts), np.int64)
-    delivered = _prior_one(ctx, "ships", zero_d, d_ts, zero_q, q_ts, ship_vals)
-    n_del = delivered.count
-
-    def before(name: str) -> np.ndarray:
-        return delivered.sums[name]
-
     day_s = 86_400.0
-    g_transit = (before("transit_s") / day_s + k * cfg.default_transit_days) / (n_del + k)
-    g_late = smoothed_rate(before("late"), before("promised"), cfg.default_type_rate, k)
-    sh = lane_h["ships"]
+    n_del, before = delivered.count, delivered.sums
+    g_transit = (before["transit_s"] / day_s + k * cfg.default_transit_days) / (n_del + k)
+    g_late = smoothed_rate(before["late"], before["promised"], cfg.default_type_rate, k)
+    sh = lane["ships"]
     out["lane_transit_days"] = (sh.sums["transit_s"] / day_s + k * g_transit) / (sh.count + k)
     out["lane_late_rate"] = smoothed_rate(sh.sums["late"], sh.sums["promised"], g_late, k)
 
@@ -1063,8 +1171,14 @@ def _item_history(ctx: _Ctx, items: _Items, cases: _Cases, out: dict[str, Any]) 
     cd_items, cd_cases = cd[: len(items.s)], cd[len(items.s) :]
     qty_int = np.rint(np.nan_to_num(items.qty)).astype(np.int64)
 
-    def rate(name: str, key_items: np.ndarray, key_cases: np.ndarray, prior: np.ndarray | float):
-        h = _prior(
+    levels = {
+        "category": (cat[items.s], cat[a_s]),
+        "sku": (sku[items.s], sku[a_s]),
+        "product": (prod[items.s], prod[a_s]),
+        "category_destination": (cd_items, cd_cases),
+    }
+    history = {
+        name: _prior(
             ctx,
             name,
             {
@@ -1074,23 +1188,53 @@ def _item_history(ctx: _Ctx, items: _Items, cases: _Cases, out: dict[str, Any]) 
             key_items[r],
             q_ts,
         )
-        trials, n_case = h["items"], h["cases"].count
-        return trials, n_case, smoothed_rate(n_case, trials.count, prior, k)
-
-    global_rate = smoothed_rate(
+        for name, (key_items, key_cases) in levels.items()
+    }
+    g = _Groups(items.q_pos, len(ctx.q_idx))
+    best = item_features(
+        out,
+        k,
+        cfg,
+        g,
+        items.value[r],
+        items.qty[r],
         _count_before(ctx, "item_cases", a_ts, q_ts),
         _count_before(ctx, "items", it_ts[ev], q_ts),
-        cfg.default_case_rate,
-        k,
+        history,
     )
-    _, _, cat_rate = rate("category", cat[items.s], cat[a_s], global_rate)
-    sku_trials, sku_cases, sku_rate = rate("sku", sku[items.s], sku[a_s], cat_rate)
-    _, _, prod_rate = rate("product", prod[items.s], prod[a_s], cat_rate)
-    _, _, cd_rate = rate("category_destination", cd_items, cd_cases, cat_rate)
+    top_sku = np.full(len(best), -1, dtype=np.int64)
+    top_sku[best >= 0] = items.s[r][best[best >= 0]]
+    out["top_sku_id"] = _take_str(skus["sku_id"], top_sku)
+    out["top_category"] = _take_str(skus["category"], top_sku)
 
-    g = _Groups(items.q_pos, len(ctx.q_idx))
-    value = items.value[r]
-    w = _weights(g, value, items.qty[r])
+
+def item_features(
+    out: dict[str, Any],
+    k: float,
+    cfg: FeatureConfig,
+    g: _Groups,
+    value: np.ndarray,
+    qty: np.ndarray,
+    n_item_cases: np.ndarray,
+    n_items: np.ndarray,
+    history: Mapping[str, Mapping[str, PriorAggregate]],
+) -> np.ndarray:
+    """The SKU, product and category features of each order from its items' aggregates before
+    it (shared with the online store). ``history[level]["items"]`` / ``["cases"]``: per item,
+    the level's earlier items (with units) and items with a case, for the levels category, sku,
+    product and category_destination; ``n_item_cases`` / ``n_items``: the global counts (the
+    prior). Returns per order the item row of its riskiest SKU (-1 when it has none)."""
+
+    def rate(level: str, prior: np.ndarray) -> np.ndarray:
+        h = history[level]
+        return smoothed_rate(h["cases"].count, h["items"].count, prior, k)
+
+    cat_rate = rate("category", smoothed_rate(n_item_cases, n_items, cfg.default_case_rate, k))
+    sku_rate = rate("sku", cat_rate)
+    prod_rate = rate("product", cat_rate)
+    cd_rate = rate("category_destination", cat_rate)
+    sku_trials, sku_cases = history["sku"]["items"], history["sku"]["cases"].count
+    w = _weights(g, value, qty)
 
     def wmean(x: np.ndarray) -> np.ndarray:
         return g.ratio(w * x, w)
@@ -1106,20 +1250,18 @@ def _item_history(ctx: _Ctx, items: _Items, cases: _Cases, out: dict[str, Any]) 
     out["category_destination_case_rate_max"] = g.max(cd_rate)
 
     # riskiest SKU of each order (context for reason codes): highest rate, then value
-    s = items.s[r]
-    top_sku = np.full(len(ctx.q_idx), -1, dtype=np.int64)
-    top_orders = np.full(len(ctx.q_idx), np.nan)
-    top_cases = np.full(len(ctx.q_idx), np.nan)
-    if len(s):
-        best = g.argbest(sku_rate, value)
-        top_sku[g.ids] = s[best]
-        top_orders[g.ids] = sku_trials.count[best]
-        top_cases[g.ids] = sku_cases[best]
-    out["top_sku_id"] = _take_str(skus["sku_id"], top_sku)
-    out["top_category"] = _take_str(skus["category"], top_sku)
+    best = np.full(g.n, -1, dtype=np.int64)
+    top_orders = np.full(g.n, np.nan)
+    top_cases = np.full(g.n, np.nan)
+    if len(g.pos):
+        rows = g.argbest(sku_rate, value)
+        best[g.ids] = rows
+        top_orders[g.ids] = sku_trials.count[rows]
+        top_cases[g.ids] = sku_cases[rows]
     out["sku_case_rate_top"] = g.max(sku_rate)
     out["top_sku_prior_orders"] = top_orders
     out["top_sku_prior_cases"] = top_cases
+    return best
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The online store: ``build_features`` for one order placed after the prepared history, in ~0.2 ms.
+"""The online store: ``build_features`` for one order placed after the prepared history, in ~1 ms.
 
 Feast serves the same feature definitions from two stores: the offline store answers
 point-in-time joins (training, batch scoring), the online store holds every key's *latest*
@@ -11,9 +11,10 @@ online store, materialised from a prepared ``History``:
   (they are all known by then), so its aggregates are exactly these per-key totals;
 - the static tables (SKUs, customers, countries, carriers) are held as key -> row lookups.
 
-``order_features`` then applies the formulas of ``build.py`` to one order with the same numpy
-expressions and the same helpers (``_Groups``, ``_weights``, ``smoothed_rate``, ...), on arrays
-of the order's items, without pandas. Which orders qualify: one order alone (no other new order
+``order_features`` looks the order's rows and aggregates up and hands them to the very formula
+functions ``build_features`` uses (``order_value_features``, ``basket_features``,
+``customer_features``, ``lane_features``, ``item_features``), on arrays of one order and its
+items, without pandas. Which orders qualify: one order alone (no other new order
 can be history for it), placed after the history's ``as_of``, on a complete history. Anything
 else goes through ``build_features``. ``tests/test_features_online.py`` checks that both give
 the same table on every order of generated worlds (cold starts, new SKUs, unseen categories,
@@ -35,17 +36,21 @@ from returnrisk.contract import SCHEMAS
 from .build import (
     _NAT,
     _STR_CONTEXT,
-    _TS_MAX,
-    CUSTOMER_TYPE_GROUPS,
-    DAY_NS,
+    DESTINATION_SOURCES,
+    ITEM_SOURCES,
+    LANE_SOURCES,
     History,
     _bool_num,
     _flag,
     _Groups,
     _num,
-    _weights,
+    basket_features,
+    customer_features,
+    item_features,
+    lane_features,
+    order_value_features,
 )
-from .point_in_time import query_events, smoothed_rate, ts_int
+from .point_in_time import PriorAggregate, query_events, smoothed_rate, split_columns, ts_int
 from .specs import CATEGORICAL_FEATURES, CONTEXT_COLUMNS, FEATURE_SPECS, HEAD_COLUMNS
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -63,6 +68,14 @@ def _text(v: Any) -> str | None:
 
 def _float(v: Any) -> float:
     return np.nan if _missing(v) else float(v)
+
+
+def _local_codes(values: Sequence[Any]) -> np.ndarray:
+    """Integer codes of a few values (an order's items): equal values, equal codes; None -1."""
+    seen: dict[Any, int] = {}
+    return np.asarray(
+        [-1 if v is None else seen.setdefault(v, len(seen)) for v in values], dtype=np.int64
+    )
 
 
 class _Vocab:
@@ -87,10 +100,17 @@ class _Totals:
     first_ts: np.ndarray
     last_ts: np.ndarray
 
-    def rows(self, codes: np.ndarray) -> np.ndarray:
+    def at(self, codes: np.ndarray | int) -> PriorAggregate:
+        """The aggregate of each code (an unseen key, code -1, has no events)."""
         n = len(self.count) - 1
-        c = np.asarray(codes, dtype=np.int64)
-        return np.where((c >= 0) & (c < n), c, n)
+        c = np.atleast_1d(np.asarray(codes, dtype=np.int64))
+        r = np.where((c >= 0) & (c < n), c, n)
+        return PriorAggregate(
+            count=self.count[r],
+            sums={k: v[r] for k, v in self.sums.items()},
+            first_ts=self.first_ts[r],
+            last_ts=self.last_ts[r],
+        )
 
 
 def _totals(index: Any, after_ns: int) -> _Totals:
@@ -193,10 +213,6 @@ class OnlineFeatures:
         self.customer_text = {c: self.customers.text(c) for c in ("segment", "country_code")}
         self.customer_seen = ts_int(t.customers["first_seen_ts"])
         self.order_ids = history.ids["orders"]
-        self._global = {
-            name: self.totals[name]
-            for name in ("orders", "case", "not_received", "damaged", "duty_dispute")
-        }
 
     # -- lookups ----------------------------------------------------------------------------
     def knows(self, table: str, key: Any) -> bool:
@@ -210,14 +226,6 @@ class OnlineFeatures:
             "carriers": self.carriers,
         }[table]
         return key in rows.pos
-
-    def _global_count(self, name: str) -> np.ndarray:
-        """Events of a key-less index (one key, code 0): the whole history's count."""
-        return self.totals[name].count[:1]
-
-    def _sum(self, name: str, column: str, codes: np.ndarray) -> np.ndarray:
-        t = self.totals[name]
-        return t.sums[column][t.rows(codes)]
 
     # -- the features -----------------------------------------------------------------------
     def order_features(self, new: OnlineOrder) -> dict[str, Any]:
@@ -245,24 +253,8 @@ class OnlineFeatures:
 
         # -- static attributes of the order (build._order_static)
         when = _EPOCH + dt.timedelta(microseconds=t_ns // 1000)
-        month, day = when.month, when.day
         out["channel"] = [_text(o.get("channel"))]
         out["payment_method"] = [_text(o.get("payment_method"))]
-        out["order_hour"] = np.asarray([when.hour], dtype=np.float64)
-        out["order_weekday"] = np.asarray([when.weekday()], dtype=np.float64)
-        out["order_month"] = np.asarray([month], dtype=np.float64)
-        peak = (month == 11 and day >= 20) or (month == 12 and day <= 24)
-        out["is_peak_season"] = _flag(np.asarray([peak]))
-        value = np.asarray([_float(o.get("order_value"))])
-        discount = np.asarray([_float(o.get("discount_value"))])
-        out["order_value"] = value
-        out["shipping_fee"] = np.asarray([_float(o.get("shipping_fee"))])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["discount_share"] = np.where(
-                value + discount > 0, discount / (value + discount), np.nan
-            )
-        out["promised_delivery_days"] = np.asarray([_float(o.get("promised_delivery_days"))])
-
         dest = _text(o.get("destination_country"))
         ci = self.countries.pos.get(dest, -1)
         if ci >= 0:
@@ -278,17 +270,26 @@ class OnlineFeatures:
         else:
             raise ValueError(f"unknown destination_country {dest!r}")
         out["destination_region"] = [region]
-        de_min = np.asarray([de_min_v], dtype=np.float64)
-        out["duty_de_minimis"] = de_min
         inc = _text(o.get("incoterm"))
         eff = inc if inc is not None else default_inc
         out["effective_incoterm"] = [eff]
-        ddu = np.asarray([eff == "DDU"])
-        known_inc = np.asarray([eff is not None])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out["value_to_de_minimis"] = value / np.maximum(de_min, 1.0)
-        out["duties_due_on_arrival"] = _flag(
-            ddu & (value > de_min), known=known_inc & ~(ddu & np.isnan(de_min))
+
+        def one(value: Any, dtype: Any = np.float64) -> np.ndarray:
+            return np.asarray([value], dtype=dtype)
+
+        order_value_features(
+            out,
+            one(when.hour, np.int64),
+            one(when.weekday(), np.int64),
+            one(when.month, np.int64),
+            one(when.day, np.int64),
+            value=one(_float(o.get("order_value"))),
+            discount=one(_float(o.get("discount_value"))),
+            shipping_fee=one(_float(o.get("shipping_fee"))),
+            promised_days=one(_float(o.get("promised_delivery_days"))),
+            de_minimis=one(de_min_v),
+            ddu=one(eff == "DDU", bool),
+            incoterm_known=one(eff is not None, bool),
         )
 
         carrier = _text(o.get("carrier_id"))
@@ -330,49 +331,35 @@ class OnlineFeatures:
         # -- items: lines per SKU, in the order build_features sorts them (build._items)
         items = self._items(new, new_rows["skus"])
         s_rank, qty, item_value, n_lines, max_price, attrs = items
-        m = len(s_rank)
-        g = _Groups(np.zeros(m, dtype=np.int64), 1)
-        out["n_lines"] = g.sum(n_lines)
-        out["n_units"] = g.sum(qty)
-        out["n_distinct_skus"] = g.sum(np.ones(m))
-        out["n_distinct_categories"] = np.asarray([len(set(attrs["category"]))], np.float64)
-        out["max_unit_price"] = g.max(max_price)
-        list_price = attrs["list_price"]
-        lp_ok = list_price > 0
-        out["price_to_list_ratio"] = g.ratio(
-            np.where(lp_ok, item_value, 0.0), np.where(lp_ok, qty * list_price, 0.0)
-        )
-        out["total_weight_g"] = g.sum(qty * attrs["weight_g"], empty=np.nan)
-        out["min_n_images"] = g.min(attrs["n_images"])
-        out["mean_n_images"] = g.mean(attrs["n_images"])
-        main = int(g.argbest(item_value)[0])
-        out["main_category"] = [attrs["category"][main]]
-        out["main_brand"] = [attrs["brand"][main]]
-
+        g = _Groups(np.zeros(len(s_rank), dtype=np.int64), 1)
         dest_set = (
             None if dest_langs is None else frozenset(x.strip() for x in dest_langs.split(","))
         )
         langs = attrs["languages"]
-        match = np.asarray([bool(s and dest_set and (s & dest_set)) for s in langs], dtype=bool)
-        known = np.asarray([s is not None and dest_set is not None for s in langs], dtype=bool)
-        w = _weights(g, item_value, qty)
-        out["listing_language_match"] = g.ratio(
-            np.where(known & match, w, 0.0), np.where(known, w, 0.0)
+        main = basket_features(
+            out,
+            g,
+            n_lines=n_lines,
+            qty=qty,
+            value=item_value,
+            max_price=max_price,
+            list_price=attrs["list_price"],
+            weight=attrs["weight_g"],
+            images=attrs["n_images"],
+            size_chart=attrs["has_size_chart"],
+            apparel=attrs["apparel"],
+            category=_local_codes(attrs["category"]),
+            product=_local_codes(attrs["product"]),
+            size=_local_codes(attrs["size"]),
+            language_match=np.asarray(
+                [bool(x and dest_set and (x & dest_set)) for x in langs], dtype=bool
+            ),
+            language_known=np.asarray(
+                [x is not None and dest_set is not None for x in langs], dtype=bool
+            ),
         )
-        apparel = attrs["apparel"]
-        out["n_sized_units"] = g.sum(np.where(apparel, qty, 0.0))
-        sizes: dict[str, set[str]] = {}
-        for product, size in zip(attrs["product"], attrs["size"], strict=True):
-            if size is not None:
-                sizes.setdefault(product, set()).add(size)
-        out["size_bracketing"] = np.asarray(
-            [float(any(len(v) >= 2 for v in sizes.values()))], np.float64
-        )
-        out["multi_qty_apparel"] = np.asarray([float((apparel & (qty > 1)).any())], np.float64)
-        chart = attrs["has_size_chart"]
-        out["sized_without_size_chart"] = g.ratio(
-            np.where(apparel & (chart == 0.0), qty, 0.0), np.where(apparel, qty, 0.0)
-        )
+        out["main_category"] = [attrs["category"][int(main[0])]]
+        out["main_brand"] = [attrs["brand"][int(main[0])]]
 
         # -- labels: an order placed after the history has no outcome yet (build._labels)
         out["mature"] = np.asarray([False])
@@ -381,127 +368,62 @@ class OnlineFeatures:
             np.asarray([_NAT], dtype=np.int64).view("datetime64[ns]")
         ).tz_localize("UTC")
 
-        # -- customer history (build._customer_history)
-        orders_before = self._global_count("orders")
-        prior = smoothed_rate(self._global_count("case"), orders_before, cfg.default_case_rate, k)
-        cust = np.asarray([self.vocab["customer"].code(customer)], np.int64)
-        co = self.totals["customer_orders"]
-        cc = self.totals["customer_cases"]
-        r_o, r_c = co.rows(cust), cc.rows(cust)
-        n_orders, n_cases = co.count[r_o], cc.count[r_c]
-        with_case = self.totals["customer_with_case"]
-        out["customer_prior_orders"] = n_orders.astype(np.float64)
-        out["customer_prior_cases"] = n_cases.astype(np.float64)
-        out["customer_case_rate"] = smoothed_rate(
-            with_case.count[with_case.rows(cust)], n_orders, prior, k
-        )
-        seen_a = np.asarray([seen], dtype=np.int64)
-        first = np.where(n_orders > 0, co.first_ts[r_o], _TS_MAX)
-        first = np.where((seen_a != _NAT) & (seen_a <= q_ts), np.minimum(first, seen_a), first)
-        has = first != _TS_MAX
-        out["customer_tenure_days"] = np.where(has, (q_ts - np.where(has, first, 0)) / DAY_NS, 0.0)
-        out["customer_days_since_last_order"] = np.where(
-            n_orders > 0, (q_ts - co.last_ts[r_o]) / 86_400e9, np.nan
-        )
-        out["customer_days_since_last_case"] = np.where(
-            n_cases > 0, (q_ts - cc.last_ts[r_c]) / 86_400e9, np.nan
-        )
-        for name in CUSTOMER_TYPE_GROUPS:
-            out[name] = cc.sums[name][r_c].astype(np.float64)
+        # -- history: every aggregate is the per-key total of the history's events, then the
+        # same formulas as build_features (customer_features, lane_features, item_features)
+        totals = self.totals
 
-        # -- lane and destination history (build._lane_history)
+        def total(name: str) -> np.ndarray:  # a key-less index: the whole history's count
+            return totals[name].count[:1]
+
+        cust = self.vocab["customer"].code(customer)
+        customer_features(
+            out,
+            k,
+            q_ts,
+            smoothed_rate(total("case"), total("orders"), cfg.default_case_rate, k),
+            totals["customer_orders"].at(cust),
+            totals["customer_cases"].at(cust),
+            totals["customer_with_case"].at(cust).count,
+            np.asarray([seen], dtype=np.int64),
+        )
+
         d_code = self.vocab["destination"].code(dest)
         c_code = self.vocab["carrier"].code(carrier)
         lane_code = (
             self.vocab["lane"].code(d_code * _PACK + c_code) if d_code >= 0 and c_code >= 0 else -1
         )
-        lane = np.asarray([lane_code], np.int64)
-        dcode = np.asarray([d_code], np.int64)
-
-        def lane_n(source: str) -> np.ndarray:
-            return self._sum("lane", f"{source}\0n", lane)
-
-        lane_orders = lane_n("orders")
-        dest_orders = self._sum("destination", "orders\0n", dcode)
-        out["lane_prior_orders"] = lane_orders.astype(np.float64)
-        out["destination_prior_orders"] = dest_orders.astype(np.float64)
-        out["lane_case_rate"] = smoothed_rate(lane_n("case"), lane_orders, prior, k)
-        for t, rate_col, count_col in (
-            ("not_received", "lane_not_received_rate", "lane_prior_not_received"),
-            ("damaged", "lane_damaged_rate", "lane_prior_damaged"),
-        ):
-            prior_t = smoothed_rate(self._global_count(t), orders_before, cfg.default_type_rate, k)
-            out[rate_col] = smoothed_rate(lane_n(t), lane_orders, prior_t, k)
-            out[count_col] = lane_n(t).astype(np.float64)
-        prior_dd = smoothed_rate(
-            self._global_count("duty_dispute"), orders_before, cfg.default_type_rate, k
-        )
-        out["destination_duty_dispute_rate"] = smoothed_rate(
-            self._sum("destination", "dispute\0n", dcode), dest_orders, prior_dd, k
-        )
-        ships = self.totals["ships"]
-        n_del = ships.count[:1]
-
-        def before(name: str) -> np.ndarray:
-            return ships.sums[name][:1]
-
-        day_s = 86_400.0
-        g_transit = (before("transit_s") / day_s + k * cfg.default_transit_days) / (n_del + k)
-        g_late = smoothed_rate(before("late"), before("promised"), cfg.default_type_rate, k)
-        out["lane_transit_days"] = (
-            self._sum("lane", "ships\0transit_s", lane) / day_s + k * g_transit
-        ) / (lane_n("ships") + k)
-        out["lane_late_rate"] = smoothed_rate(
-            self._sum("lane", "ships\0late", lane),
-            self._sum("lane", "ships\0promised", lane),
-            g_late,
+        ships = totals["ships"].at(0)
+        lane_features(
+            out,
             k,
+            cfg,
+            split_columns(totals["lane"].at(lane_code), LANE_SOURCES),
+            split_columns(totals["destination"].at(d_code), DESTINATION_SOURCES),
+            total("orders"),
+            {t: total(t) for t in ("case", "not_received", "damaged", "duty_dispute")},
+            ships,
         )
 
-        # -- SKU, product and category history (build._item_history)
         cat_codes = np.asarray([self.vocab["category"].code(c) for c in attrs["category"]])
-        sku_codes = np.asarray([self.vocab["sku"].code(s) for s in attrs["sku_id"]])
-        prod_codes = np.asarray([self.vocab["product"].code(p) for p in attrs["product"]])
         cd_vocab = self.vocab["category_destination"]
-        cd_codes = np.asarray(
-            [cd_vocab.code(c * _PACK + d_code) if c >= 0 and d_code >= 0 else -1 for c in cat_codes]
+        level_codes = {
+            "category": cat_codes,
+            "sku": [self.vocab["sku"].code(x) for x in attrs["sku_id"]],
+            "product": [self.vocab["product"].code(x) for x in attrs["product"]],
+            "category_destination": [
+                cd_vocab.code(c * _PACK + d_code) if c >= 0 and d_code >= 0 else -1
+                for c in cat_codes
+            ],
+        }
+        history = {
+            level: split_columns(totals[level].at(codes), ITEM_SOURCES)
+            for level, codes in level_codes.items()
+        }
+        best = item_features(
+            out, k, cfg, g, item_value, qty, total("item_cases"), total("items"), history
         )
-        global_rate = smoothed_rate(
-            self._global_count("item_cases"),
-            self._global_count("items"),
-            cfg.default_case_rate,
-            k,
-        )
-
-        def rate(name: str, codes: np.ndarray, prior: Any) -> tuple[Any, Any, Any, np.ndarray]:
-            n = self._sum(name, "items\0n", codes)
-            units = self._sum(name, "items\0units", codes)
-            n_case = self._sum(name, "cases\0n", codes)
-            return n, units, n_case, smoothed_rate(n_case, n, prior, k)
-
-        _, _, _, cat_rate = rate("category", cat_codes, global_rate)
-        sku_n, sku_units, sku_cases, sku_rate = rate("sku", sku_codes, cat_rate)
-        _, _, _, prod_rate = rate("product", prod_codes, cat_rate)
-        _, _, _, cd_rate = rate("category_destination", cd_codes, cat_rate)
-
-        def wmean(x: np.ndarray) -> np.ndarray:
-            return g.ratio(w * x, w)
-
-        out["sku_min_prior_orders"] = g.min(sku_n.astype(np.float64))
-        out["sku_prior_units"] = g.sum(sku_units.astype(np.float64))
-        out["sku_prior_cases"] = g.sum(sku_cases.astype(np.float64))
-        out["sku_case_rate_max"] = g.max(sku_rate)
-        out["sku_case_rate_mean"] = wmean(sku_rate)
-        out["product_case_rate_max"] = g.max(prod_rate)
-        out["product_case_rate_mean"] = wmean(prod_rate)
-        out["category_case_rate_mean"] = wmean(cat_rate)
-        out["category_destination_case_rate_max"] = g.max(cd_rate)
-        best = int(g.argbest(sku_rate, item_value)[0])
-        out["top_sku_id"] = [attrs["sku_id"][best]]
-        out["top_category"] = [attrs["category"][best]]
-        out["sku_case_rate_top"] = g.max(sku_rate)
-        out["top_sku_prior_orders"] = np.asarray([sku_n[best]], np.float64)
-        out["top_sku_prior_cases"] = np.asarray([sku_cases[best]], np.float64)
+        out["top_sku_id"] = [attrs["sku_id"][int(best[0])]]
+        out["top_category"] = [attrs["category"][int(best[0])]]
 
         out["order_id"] = [_text(o.get("order_id"))]
         out["order_ts"] = pd.DatetimeIndex(q_ts.view("datetime64[ns]")).tz_localize("UTC")

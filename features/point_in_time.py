@@ -19,7 +19,7 @@ which is how a prepared history serves new orders without re-sorting it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -267,12 +267,19 @@ def split_many(
     sources: Mapping[str, tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray] | None]],
 ) -> dict[str, PriorAggregate]:
     """Per source, its count and sums out of an aggregate of ``index_many(sources)``."""
+    return split_columns(agg, {name: tuple(vals or ()) for name, (_, _, vals) in sources.items()})
+
+
+def split_columns(
+    agg: PriorAggregate, sources: Mapping[str, Sequence[str]]
+) -> dict[str, PriorAggregate]:
+    """``split_many`` by names: source name -> the names of its value columns."""
     out: dict[str, PriorAggregate] = {}
     nat = np.full(len(agg.count), _NAT, dtype=np.int64)
-    for name, (_, _, vals) in sources.items():
+    for name, vals in sources.items():
         out[name] = PriorAggregate(
             count=agg.sums[f"{name}\0n"],
-            sums={v: agg.sums[f"{name}\0{v}"] for v in (vals or {})},
+            sums={v: agg.sums[f"{name}\0{v}"] for v in vals},
             first_ts=nat,
             last_ts=nat,
         )

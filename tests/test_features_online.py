@@ -242,3 +242,17 @@ def test_the_store_needs_a_complete_history(synth_world: Path) -> None:
     early = prepare_history(tables, as_of=tables.orders["order_ts"].median())
     with pytest.raises(ValueError, match="complete history"):
         OnlineFeatures(early)
+
+
+def test_the_store_splits_totals_by_the_names_the_feature_code_records(history) -> None:
+    from returnrisk.features.build import DESTINATION_SOURCES, ITEM_SOURCES, LANE_SOURCES
+
+    def columns(sources: dict) -> set[str]:
+        return {f"{s}\0n" for s in sources} | {
+            f"{s}\0{v}" for s, vals in sources.items() for v in vals
+        }
+
+    assert set(history.events["lane"].cums) == columns(LANE_SOURCES)
+    assert set(history.events["destination"].cums) == columns(DESTINATION_SOURCES)
+    for level in ("category", "sku", "product", "category_destination"):
+        assert set(history.events[level].cums) == columns(ITEM_SOURCES)
