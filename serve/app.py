@@ -13,6 +13,7 @@ SKU report module ``returnrisk.serve.report_skus`` provides a ``router``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import importlib
 import importlib.util
@@ -277,6 +278,16 @@ class _Guard:
 # the app
 
 
+def settle_heap() -> None:
+    """Collect once, then move every object alive now -- the scoring state's many small objects
+    (key lookups, vocabularies) -- out of the garbage collector's reach (``gc.freeze``): a full
+    collection would otherwise walk them all and stall the service ~90 ms (it set the p99 of
+    the open-loop benchmark). Objects freed later are still freed by reference counting."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Service:
     """Holds the current scoring state and swaps it atomically on reload."""
 
@@ -305,6 +316,7 @@ class Service:
                 self.metrics.inc("reloads_total", result="failed")
                 raise
             self.state = new
+            settle_heap()  # the old state is released: collect it, freeze the new one
             self.load_error = None
             self.metrics.inc("reloads_total", result="ok")
             self.metrics.clear("model_info")
@@ -360,7 +372,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):  # noqa: ANN202
-        if service.state is None and loader is not None:
+        if service.state is not None:
+            settle_heap()
+        elif loader is not None:
 
             def initial() -> None:
                 try:
