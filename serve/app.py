@@ -33,8 +33,9 @@ import pandas as pd
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from returnrisk.contract import SCHEMAS
 from returnrisk.features.online import OnlineOrder
 
 from .metrics import Metrics
@@ -62,71 +63,51 @@ class ServeConfig:
 
 
 # ---------------------------------------------------------------------------------------------
-# request models: JSON types only; the contract's value rules answer as the batch does
-# (a refused order with its reason), so the two paths can never disagree.
+# request models, generated from the contract: JSON types only; the contract's value rules
+# answer as the batch does (a refused order with its reason), so the two can never disagree.
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False, str_max_length=200)
 
 
-class LineIn(_In):
-    sku_id: str
-    quantity: int = Field(ge=-_BIG, le=_BIG)
-    unit_price: float = Field(ge=-1e12, le=1e12)
+_JSON_TYPES: dict[str, Any] = {
+    "str": str,
+    "float": float,
+    "int": int,
+    "bool": bool,
+    "timestamp": datetime,
+}
+_RANGES = {"float": {"ge": -1e12, "le": 1e12}, "int": {"ge": -_BIG, "le": _BIG}}
 
 
-class OrderIn(_In):
-    order_id: str
-    customer_id: str
-    order_ts: datetime
-    channel: str
-    destination_country: str
-    carrier_id: str | None = None
-    incoterm: str | None = None
-    order_value: float = Field(ge=-1e12, le=1e12)
-    shipping_fee: float | None = Field(default=None, ge=-1e12, le=1e12)
-    discount_value: float | None = Field(default=None, ge=-1e12, le=1e12)
-    payment_method: str | None = None
-    promised_delivery_days: int | None = Field(default=None, ge=-_BIG, le=_BIG)
-    lines: list[LineIn] = Field(max_length=500)
+def _row_model(
+    table: str, name: str, *, key_only: bool = False, drop: tuple[str, ...] = (), **extra: Any
+) -> type[_In]:
+    """The request model of one row of a contract table, generated from ``SCHEMAS``: its columns
+    with their JSON types (numbers within a sane range). Required: the columns the contract
+    says are not null, or with ``key_only`` (a static row sent with an order) only the key; a
+    missing other value is then the contract's to refuse, with its reason, as in the batch."""
+    schema = SCHEMAS[table]
+    fields: dict[str, Any] = {}
+    for col in schema.columns:
+        if col.name in drop:
+            continue
+        typ, bounds = _JSON_TYPES[col.kind], _RANGES.get(col.kind, {})
+        required = col.name == schema.key or not (key_only or col.nullable)
+        if required:
+            fields[col.name] = (typ, Field(**bounds))
+        else:
+            fields[col.name] = (typ | None, Field(default=None, **bounds))
+    return create_model(name, __base__=_In, **fields, **extra)
 
 
-class SkuIn(_In):
-    sku_id: str
-    category: str | None = None
-    product_id: str | None = None
-    brand: str | None = None
-    supplier_id: str | None = None
-    list_price: float | None = Field(default=None, ge=-1e12, le=1e12)
-    weight_g: float | None = Field(default=None, ge=-1e12, le=1e12)
-    size: str | None = None
-    color: str | None = None
-    n_images: int | None = Field(default=None, ge=-_BIG, le=_BIG)
-    has_size_chart: bool | None = None
-    listing_languages: str | None = None
-
-
-class CustomerIn(_In):
-    customer_id: str
-    first_seen_ts: datetime | None = None
-    country_code: str | None = None
-    segment: str | None = None
-
-
-class CountryIn(_In):
-    country_code: str
-    region: str | None = None
-    languages: str | None = None
-    duty_de_minimis: float | None = Field(default=None, ge=-1e12, le=1e12)
-    default_incoterm: str | None = None
-
-
-class CarrierIn(_In):
-    carrier_id: str
-    carrier_name: str | None = None
-    service_level: str | None = None
-    tracked: bool | None = None
+LineIn = _row_model("order_lines", "LineIn", drop=("order_id",))
+OrderIn = _row_model("orders", "OrderIn", lines=(list[LineIn], Field(max_length=500)))
+SkuIn = _row_model("skus", "SkuIn", key_only=True)
+CustomerIn = _row_model("customers", "CustomerIn", key_only=True)
+CountryIn = _row_model("countries", "CountryIn", key_only=True)
+CarrierIn = _row_model("carriers", "CarrierIn", key_only=True)
 
 
 class ScoreRequest(_In):

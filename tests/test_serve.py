@@ -827,3 +827,20 @@ def test_the_live_state_is_kept_out_of_the_garbage_collector(state) -> None:
         assert c.post("/v1/reload").status_code == 200
         assert gc.get_freeze_count() > 0
     gc.unfreeze()
+
+
+def test_request_models_are_the_contract_tables() -> None:
+    from returnrisk.contract import SCHEMAS
+    from returnrisk.serve.app import CarrierIn, CountryIn, CustomerIn, LineIn, OrderIn, SkuIn
+
+    assert list(OrderIn.model_fields) == [*SCHEMAS["orders"].column_names, "lines"]
+    assert list(LineIn.model_fields) == SCHEMAS["order_lines"].column_names[1:]
+    for model, table in (
+        (SkuIn, "skus"),
+        (CustomerIn, "customers"),
+        (CountryIn, "countries"),
+        (CarrierIn, "carriers"),
+    ):
+        assert list(model.model_fields) == SCHEMAS[table].column_names
+        required = [k for k, f in model.model_fields.items() if f.is_required()]
+        assert required == [SCHEMAS[table].key]  # the rest is the contract's to refuse
