@@ -12,6 +12,12 @@ takes the new orders as raw frames (``orders``, ``order_lines`` and optionally n
    (``prepare_history``), so a request costs O(its size), not O(history);
 3. predict calibrated probabilities, apply the policy (score, level, flag);
 4. explain (SHAP grouped into drivers) only the orders that need reasons.
+
+``state.score_one(order)`` is the service's fast path for its usual request, one clean order
+placed after the history: the contract's column rules on the row (``contract.row_problems``),
+features from the online store (``features.online``, the same formula functions), then the same
+model, policy and reasons -- ~1 ms instead of ~50. It answers ``None`` for anything else, which
+then goes through ``score``; tests hold the two to the same answers.
 """
 
 from __future__ import annotations
