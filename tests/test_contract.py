@@ -335,3 +335,93 @@ def test_timestamp_outside_nanosecond_range_is_a_wrong_value() -> None:
     problems = problems_of(with_change("orders", order_ts=["2024-01-01", "2263-01-01"]))
     mine = [p for p in problems if p.column == "order_ts"]
     assert [(p.rule, p.keys) for p in mine] == [("wrong type: expected timestamp", ("o2",))]
+
+
+# ---------------------------------------------------------------------------------------------
+# row_problems: the service's screen of one row of typed values, never laxer than check_frames
+
+_GOOD_ROWS = {
+    "orders": {
+        "order_id": "o1",
+        "customer_id": "c1",
+        "order_ts": pd.Timestamp("2024-01-01 10:00", tz="UTC"),
+        "channel": "amazon",
+        "destination_country": "DE",
+        "carrier_id": None,
+        "incoterm": "DDU",
+        "order_value": 120.0,
+        "shipping_fee": None,
+        "discount_value": 0.0,
+        "payment_method": None,
+        "promised_delivery_days": 7,
+    },
+    "order_lines": {"order_id": "o1", "sku_id": "s1", "quantity": 2, "unit_price": 9.5},
+    "skus": {
+        "sku_id": "s1",
+        "category": "apparel",
+        "list_price": 10.0,
+        "weight_g": 200.0,
+        "n_images": 3,
+        "has_size_chart": True,
+        "listing_languages": "en,de",
+    },
+    "customers": {
+        "customer_id": "c1",
+        "first_seen_ts": None,
+        "country_code": "DE",
+        "segment": "b2c",
+    },
+    "countries": {
+        "country_code": "DE",
+        "region": "EU",
+        "duty_de_minimis": 150.0,
+        "default_incoterm": "DDP",
+        "languages": "de",
+    },
+    "carriers": {
+        "carrier_id": "k1",
+        "carrier_name": "Post",
+        "service_level": "economy",
+        "tracked": None,
+    },
+}
+_BAD_VALUES = [
+    ("orders", "customer_id", None, "not null"),
+    ("orders", "order_value", -1.0, ">= 0"),
+    ("orders", "order_value", "12", "wrong type"),  # check_frames parses it: stricter here
+    ("orders", "incoterm", "FOB", "one of"),
+    ("orders", "destination_country", "de", "format"),
+    ("orders", "promised_delivery_days", 0, "> 0"),
+    ("orders", "order_ts", pd.Timestamp("2300-01-01", tz="UTC").to_pydatetime(), "wrong type"),
+    ("order_lines", "quantity", 0, ">= 1"),
+    ("order_lines", "quantity", True, "wrong type"),  # likewise (True is 1 to pandas)
+    ("skus", "category", None, "not null"),
+    ("skus", "listing_languages", "en;de", "format"),
+    ("skus", "weight_g", 0.0, "> 0"),
+    ("customers", "segment", "vip", "one of"),
+    ("carriers", "service_level", "overnight", "one of"),
+    ("countries", "duty_de_minimis", -5.0, ">= 0"),
+]
+
+
+def test_row_problems_accepts_good_rows() -> None:
+    from returnrisk.contract import check_frames, row_problems
+
+    for table, row in _GOOD_ROWS.items():
+        assert row_problems(table, row) == [], table
+        frame = pd.DataFrame([row], columns=SCHEMAS[table].column_names)
+        assert check_frames({table: frame})[1] == [], table
+
+
+@pytest.mark.parametrize("table, column, value, rule", _BAD_VALUES)
+def test_row_problems_flags_what_check_frames_refuses(table, column, value, rule) -> None:
+    from returnrisk.contract import check_frames, row_problems
+
+    row = {**_GOOD_ROWS[table], column: value}
+    got = row_problems(table, row)
+    assert any(p.startswith(f"{column}: {rule}") for p in got), got
+    if isinstance(value, str | bool) and rule == "wrong type":
+        return  # the screen may be stricter than the reference, never laxer
+    frame = pd.DataFrame([row], columns=SCHEMAS[table].column_names)
+    _, problems = check_frames({table: frame})
+    assert any(p.column == column for p in problems), problems  # the reference agrees
