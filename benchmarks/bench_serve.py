@@ -9,7 +9,8 @@ history's mature orders (``RiskModel``, in memory, saved as a pickle for the ser
 2. **service**: the app runs in its own process (``uvicorn``, one worker, loopback) on the same
    history; the load generator is this process, a single asyncio loop speaking raw HTTP/1.1
    keep-alive on the same 2-core machine (both compete for the CPUs: said in the JSON).
-   - open loop: single-order requests sent on a fixed schedule at ``--rate`` req/s for
+   - single-order requests (half at the orders' own times, half placed after the export);
+     open loop: sent on a fixed schedule at ``--rate`` req/s for
      ``--seconds`` s, each on a free keep-alive connection (a new one if none is free), whatever
      the answers do; latency counts from the scheduled send time (no coordinated omission);
      goal p50 <= 5 ms, p99 <= 25 ms at 200 req/s.
@@ -316,10 +317,14 @@ def bench_service(
     skus = {s["sku_id"]: s for s in extra.get("skus", [])}
     customers = {c["customer_id"]: c for c in extra.get("customers", [])}
     bodies = []
-    # online orders arrive after the history's export time: place them in the hour after it
+    # half at their own time (the day's orders, mostly before the export's last event), half
+    # placed in the hour after the export
     start = pd.Timestamp(as_of) + pd.Timedelta(hours=1)
+    before_export = 0
     for i, order in enumerate(body["orders"][:500]):
-        order = {**order, "order_ts": (start + pd.Timedelta(seconds=i)).isoformat()}
+        if i % 2:
+            order = {**order, "order_ts": (start + pd.Timedelta(seconds=i)).isoformat()}
+        before_export += pd.Timestamp(order["order_ts"]) <= pd.Timestamp(as_of)
         b = {"orders": [order]}
         sk = [skus[ln["sku_id"]] for ln in order["lines"] if ln["sku_id"] in skus]
         if sk:
@@ -378,6 +383,7 @@ def bench_service(
             if ln.startswith("returnrisk_score_requests_total{"):
                 paths[ln.split('path="')[1].split('"')[0]] = int(float(ln.split()[-1]))
         out["requests_by_scoring_path"] = paths  # online: the fast path; batch: the fallback
+        out["bodies_before_export"] = f"{before_export} of {len(bodies)}"
         rss = Path(f"/proc/{proc.pid}/status").read_text()
         out["server_rss_mb"] = round(
             int(next(ln for ln in rss.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024

@@ -106,20 +106,24 @@ def _order(store, new, i: int, ts: pd.Timestamp) -> OnlineOrder:
 
 
 def test_every_new_order_equals_build_features(store, history, new) -> None:
-    """The new orders, and 60 of the history's orders placed again after it (as new ids)."""
-    start = history.as_of + pd.Timedelta(minutes=5)
+    """The new orders at their own times (the day's orders, placed before the export's last
+    event) and after the export, and 60 of the history's orders placed again (as new ids)."""
+    after = history.as_of + pd.Timedelta(minutes=5)
     h = history.tables
     again = h.orders.tail(60).assign(order_id=lambda d: "AGAIN-" + d["order_id"])
     lines = h.order_lines.loc[h.order_lines["order_id"].isin(h.orders["order_id"].tail(60))]
     replayed = {"orders": again, "order_lines": lines.assign(order_id="AGAIN-" + lines["order_id"])}
-    kinds = {"new_customer": 0, "multi_sku": 0}
+    kinds = {"new_customer": 0, "multi_sku": 0, "before_export": 0}
     for source in (new, replayed):
         for i in range(len(source["orders"])):
-            order = _order(store, source, i, start + pd.Timedelta(seconds=i))
-            kinds["new_customer"] += bool(order.customers)
-            kinds["multi_sku"] += len({ln["sku_id"] for ln in order.lines}) > 1
-            _assert_same(features_frame(store.order_features(order)), _offline(history, order))
-    assert kinds["new_customer"] > 0 and kinds["multi_sku"] > 0  # cold starts, baskets
+            for ts in (source["orders"]["order_ts"].iloc[i], after + pd.Timedelta(seconds=i)):
+                order = _order(store, source, i, ts)
+                kinds["new_customer"] += bool(order.customers)
+                kinds["multi_sku"] += len({ln["sku_id"] for ln in order.lines}) > 1
+                kinds["before_export"] += ts <= history.as_of
+                _assert_same(features_frame(store.order_features(order)), _offline(history, order))
+    # cold starts, baskets, orders placed before the export's last event
+    assert min(kinds.values()) > 0, kinds
 
 
 _SKU = st.fixed_dictionaries(
@@ -142,7 +146,7 @@ _SKU = st.fixed_dictionaries(
 )
 @given(
     i=st.integers(0, 10_000),
-    minutes=st.integers(1, 60 * 24 * 400),
+    minutes=st.integers(-60 * 24 * 200, 60 * 24 * 400),  # before and after the export
     carrier=st.sampled_from(["keep", "none", "new"]),
     incoterm=st.sampled_from([None, "DDU", "DDP"]),
     blank=st.sets(st.sampled_from(["payment_method", "discount_value", "shipping_fee"])),
@@ -225,10 +229,7 @@ def test_variations_equal_build_features(
     _assert_same(features_frame(store.order_features(order)), _offline(history, order))
 
 
-def test_orders_that_do_not_qualify_are_rejected(store, history, new) -> None:
-    at_history = _order(store, new, 0, history.as_of)
-    with pytest.raises(ValueError, match="not placed after the history"):
-        store.order_features(at_history)
+def test_orders_that_cannot_be_scored_are_rejected(store, history, new) -> None:
     later = _order(store, new, 0, history.as_of + pd.Timedelta(hours=1))
     with pytest.raises(ValueError, match="no lines"):
         store.order_features(OnlineOrder(later.order, []))

@@ -576,18 +576,17 @@ def test_real_server_under_concurrent_load(state, new_raw) -> None:
             {**body, "orders": [{**o, "order_ts": (start + pd.Timedelta(minutes=i)).isoformat()}]}
             for i, o in enumerate(body["orders"])
         ]
-        # and three of them backdated into the history's last day: the full path, in threads
-        early = pd.Timestamp(state.as_of) - pd.Timedelta(hours=20)
+        # and three requests of two orders each: the full path, in threads
         singles += [
-            {**body, "orders": [{**o, "order_ts": (early + pd.Timedelta(minutes=i)).isoformat()}]}
-            for i, o in enumerate(body["orders"][:3])
+            {**body, "orders": [singles[i]["orders"][0], singles[i + 1]["orders"][0]]}
+            for i in range(3)
         ]
 
         def post(c: httpx.Client, i: int) -> tuple[int, int, float | None]:
             single = singles[i % len(singles)]
             order = {**single["orders"][0]}
             order["order_id"] = f"{order['order_id']}-r{i}"  # each request its own order
-            r = c.post("/v1/score", json={**single, "orders": [order]})
+            r = c.post("/v1/score", json={**single, "orders": [order, *single["orders"][1:]]})
             p = r.json()["results"][0].get("probability") if r.status_code == 200 else None
             return r.status_code, i % len(singles), p
 
@@ -711,10 +710,11 @@ def test_a_broken_new_sku_row_refuses_the_orders_that_use_it(state, new_raw) -> 
 
 
 def _single_bodies(state, new_raw) -> list[dict]:
-    """One request per new order, placed after the history, each with the new rows it needs."""
+    """One request per new order, each with the new rows it needs: at the order's own time (the
+    day's orders, before the export's last event) and again 30 minutes after the export."""
     body = _body(new_raw)
     start = pd.Timestamp(state.as_of) + pd.Timedelta(minutes=30)
-    out = []
+    out = [{**body, "orders": [order]} for order in body["orders"]]
     for i, order in enumerate(body["orders"]):
         order = {**order, "order_ts": (start + pd.Timedelta(seconds=i)).isoformat()}
         out.append({**body, "orders": [order]})
@@ -762,22 +762,21 @@ def test_online_path_answers_exactly_as_the_full_path(state, new_raw, policy, ex
     line_changes=st.dictionaries(
         st.sampled_from(["sku_id", "quantity", "unit_price"]), _scalar, max_size=2
     ),
-    back_in_time=st.booleans(),
+    days_back=st.sampled_from([0, 3, 120]),
 )
 def test_online_path_never_accepts_what_the_full_path_refuses(
-    state, new_raw, order_changes, line_changes, back_in_time
+    state, new_raw, order_changes, line_changes, days_back
 ) -> None:
     """Whenever the fast path answers, the full path gives the same answer; anything the
     contract refuses goes to the full path (which words the refusal)."""
     from pydantic import ValidationError
 
-    from returnrisk.features.online import timestamp_ns
     from returnrisk.serve.app import ScoreRequest, online_order
 
     body = _single_bodies(state, new_raw)[0]
     order = {**body["orders"][0], **order_changes}
-    if back_in_time:
-        order["order_ts"] = (pd.Timestamp(state.as_of) - pd.Timedelta(days=3)).isoformat()
+    if days_back:  # placed well before the export's last event (120 days: outcome mature)
+        order["order_ts"] = (pd.Timestamp(state.as_of) - pd.Timedelta(days=days_back)).isoformat()
     order["lines"] = [{**order["lines"][0], **line_changes}]
     try:
         req = ScoreRequest.model_validate({**body, "orders": [order]})
@@ -786,11 +785,9 @@ def test_online_path_never_accepts_what_the_full_path_refuses(
     cfg = ScoreConfig(policy=PolicyConfig(flag_above=0.0), explain="all")
     one = state.score_one(online_order(req), cfg)
     full = _full_path(state, req, cfg)
-    early = timestamp_ns(req.orders[0].order_ts) <= state.online.as_of_ns
     if one is None:
-        assert early or full["status"] == "refused"  # the only reasons to fall back
+        assert full["status"] == "refused"  # the only reason to fall back
         return
-    assert not early
     assert full["status"] == "scored"
     assert abs(one.record.pop("probability") - full.pop("probability")) <= 1e-12
     assert one.record == full
