@@ -154,8 +154,9 @@ def _query_times(index: EventIndex, query_ts: np.ndarray) -> np.ndarray:
         return np.searchsorted(index.times, q, side="left").astype(np.int64) + 1
     unit, lo = index.unit, index.lo
     span = index.m - 1
-    q = np.clip(q, lo - unit, lo + (span + 1) * unit)  # no overflow; beyond the ends is the same
-    return np.clip(-((lo - q) // unit) + 1, 0, span)  # ceil((q - lo) / unit) + 1
+    # no overflow; beyond the ends is the same (ufuncs: np.clip costs more on small arrays)
+    q = np.minimum(np.maximum(q, lo - unit), lo + (span + 1) * unit)
+    return np.minimum(np.maximum(-((lo - q) // unit) + 1, 0), span)  # ceil((q - lo) / unit) + 1
 
 
 def query_events(
@@ -171,16 +172,19 @@ def query_events(
     qk = np.minimum(query_key, index.n_keys)  # a key beyond the events': none of them
     q_packed = qk * index.m + _query_times(index, query_ts)
     ev_sorted = index.packed
-    order_q = np.argsort(q_packed)  # sorted needles make searchsorted cache-friendly
-    pos = np.empty(n_q, dtype=np.int64)
-    start = np.empty(n_q, dtype=np.int64)
-    pos[order_q] = np.searchsorted(ev_sorted, q_packed[order_q], side="left")
-    # the start of a key's events: searched once per distinct query key, then repeated
-    qk_sorted = qk[order_q]
-    if n_q:
-        run = np.flatnonzero(np.r_[True, qk_sorted[1:] != qk_sorted[:-1]])
+    if n_q <= 1:  # one query (the service's online store): nothing to sort or share
+        pos = np.searchsorted(ev_sorted, q_packed, side="left")
+        start = np.searchsorted(ev_sorted, qk * index.m, side="left")
+    else:
+        order_q = np.argsort(q_packed)  # sorted needles make searchsorted cache-friendly
+        pos = np.empty(n_q, dtype=np.int64)
+        start = np.empty(n_q, dtype=np.int64)
+        pos[order_q] = np.searchsorted(ev_sorted, q_packed[order_q], side="left")
+        # the start of a key's events: searched once per distinct query key, then repeated
+        qk_sorted = qk[order_q]
+        run = np.flatnonzero(np.concatenate(([True], qk_sorted[1:] != qk_sorted[:-1])))
         run_start = np.searchsorted(ev_sorted, qk_sorted[run] * index.m, side="left")
-        start[order_q] = np.repeat(run_start, np.diff(np.r_[run, n_q]))
+        start[order_q] = np.repeat(run_start, np.diff(np.append(run, n_q)))
     count = pos - start
     sums = {name: cs[pos] - cs[start] for name, cs in index.cums.items()}
     first = np.full(n_q, _NAT, dtype=np.int64)

@@ -193,6 +193,25 @@ def test_prior_aggregate_matches_brute_force(seed):
             assert agg.last_ts[i] == et[m].max()
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_query_at_a_time_equals_all_at_once(seed):
+    """query_events has a shortcut for a single query (the online store's): same results."""
+    from returnrisk.features.point_in_time import index_events, query_events
+
+    rng = np.random.default_rng(seed)
+    ek = rng.integers(0, 7, 300)
+    et = rng.integers(0, 30, 300).astype(np.int64) * 10**9
+    qk = rng.integers(0, 9, 100)
+    qt = rng.integers(-5, 40, 100).astype(np.int64) * 10**9
+    index = index_events(ek, et, {"v": rng.normal(size=300), "n": rng.integers(0, 3, 300)})
+    every = query_events(index, qk, qt, with_times=True)
+    for i in range(len(qk)):
+        one = query_events(index, qk[i : i + 1], qt[i : i + 1], with_times=True)
+        assert one.count[0] == every.count[i]
+        assert one.first_ts[0] == every.first_ts[i] and one.last_ts[0] == every.last_ts[i]
+        assert all(one.sums[k][0] == every.sums[k][i] for k in every.sums)
+
+
 def test_combine_codes_distinguishes_tuples():
     a = np.array([0, 0, 1, 1, 0])
     b = np.array([0, 1, 0, 1, 0])
