@@ -16,7 +16,7 @@ takes the new orders as raw frames (``orders``, ``order_lines`` and optionally n
 ``state.score_one(order)`` is the service's fast path for its usual request, one clean order:
 the contract's column rules on the rows (``contract.row_problems``),
 features from the online store (``features.online``, the same formula functions), then the same
-model, policy and reasons -- ~1 ms instead of ~50. It answers ``None`` for anything else, which
+model, policy and reasons -- ~1.6 ms instead of ~50. It answers ``None`` for anything else, which
 then goes through ``score``; tests hold the two to the same answers.
 """
 
@@ -344,7 +344,7 @@ class ScoringState:
             # events sorted once: a request then costs O(its size), not O(history)
             self.feature_history = prepare_history(tables, as_of=self.as_of)
         with log.step("materialising the online store"):
-            # each key's totals: one order placed after the history is scored in ~1 ms
+            # lookups + the history's event indexes: one clean order is scored in ~1.6 ms
             self.online = OnlineFeatures(self.feature_history)
 
     # -- features ---------------------------------------------------------------------------
