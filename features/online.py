@@ -59,6 +59,18 @@ from .specs import CATEGORICAL_FEATURES, CONTEXT_COLUMNS, FEATURE_SPECS, HEAD_CO
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _STR_HEAD = ("order_id", "customer_id", "destination_country", "carrier_id")
 _PACK = 2**32  # build._combine packs two codes as a * 2**32 + b
+_SKU_COLUMNS = (
+    "sku_id",
+    "product_id",
+    "category",
+    "brand",
+    "size",
+    "listing_languages",
+    "has_size_chart",
+    "n_images",
+    "weight_g",
+    "list_price",
+)
 
 
 def _missing(v: Any) -> bool:
@@ -93,16 +105,58 @@ class _Vocab:
         return self.na if _missing(value) else self.codes.get(value, -1)
 
 
-class _Rows:
-    """A static table as key -> row position plus its columns as Python lists / numpy arrays."""
+def _languages(text: str | None) -> frozenset[str] | None:
+    """A comma-separated language list ("en, de") as a set (``build._split_codes``' tokens)."""
+    return None if text is None else frozenset(x.strip() for x in text.split(","))
 
-    def __init__(self, df: pd.DataFrame, key: str):
-        self.pos = dict(zip(df[key].tolist(), range(len(df)), strict=True))
-        self.df = df
 
-    def text(self, col: str) -> list[str | None]:
-        s = self.df[col]
-        return s.astype(object).where(s.notna(), None).tolist()
+def _value(kind: str, v: Any) -> Any:
+    """One contract value, normalised as ``_Table`` holds its columns."""
+    if kind == "str":
+        return _text(v)
+    if kind == "bool":
+        return np.nan if _missing(v) else float(bool(v))
+    if kind == "timestamp":
+        return _NAT if _missing(v) else timestamp_ns(v)
+    return _float(v)
+
+
+class _Table:
+    """The columns the features read of one static table, keyed by the table's key and
+    normalised: text -> str | None, numbers and flags -> float (NaN when missing), timestamps
+    -> int ns (``_NAT`` when missing). ``row`` also normalises a row the request sends for a key
+    the history does not have, so both kinds of rows are read alike."""
+
+    def __init__(self, df: pd.DataFrame, table: str, columns: Sequence[str]):
+        schema = SCHEMAS[table]
+        self.kinds = {c.name: c.kind for c in schema.columns if c.name in columns}
+        self.pos = dict(zip(df[schema.key].tolist(), range(len(df)), strict=True))
+        self.columns: dict[str, Any] = {}
+        for name, kind in self.kinds.items():
+            col = df[name]
+            if kind == "str":
+                self.columns[name] = col.astype(object).where(col.notna(), None).tolist()
+            elif kind == "bool":
+                self.columns[name] = _bool_num(col)
+            elif kind == "timestamp":
+                self.columns[name] = ts_int(col)
+            else:
+                self.columns[name] = _num(col)
+
+    def row(self, key: Any, new_rows: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any] | None:
+        """The history's row of ``key``, else the request's (normalised), else None."""
+        pos = self.pos.get(key, -1)
+        if pos >= 0:
+            return {name: values[pos] for name, values in self.columns.items()}
+        if key in new_rows:
+            return {
+                name: _value(kind, new_rows[key].get(name)) for name, kind in self.kinds.items()
+            }
+        return None
+
+    def missing_row(self) -> dict[str, Any]:
+        """A row with every value missing."""
+        return {name: _value(kind, None) for name, kind in self.kinds.items()}
 
 
 @dataclass(frozen=True)
@@ -142,40 +196,21 @@ class OnlineFeatures:
         self.vocab = {name: _Vocab(index) for name, index in history.vocab.items()}
         self.events = history.events  # sorted once, with running sums: a query is a search
         t = history.tables
-        apparel = {c.lower() for c in self.config.apparel_categories}
-
-        skus = _Rows(t.skus, "sku_id")
-        self.skus = skus
-        self.sku_text = {
-            c: skus.text(c) for c in ("sku_id", "category", "brand", "size", "product_id")
+        self._apparel = {c.lower() for c in self.config.apparel_categories}
+        self.tables = {
+            "skus": _Table(t.skus, "skus", _SKU_COLUMNS),
+            "countries": _Table(
+                t.countries,
+                "countries",
+                ("region", "default_incoterm", "languages", "duty_de_minimis"),
+            ),
+            "carriers": _Table(
+                t.carriers, "carriers", ("carrier_name", "service_level", "tracked")
+            ),
+            "customers": _Table(
+                t.customers, "customers", ("segment", "country_code", "first_seen_ts")
+            ),
         }
-        self.sku_langs = [
-            None if v is None else frozenset(x.strip() for x in v.split(","))
-            for v in skus.text("listing_languages")
-        ]
-        self.sku_num = {
-            "has_size_chart": _bool_num(t.skus["has_size_chart"]),
-            "n_images": _num(t.skus["n_images"]),
-            "weight_g": _num(t.skus["weight_g"]),
-            "list_price": _num(t.skus["list_price"]),
-        }
-        self.sku_apparel = [
-            (c is not None and c.lower() in apparel) or s is not None
-            for c, s in zip(self.sku_text["category"], self.sku_text["size"], strict=True)
-        ]
-        self._apparel = apparel
-
-        self.countries = _Rows(t.countries, "country_code")
-        self.country_text = {
-            c: self.countries.text(c) for c in ("region", "default_incoterm", "languages")
-        }
-        self.country_de_min = _num(t.countries["duty_de_minimis"])
-        self.carriers = _Rows(t.carriers, "carrier_id")
-        self.carrier_text = {c: self.carriers.text(c) for c in ("carrier_name", "service_level")}
-        self.carrier_tracked = _bool_num(t.carriers["tracked"])
-        self.customers = _Rows(t.customers, "customer_id")
-        self.customer_text = {c: self.customers.text(c) for c in ("segment", "country_code")}
-        self.customer_seen = ts_int(t.customers["first_seen_ts"])
         self.order_ids = history.ids["orders"]
 
     # -- lookups ----------------------------------------------------------------------------
@@ -183,13 +218,7 @@ class OnlineFeatures:
         """Whether the history has a row of ``table`` with this key."""
         if table == "orders":
             return bool(self.order_ids.get_indexer([key])[0] >= 0)
-        rows = {
-            "skus": self.skus,
-            "customers": self.customers,
-            "countries": self.countries,
-            "carriers": self.carriers,
-        }[table]
-        return key in rows.pos
+        return key in self.tables[table].pos
 
     def query(self, name: str, codes: Any, t_ns: int) -> PriorAggregate:
         """The history's events of index ``name`` with these key codes known strictly before
@@ -227,20 +256,11 @@ class OnlineFeatures:
         out["channel"] = [_text(o.get("channel"))]
         out["payment_method"] = [_text(o.get("payment_method"))]
         dest = _text(o.get("destination_country"))
-        ci = self.countries.pos.get(dest, -1)
-        if ci >= 0:
-            region = self.country_text["region"][ci]
-            de_min_v = self.country_de_min[ci]
-            default_inc = self.country_text["default_incoterm"][ci]
-            dest_langs = self.country_text["languages"][ci]
-        elif dest in new_rows["countries"]:
-            row = new_rows["countries"][dest]
-            region, de_min_v = _text(row.get("region")), _float(row.get("duty_de_minimis"))
-            default_inc = _text(row.get("default_incoterm"))
-            dest_langs = _text(row.get("languages"))
-        else:
+        country = self.tables["countries"].row(dest, new_rows["countries"])
+        if country is None:
             raise ValueError(f"unknown destination_country {dest!r}")
-        out["destination_region"] = [region]
+        out["destination_region"] = [country["region"]]
+        default_inc = country["default_incoterm"]
         inc = _text(o.get("incoterm"))
         eff = inc if inc is not None else default_inc
         out["effective_incoterm"] = [eff]
@@ -258,43 +278,27 @@ class OnlineFeatures:
             discount=one(_float(o.get("discount_value"))),
             shipping_fee=one(_float(o.get("shipping_fee"))),
             promised_days=one(_float(o.get("promised_delivery_days"))),
-            de_minimis=one(de_min_v),
+            de_minimis=one(country["duty_de_minimis"]),
             ddu=one(eff == "DDU", bool),
             incoterm_known=one(eff is not None, bool),
         )
 
         carrier = _text(o.get("carrier_id"))
-        ki = self.carriers.pos.get(carrier, -1) if carrier is not None else -1
-        if ki >= 0:
-            c_name = self.carrier_text["carrier_name"][ki]
-            c_level = self.carrier_text["service_level"][ki]
-            c_tracked = self.carrier_tracked[ki]
-        elif carrier is not None and carrier in new_rows["carriers"]:
-            row = new_rows["carriers"][carrier]
-            c_name, c_level = _text(row.get("carrier_name")), _text(row.get("service_level"))
-            tracked = row.get("tracked")
-            c_tracked = np.nan if _missing(tracked) else float(bool(tracked))
-        elif carrier is None:
-            c_name = c_level = None
-            c_tracked = np.nan
-        else:
-            raise ValueError(f"unknown carrier_id {carrier!r}")
-        out["carrier_name"] = [c_name]
-        out["carrier_service_level"] = [c_level]
-        out["carrier_tracked"] = np.asarray([c_tracked], dtype=np.float64)
+        ship_with = {"carrier_name": None, "service_level": None, "tracked": np.nan}  # unassigned
+        if carrier is not None:
+            ship_with = self.tables["carriers"].row(carrier, new_rows["carriers"])
+            if ship_with is None:
+                raise ValueError(f"unknown carrier_id {carrier!r}")
+        out["carrier_name"] = [ship_with["carrier_name"]]
+        out["carrier_service_level"] = [ship_with["service_level"]]
+        out["carrier_tracked"] = np.asarray([ship_with["tracked"]], dtype=np.float64)
 
         customer = _text(o.get("customer_id"))
-        ui = self.customers.pos.get(customer, -1)
-        if ui >= 0:
-            segment = self.customer_text["segment"][ui]
-            home = self.customer_text["country_code"][ui]
-            seen = int(self.customer_seen[ui])
-        else:  # a new customer, with or without a row (cold start)
-            row = new_rows["customers"].get(customer, {})
-            segment, home = _text(row.get("segment")), _text(row.get("country_code"))
-            first_seen = row.get("first_seen_ts")
-            seen = _NAT if _missing(first_seen) else timestamp_ns(first_seen)
-        out["customer_segment"] = [segment]
+        # a new customer, with or without a row, has the attributes it was sent (cold start)
+        customers = self.tables["customers"]
+        buyer = customers.row(customer, new_rows["customers"]) or customers.missing_row()
+        home = buyer["country_code"]
+        out["customer_segment"] = [buyer["segment"]]
         out["ships_to_customer_country"] = _flag(
             np.asarray([home == dest]), known=np.asarray([home is not None])
         )
@@ -303,9 +307,7 @@ class OnlineFeatures:
         items = self._items(new, new_rows["skus"])
         s_rank, qty, item_value, n_lines, max_price, attrs = items
         g = _Groups(np.zeros(len(s_rank), dtype=np.int64), 1)
-        dest_set = (
-            None if dest_langs is None else frozenset(x.strip() for x in dest_langs.split(","))
-        )
+        dest_set = _languages(country["languages"])
         langs = attrs["languages"]
         main = basket_features(
             out,
@@ -357,7 +359,7 @@ class OnlineFeatures:
             query("customer_orders", cust),
             query("customer_cases", cust),
             query("customer_with_case", cust).count,
-            np.asarray([seen], dtype=np.int64),
+            np.asarray([buyer["first_seen_ts"]], dtype=np.int64),
         )
 
         d_code = self.vocab["destination"].code(dest)
@@ -410,12 +412,12 @@ class OnlineFeatures:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Lines summed per SKU, sorted as ``build._items`` sorts them: by the SKU's row in the
         request's skus table (the history's rows in history order, then the new rows)."""
-        n_hist = len(self.skus.pos)
+        n_hist = len(self.tables["skus"].pos)
         new_order = {key: i for i, key in enumerate(new_skus)}
         sku_ids = [_text(ln.get("sku_id")) for ln in new.lines]
         rank = []
         for s in sku_ids:
-            pos = self.skus.pos.get(s, -1)
+            pos = self.tables["skus"].pos.get(s, -1)
             if pos < 0:
                 if s not in new_order:
                     raise ValueError(f"unknown sku_id {s!r}")
@@ -433,45 +435,25 @@ class OnlineFeatures:
         agg_lines = np.diff(np.r_[starts, len(key)]).astype(np.float64)
         agg_max = np.fmax.reduceat(price, starts)
 
-        attrs: dict[str, Any] = {
-            c: []
-            for c in ("sku_id", "category", "brand", "size", "product", "languages", "apparel")
-        }
-        nums = {c: np.empty(len(ukey)) for c in self.sku_num}
-        new_list = list(new_skus.values())
-        for j, pos in enumerate(ukey.tolist()):  # a loop over the order's few SKUs
-            if pos < n_hist:
-                sku = self.sku_text["sku_id"][pos]
-                cat, brand = self.sku_text["category"][pos], self.sku_text["brand"][pos]
-                size, product = self.sku_text["size"][pos], self.sku_text["product_id"][pos]
-                langs, apparel = self.sku_langs[pos], self.sku_apparel[pos]
-                for c in nums:
-                    nums[c][j] = self.sku_num[c][pos]
-            else:
-                row = new_list[pos - n_hist]
-                sku = _text(row.get("sku_id"))
-                cat, brand = _text(row.get("category")), _text(row.get("brand"))
-                size, product = _text(row.get("size")), _text(row.get("product_id"))
-                raw_langs = _text(row.get("listing_languages"))
-                langs = (
-                    None
-                    if raw_langs is None
-                    else frozenset(x.strip() for x in raw_langs.split(","))
-                )
-                apparel = (cat is not None and cat.lower() in self._apparel) or size is not None
-                chart = row.get("has_size_chart")
-                nums["has_size_chart"][j] = np.nan if _missing(chart) else float(bool(chart))
-                for c in ("n_images", "weight_g", "list_price"):
-                    nums[c][j] = _float(row.get(c))
-            attrs["sku_id"].append(sku)
-            attrs["category"].append(cat)
-            attrs["brand"].append(brand)
-            attrs["size"].append(size)
-            attrs["product"].append(product if product is not None else sku)
-            attrs["languages"].append(langs)
-            attrs["apparel"].append(apparel)
-        attrs["apparel"] = np.asarray(attrs["apparel"], dtype=bool)
-        attrs.update(nums)
+        skus = self.tables["skus"]
+        rows = [  # a loop over the order's few SKUs, in item order
+            skus.row(sku, new_skus) for sku in dict.fromkeys(sku_ids[i] for i in order)
+        ]
+        attrs: dict[str, Any] = {c: [r[c] for r in rows] for c in _SKU_COLUMNS}
+        attrs["product"] = [  # build: product_id.fillna(sku_id)
+            r["sku_id"] if r["product_id"] is None else r["product_id"] for r in rows
+        ]
+        attrs["languages"] = [_languages(r["listing_languages"]) for r in rows]
+        attrs["apparel"] = np.asarray(
+            [
+                (r["category"] is not None and r["category"].lower() in self._apparel)
+                or r["size"] is not None
+                for r in rows
+            ],
+            dtype=bool,
+        )
+        for c in ("has_size_chart", "n_images", "weight_g", "list_price"):
+            attrs[c] = np.asarray(attrs[c], dtype=np.float64)
         return ukey, agg_qty, agg_val, agg_lines, agg_max, attrs
 
 
