@@ -398,30 +398,28 @@ class RiskModel:
     def _float_block(cols: Mapping[str, Any], names: list[str], n: int) -> np.ndarray:
         """float64 (len(names), n) block of the numeric features (missing -> NaN)."""
         values = [cols[c] for c in names]
-        if set(map(type, values)) == {list}:
-            fast: Sequence[int] = range(len(names))
-        else:  # str/object/datetime columns go one by one, as in ``prepare``
-            fast = [
-                i
-                for i, v in enumerate(values)
-                if isinstance(v, list) or getattr(v, "dtype", _OBJECT).kind in "biuf"
-            ]
-        try:  # lists of numbers/None and numeric arrays in one call
-            part = np.array([values[i] for i in fast], dtype=np.float64)
-        except (TypeError, ValueError):  # str/NA in a list, ragged lists
+        # lists (numbers / None) and numeric arrays in one call; other columns (text, object,
+        # nullable, wrong length) one by one through ``prepare``'s conversion and its errors
+        plain = [
+            i
+            for i, v in enumerate(values)
+            if isinstance(v, list) or getattr(v, "dtype", _OBJECT).kind in "biuf"
+        ]
+        try:
+            part = np.array([values[i] for i in plain], dtype=np.float64)
+        except (TypeError, ValueError):
             part = None
-        if part is not None and part.shape == (len(fast), n):
-            if len(fast) == len(names):
+        if part is not None and part.shape == (len(plain), n):
+            if len(plain) == len(names):
                 return part
-            done = set(fast)
+            rest = sorted(set(range(len(names))) - set(plain))
         else:
-            done = set()
+            part, rest = None, list(range(len(names)))
         block = np.empty((len(names), n), dtype=np.float64)
-        if done:
-            block[list(fast)] = part
-        for i, (c, v) in enumerate(zip(names, values, strict=True)):
-            if i in done:
-                continue
+        if part is not None:
+            block[plain] = part
+        for i in rest:
+            c, v = names[i], values[i]
             if not isinstance(v, pd.Series) and np.ndim(v) != 1:
                 raise ModelInputError(f"feature {c!r}: expected 1-D values, got {v!r}")
             col = v if isinstance(v, pd.Series) else pd.Series(v)
