@@ -390,14 +390,12 @@ class ScoringState:
         score = risk_score(p)
         level = risk_level(score, config.policy.level_cuts)
         flagged = bool(flag(p, ids, config.policy)[0])
-        record: dict[str, Any] = {
+        result: dict[str, Any] = {
             "order_id": row["order_id"][0],
-            "status": "scored",
-            "probability": float(p[0]),
-            "risk_score": float(score[0]),
+            "probability": p[0],
+            "risk_score": score[0],
             "risk_level": str(level[0]),
             "flagged": flagged,
-            "reasons": [],
             "model_version": self.model_version,
         }
         if config.explain == "all" or (config.explain == "flagged" and flagged):
@@ -405,7 +403,8 @@ class ScoringState:
                 rm.contributions_matrix(matrix), columns=[*rm.feature_names_, "bias"]
             )
             why = explain(features_frame(row), contrib, self.specs, top=config.top_reasons)
-            record["reasons"] = _reason_list(why.iloc[0].to_dict(), config.top_reasons)
+            result.update(why.iloc[0].to_dict())
+        record = _scored_record(result, config.top_reasons)
         return OnlineResult(record, flagged, unseen)
 
     def _qualifies(self, new: OnlineOrder) -> bool:
@@ -533,20 +532,22 @@ def results_to_records(results: pd.DataFrame, top: int = 3) -> list[dict[str, An
                 {"order_id": row["order_id"], "status": "refused", "reason": row["refused_reason"]}
             )
             continue
-        reasons = _reason_list(row, top)
-        records.append(
-            {
-                "order_id": row["order_id"],
-                "status": "scored",
-                "probability": float(row["probability"]),
-                "risk_score": float(row["risk_score"]),
-                "risk_level": row["risk_level"],
-                "flagged": bool(row["flagged"]),
-                "reasons": reasons,
-                "model_version": row["model_version"],
-            }
-        )
+        records.append(_scored_record(row, top))
     return records
+
+
+def _scored_record(row: Mapping[str, Any], top: int) -> dict[str, Any]:
+    """The JSON record of one scored result row (its ``reason_k*`` columns as a list)."""
+    return {
+        "order_id": row["order_id"],
+        "status": "scored",
+        "probability": float(row["probability"]),
+        "risk_score": float(row["risk_score"]),
+        "risk_level": row["risk_level"],
+        "flagged": bool(row["flagged"]),
+        "reasons": _reason_list(row, top),
+        "model_version": row["model_version"],
+    }
 
 
 def _reason_list(row: Mapping[str, Any], top: int) -> list[dict[str, Any]]:
