@@ -354,7 +354,7 @@ def bench_service(
                 if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
-                pass
+                pass  # not listening yet: poll again
             time.sleep(0.1)
         else:
             raise RuntimeError("server did not become ready")

@@ -12,7 +12,6 @@ SKU report module ``returnrisk.serve.report_skus`` provides a ``router``.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import hmac
 import importlib
@@ -338,14 +337,7 @@ def create_app(
     _describe(metrics)
     # the full path is CPU-bound pandas work: at most this many requests at once, in threads
     # (anyio's pool otherwise runs up to 40), so a burst queues instead of thrashing
-    limiters: dict[int, anyio.CapacityLimiter] = {}  # one per event loop, made in it
-
-    def limiter() -> anyio.CapacityLimiter:
-        key = id(asyncio.get_running_loop())
-        if key not in limiters:
-            limiters.clear()
-            limiters[key] = anyio.CapacityLimiter(max(1, config.max_concurrent_scoring))
-        return limiters[key]
+    limiter = anyio.CapacityLimiter(max(1, config.max_concurrent_scoring))
 
     service = Service(config, state, loader, metrics)
     if state is not None:
@@ -480,9 +472,7 @@ def create_app(
                 count_unseen(one.unseen)
                 return answer(st.model_version, 1, 0, int(one.flagged), [one.record])
         metrics.inc("score_requests_total", path="batch")
-        result = await anyio.to_thread.run_sync(
-            st.score, request_frames(req), cfg, limiter=limiter()
-        )
+        result = await anyio.to_thread.run_sync(st.score, request_frames(req), cfg, limiter=limiter)
         count_unseen(result.unseen)
         return answer(
             result.model_version,
