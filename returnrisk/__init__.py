@@ -11,4 +11,9 @@ Stages of the data's journey, one sub-package each:
 Importing this package has no side effects.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("returnrisk")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -33,6 +33,29 @@ DataDir = Annotated[
 ]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from returnrisk import __version__
+
+        typer.echo(f"returnrisk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Pre-shipment after-sales risk scoring for cross-border e-commerce sellers."""
+
+
 def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -636,3 +659,7 @@ def demo(
         typer.secho(f"\n== {i}/{len(steps)} {title}", bold=True)
         run()
     typer.secho(f"\nSKU report: {(workdir / 'sku_report.html').resolve()}", bold=True)
+
+
+if __name__ == "__main__":
+    app()
