@@ -1,0 +1,56 @@
+"""What world to generate, and what comes out: ``SynthConfig`` and ``World``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import pandas as pd
+
+LABEL_WINDOW_DAYS = 90
+NEW_TABLES = ("orders", "order_lines", "skus", "customers")
+DAY = 86_400
+CASE_CAUSES = (
+    "return",
+    "not_as_described",
+    "damaged",
+    "wrong_item",
+    "not_received",
+    "duty_dispute",
+    "refund",
+    "other",
+)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What world to generate. ``n_orders`` counts history and new orders together."""
+
+    n_orders: int = 20_000
+    seed: int = 0
+    start: date = date(2024, 1, 1)
+    days: int = 540
+    new_days: int = 1
+    customers_per_order: float = 1.0
+    serial_share: float = 0.08
+    b2b_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.n_orders < 10:
+            raise ValueError(f"n_orders must be >= 10, got {self.n_orders}")
+        if self.days < 2:
+            raise ValueError(f"days must be >= 2, got {self.days}")
+        if not 0 <= self.new_days < self.days:
+            raise ValueError(f"new_days must be in [0, days={self.days}), got {self.new_days}")
+        if self.customers_per_order <= 0:
+            raise ValueError("customers_per_order must be > 0")
+
+
+@dataclass
+class World:
+    """The generated world: contract tables (history), truth, and new orders to screen."""
+
+    tables: dict[str, pd.DataFrame]
+    truth: pd.DataFrame
+    new: dict[str, pd.DataFrame] = field(default_factory=dict)
+    config: SynthConfig | None = None
