@@ -119,27 +119,55 @@ def synth(
         str, typer.Option("--start", help="First day of the world, YYYY-MM-DD.")
     ] = "2024-01-01",
     days: Annotated[int, typer.Option("--days", min=2, help="Length of the world in days.")] = 540,
+    scenario: Annotated[
+        str,
+        typer.Option(
+            "--scenario",
+            help="A change of the hidden causes: stationary (none), lane_collapse, "
+            "de_minimis_drop, new_market, quality_drop (docs/synthetic-world.md).",
+        ),
+    ] = "stationary",
+    scenario_start: Annotated[
+        str | None,
+        typer.Option(
+            "--scenario-start", help="First day of the change, YYYY-MM-DD (default: 60 % in)."
+        ),
+    ] = None,
     quiet: Quiet = False,
 ) -> None:
     """Generate a synthetic cross-border world: every contract table + truth.parquet + new/."""
     from datetime import date
 
     from returnrisk.synth import SynthConfig, generate_world, write_world
+    from returnrisk.synth.scenarios import ScenarioError
 
-    try:
-        start_date = date.fromisoformat(start)
-    except ValueError:
-        _fail(f"--start: not a date in YYYY-MM-DD form: {start!r}")
+    dates = {}
+    for option, text in (("--start", start), ("--scenario-start", scenario_start)):
+        try:
+            dates[option] = None if text is None else date.fromisoformat(text)
+        except ValueError:
+            _fail(f"{option}: not a date in YYYY-MM-DD form: {text!r}")
     try:
         cfg = SynthConfig(
-            n_orders=orders, seed=seed, start=start_date, days=days, new_days=new_days
+            n_orders=orders,
+            seed=seed,
+            start=dates["--start"],
+            days=days,
+            new_days=new_days,
+            scenario=scenario,
+            scenario_start=dates["--scenario-start"],
         )
     except ValueError as err:
-        _fail(str(err))
+        field, _, rest = str(err).partition(": ")
+        option = {"scenario": "--scenario", "scenario_start": "--scenario-start"}.get(field)
+        _fail(f"{option}: {rest}" if option else str(err))
     if out.exists() and not out.is_dir():
         _fail(f"--out: {out} exists and is not a directory")
     log = StepLog(quiet)
-    world = generate_world(cfg, log=log)
+    try:
+        world = generate_world(cfg, log=log)
+    except ScenarioError as err:
+        _fail(f"--scenario {scenario}: {str(err).removeprefix('scenario: ')}")
     write_world(world, out, log=log)
     n_hist = len(world.tables["orders"])
     n_new = len(world.new.get("orders", ()))
@@ -147,6 +175,8 @@ def synth(
     typer.echo(
         f"wrote {out}: {n_hist:,} orders ({n_new:,} more in {out / 'new'}), {n_cases:,} cases"
     )
+    if world.scenario is not None:
+        typer.echo(f"scenario: {world.scenario} (also in {out / 'scenario.json'})")
 
 
 # --- import (owner: importers) ---

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +300,178 @@ def test_config_rejects_nonsense() -> None:
         SynthConfig(n_orders=0)
     with pytest.raises(ValueError, match="new_days"):
         SynthConfig(days=10, new_days=10)
+
+
+# --- scenarios: documented changes of the hidden causes from a start date ---------------------
+
+SCENARIO_KIND = {
+    "lane_collapse": "not_received",
+    "de_minimis_drop": "duty_dispute",
+    "new_market": "not_received",
+    "quality_drop": "not_as_described",
+}
+SCENARIO_START = date(2024, 9, 1)  # day 244 of 540: ~200 days of mature orders after it
+
+
+def _scenario_world(scenario: str, seed: int = 2):
+    cfg = SynthConfig(n_orders=5000, seed=seed, scenario=scenario, scenario_start=SCENARIO_START)
+    return generate_world(cfg)
+
+
+def _in_slice(world) -> pd.Series:
+    """Per history order: in the scenario's slice (any time), from observables + scenario.json."""
+    o, info = world.tables["orders"], world.scenario
+    if world.config.scenario == "lane_collapse":
+        lanes = o["destination_country"].isin(info["countries"])
+        return lanes & (o["carrier_id"] == info["carrier_id"])
+    if world.config.scenario == "quality_drop":
+        lines = world.tables["order_lines"].merge(world.tables["skus"], on="sku_id")
+        hit = lines.loc[lines["supplier_id"] == info["supplier_id"], "order_id"]
+        return o["order_id"].isin(hit)
+    return o["destination_country"] == info["country"]
+
+
+def _slices(world, kind: str) -> pd.DataFrame:
+    """Mature history orders: case of ``kind`` in the window, true p, slice, after the start."""
+    o = world.tables["orders"]
+    as_of = o["order_ts"].max()
+    c = world.tables["after_sales_cases"].merge(o[["order_id", "order_ts"]], on="order_id")
+    c = c.loc[(c["opened_ts"] - c["order_ts"] <= WINDOW) & (c["case_type"] == kind)]
+    truth = world.truth.set_index("order_id")
+    out = pd.DataFrame(
+        {
+            "y": o["order_id"].isin(c["order_id"]),
+            "p": o["order_id"].map(truth[f"p_{kind}"]),
+            "truth_affected": o["order_id"].map(truth["scenario_affected"]),
+            "slice": _in_slice(world),
+            "after": o["order_ts"] >= pd.Timestamp(world.scenario["start"], tz="UTC"),
+            "order_id": o["order_id"],
+        }
+    )
+    return out.loc[o["order_ts"] + WINDOW <= as_of]
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIO_KIND))
+def test_scenario_raises_its_case_type_in_its_slice_after_the_start(scenario: str) -> None:
+    world = _scenario_world(scenario)
+    kind = SCENARIO_KIND[scenario]
+    assert world.scenario["scenario"] == scenario
+    assert world.scenario["start"] == SCENARIO_START.isoformat()
+    o = _slices(world, kind)
+    # truth marks exactly the slice after the start (seen through the observable columns)
+    assert (o["truth_affected"] == (o["slice"] & o["after"])).all()
+    hit, rest = o.loc[o["slice"] & o["after"]], o.loc[~o["slice"] & o["after"]]
+    before = o.loc[o["slice"] & ~o["after"]]
+    assert len(hit) >= 40, len(hit)
+    assert hit["y"].mean() > 2 * rest["y"].mean()
+    assert hit["p"].mean() > 2.5 * rest["p"].mean()
+    if scenario == "new_market":  # never shipped to, no customer there, before the start
+        start = pd.Timestamp(SCENARIO_START, tz="UTC")
+        orders, customers = world.tables["orders"], world.tables["customers"]
+        there = orders["destination_country"] == world.scenario["country"]
+        assert there.any() and (orders.loc[there, "order_ts"] >= start).all()
+        local = customers["country_code"] == world.scenario["country"]
+        assert local.any() and (customers.loc[local, "first_seen_ts"] >= start).all()
+    else:
+        assert len(before) >= 40, len(before)
+        assert hit["y"].mean() > 2 * before["y"].mean()
+        assert hit["p"].mean() > 2.5 * before["p"].mean()
+
+
+@pytest.mark.parametrize("scenario", ["lane_collapse", "de_minimis_drop", "quality_drop"])
+def test_scenario_truth_changes_only_for_the_affected_orders(scenario: str) -> None:
+    """Same seed: the orders are the same; truth differs from stationary only in the slice."""
+    world = _scenario_world(scenario)
+    base = generate_world(replace(world.config, scenario="stationary"))
+    same = ["order_id", "order_ts", "destination_country", "order_value", "incoterm"]
+    pd.testing.assert_frame_equal(world.tables["orders"][same], base.tables["orders"][same])
+    kind = f"p_{SCENARIO_KIND[scenario]}"
+    hit = world.truth["scenario_affected"].to_numpy()
+    cols = [c for c in base.truth.columns]
+    pd.testing.assert_frame_equal(
+        world.truth.loc[~hit, cols], base.truth.loc[~hit], check_exact=True
+    )
+    got, was = world.truth.loc[hit], base.truth.loc[hit]
+    assert (got[kind] >= was[kind] - 1e-12).all()  # the scenario only adds to its cause
+    assert got[kind].mean() > 2 * was[kind].mean()
+    assert got["p_case"].mean() > was["p_case"].mean()
+
+
+def test_scenario_choices_follow_the_seed() -> None:
+    a = _scenario_world("lane_collapse", seed=4)
+    b = _scenario_world("lane_collapse", seed=4)
+    assert a.scenario == b.scenario
+    pd.testing.assert_frame_equal(a.truth, b.truth, check_exact=True)
+    chosen = {
+        str(_scenario_world("quality_drop", seed=s).scenario["supplier_id"]) for s in range(4)
+    }
+    assert len(chosen) > 1  # the supplier is drawn, not fixed
+
+
+def test_stationary_scenario_is_the_world_without_one(tmp_path: Path) -> None:
+    from returnrisk.cli import app
+
+    cfg = SynthConfig(n_orders=2000, seed=5, new_days=2)
+    plain = generate_world(cfg)
+    named = generate_world(replace(cfg, scenario="stationary", scenario_start=date(2024, 3, 1)))
+    assert named.scenario is None and "scenario_affected" not in named.truth
+    a, b = _frames(plain), _frames(named)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
+    runner = CliRunner()
+    args = ["synth", "--orders", "1500", "--seed", "3", "-q", "--out"]
+    assert runner.invoke(app, [*args, str(tmp_path / "a")]).exit_code == 0
+    res = runner.invoke(app, [*args, str(tmp_path / "b"), "--scenario", "stationary"])
+    assert res.exit_code == 0, res.output
+    assert _hashes(tmp_path / "a") == _hashes(tmp_path / "b")
+    assert not (tmp_path / "b" / "scenario.json").exists()
+
+
+def test_cli_scenario_writes_scenario_json_and_rejects_bad_input(tmp_path: Path) -> None:
+    from returnrisk.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "w"
+    args = ["synth", "--orders", "1500", "--seed", "3", "-q", "--out", str(out)]
+    res = runner.invoke(app, [*args, "--scenario", "de_minimis_drop"])
+    assert res.exit_code == 0, res.output
+    info = json.loads((out / "scenario.json").read_text())
+    assert info["scenario"] == "de_minimis_drop" and info["day"] == round(0.6 * 540)
+    assert "scenario_affected" in pd.read_parquet(out / "truth.parquet")
+    load_tables(out)
+    res = runner.invoke(app, args)  # a stationary world over it leaves no stale scenario.json
+    assert res.exit_code == 0 and not (out / "scenario.json").exists()
+    for bad, needle in (
+        (["--scenario", "meteor"], "--scenario: unknown scenario 'meteor'"),
+        (["--scenario", "new_market", "--scenario-start", "2023-12-01"], "--scenario-start"),
+        (["--scenario", "new_market", "--scenario-start", "2024-01-01"], "outside"),
+        (["--scenario", "new_market", "--scenario-start", "2025-06-24"], "outside"),
+        (["--scenario-start", "soon"], "not a date"),
+    ):
+        res = runner.invoke(app, [*args, *bad])
+        assert res.exit_code == 1 and needle in res.output, (bad, res.output)
+        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+    res = runner.invoke(
+        app,
+        [
+            "synth",
+            "--orders",
+            "10",
+            "--out",
+            str(out),
+            "--scenario",
+            "quality_drop",
+            "--scenario-start",
+            "2024-01-02",
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 1 and "too few orders before" in res.output
+
+
+def test_config_rejects_unknown_scenario_and_start_outside_the_window() -> None:
+    with pytest.raises(ValueError, match="scenario: unknown"):
+        SynthConfig(scenario="lane_colapse")
+    with pytest.raises(ValueError, match="scenario_start"):
+        SynthConfig(scenario="quality_drop", scenario_start=date(2023, 1, 1))
+    assert SynthConfig(days=100).scenario_day == 60
+    assert SynthConfig(scenario_start=date(2024, 2, 1)).scenario_day == 31

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
+from typing import Any
 
 import pandas as pd
 
@@ -20,6 +21,8 @@ CASE_CAUSES = (
     "refund",
     "other",
 )
+SCENARIOS = ("stationary", "lane_collapse", "de_minimis_drop", "new_market", "quality_drop")
+SCENARIO_DEFAULT_AT = 0.6  # default start of a scenario's change: 60 % into the world
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class SynthConfig:
     customers_per_order: float = 1.0
     serial_share: float = 0.08
     b2b_share: float = 0.05
+    scenario: str = "stationary"
+    scenario_start: date | None = None  # None: 60 % into the world
 
     def __post_init__(self) -> None:
         if self.n_orders < 10:
@@ -44,6 +49,24 @@ class SynthConfig:
             raise ValueError(f"new_days must be in [0, days={self.days}), got {self.new_days}")
         if self.customers_per_order <= 0:
             raise ValueError("customers_per_order must be > 0")
+        if self.scenario not in SCENARIOS:
+            raise ValueError(
+                f"scenario: unknown scenario {self.scenario!r}; "
+                f"choose one of {', '.join(SCENARIOS)}"
+            )
+        if not 1 <= self.scenario_day < self.days:
+            first, last = self.start + timedelta(days=1), self.start + timedelta(self.days - 1)
+            raise ValueError(
+                f"scenario_start: {self.scenario_start} is outside the world's window "
+                f"({first} .. {last}: the change must start after the first day)"
+            )
+
+    @property
+    def scenario_day(self) -> int:
+        """The day (0 = ``start``) the scenario's change begins."""
+        if self.scenario_start is None:
+            return round(SCENARIO_DEFAULT_AT * self.days)
+        return (self.scenario_start - self.start).days
 
 
 @dataclass
@@ -54,3 +77,4 @@ class World:
     truth: pd.DataFrame
     new: dict[str, pd.DataFrame] = field(default_factory=dict)
     config: SynthConfig | None = None
+    scenario: dict[str, Any] | None = None  # what a non-stationary scenario chose

@@ -141,8 +141,13 @@ def make_orders(
     geo: Geography,
     o_sec: np.ndarray,
     cust: Customers,
+    closed: tuple[int, int] = (-1, 0),
 ) -> Orders:
-    """Who orders when (repeat customers by activity), where to, on which channel, paying how."""
+    """Who orders when (repeat customers by activity), where to, on which channel, paying how.
+
+    ``closed`` = (country, day): nothing is shipped there before that day (a gift to it goes
+    to the buyer's own country instead).
+    """
     n = cfg.n_orders
     o_day = o_sec // DAY
     c_avail = np.searchsorted(cust.arrive_day, np.arange(cfg.days), side="right")
@@ -156,6 +161,8 @@ def make_orders(
     o_dest = np.where(
         rng.random(n) < 0.02, rng.choice(geo.n_cty, size=n, p=geo.mix), cust.c_cty[o_cust]
     )
+    if closed[0] >= 0:
+        o_dest = np.where((o_dest == closed[0]) & (o_day < closed[1]), cust.c_cty[o_cust], o_dest)
     o_chan = np.where(
         rng.random(n) < 0.8,
         cust.c_chan[o_cust],

@@ -9,6 +9,7 @@ from scipy.special import expit, ndtr
 
 from returnrisk.synth.demand import Orders, Prices
 from returnrisk.synth.setting import Geography
+from returnrisk.synth.shift import Shift
 from returnrisk.synth.static import CARRIERS, LEVEL_DAYS, LEVEL_SIGMA, LEVELS, ZONE_FACTOR
 from returnrisk.synth.util import choice_rows
 
@@ -74,7 +75,7 @@ def choose_carriage(
     return Carriage(o_lvl=o_lvl, o_car=o_car, lane=lane)
 
 
-def make_transit(days: int, orders: Orders, car: Carriage) -> Transit:
+def make_transit(days: int, orders: Orders, car: Carriage, shift: Shift) -> Transit:
     """Transit time (log-normal around the level's median), lateness and loss per order."""
     o_car, o_zone, o_peak, o_lvl = car.o_car, orders.o_zone, orders.o_peak, car.o_lvl
     car_long = carrier_column(7)
@@ -90,6 +91,8 @@ def make_transit(days: int, orders: Orders, car: Carriage) -> Transit:
         * np.where(o_zone == 3, 1 + 0.2 * car_long[o_car], 1.0)
         * np.where(event, 1.35, 1.0)
     )
+    if shift.transit is not None:
+        med_transit = med_transit * shift.transit
     sigma = LEVEL_SIGMA[o_lvl]
     late_thr = np.maximum(promised - 1.5, 1.0)
     p_late = 1 - ndtr((np.log(late_thr) - np.log(med_transit)) / sigma)
@@ -102,6 +105,8 @@ def make_transit(days: int, orders: Orders, car: Carriage) -> Transit:
         + 0.7 * o_peak
         + 1.3 * event
     )
+    if shift.loss is not None:
+        loss_logit = loss_logit + shift.loss
     return Transit(
         promised=promised,
         med_transit=med_transit,
@@ -120,6 +125,7 @@ def make_charges(
     prices: Prices,
     car: Carriage,
     transit: Transit,
+    shift: Shift,
 ) -> Charges:
     """Shipping fee (often free), the effective incoterm and the de-minimis position."""
     n, value, o_lvl, o_dest = orders.n, prices.value, car.o_lvl, orders.o_dest
@@ -132,7 +138,7 @@ def make_charges(
     ddu = np.where(rng.random(n) < 0.82, default_ddu, ~default_ddu)
     ddu = np.where((orders.o_chan == 0) & ~default_ddu, False, ddu)  # marketplace collects
     incoterm_null = rng.random(n) < 0.07
-    o_dm = geo.dm[o_dest]
+    o_dm = geo.dm[o_dest] if shift.de_minimis is None else shift.de_minimis
     return Charges(
         fee=np.where(free, 0.0, fee),
         ddu=np.where(incoterm_null, default_ddu, ddu),

@@ -10,7 +10,7 @@ from scipy.special import expit, ndtri
 from returnrisk.synth.config import DAY, LABEL_WINDOW_DAYS
 from returnrisk.synth.demand import Lines, Orders, Prices
 from returnrisk.synth.logistics import Charges, Transit
-from returnrisk.synth.risk import CLAIM_LOST, REFUSE_SHARE, Risks
+from returnrisk.synth.risk import CLAIM_LOST, Risks
 from returnrisk.synth.util import pick_row
 
 LATE_KINDS = ("refund", "not_as_described", "other", "duty_dispute")
@@ -79,7 +79,7 @@ def draw_events(
         rng.random(n) < np.where(late, r.q_late, r.q_fraud),
     )
     duty_case = ~lost & (rng.random(n) < r.p_duty)
-    duty_refused = duty_case & (rng.random(n) < REFUSE_SHARE)
+    duty_refused = duty_case & (rng.random(n) < r.refuse)
     cod_refused = ~lost & (rng.random(n) < r.p_cod)
     delivered = ~lost & ~duty_refused & ~cod_refused
     misc = rng.random(n) < r.p_misc

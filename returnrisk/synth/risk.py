@@ -12,6 +12,7 @@ from returnrisk.synth.catalog import Catalog, category_arrays
 from returnrisk.synth.demand import Lines, Orders, Prices
 from returnrisk.synth.logistics import Carriage, Charges, Transit, carrier_column
 from returnrisk.synth.setting import Calendar, Geography
+from returnrisk.synth.shift import Shift
 from returnrisk.synth.static import CHANNEL_NR, CHANNEL_RETURN
 from returnrisk.synth.util import group_any_prob
 
@@ -46,6 +47,7 @@ class Risks:
     p_nr_nl: np.ndarray  # "not received" on a parcel not lost
     p_duty: np.ndarray
     p_cod: np.ndarray  # cash-on-delivery parcel refused
+    refuse: float | np.ndarray  # share of duty disputes where the parcel is refused
 
 
 def line_risks(
@@ -56,6 +58,7 @@ def line_risks(
     lines: Lines,
     prices: Prices,
     car: Carriage,
+    shift: Shift,
 ) -> LineRisks:
     """Return, not-as-described and damage log-odds of every line."""
     prod, ca, lo, l_prod = cat.products, category_arrays(), lines.l_ord, lines.l_prod
@@ -69,6 +72,11 @@ def line_risks(
     rel_price = np.log(prices.unit / ca["price"][cat_l])
     age = orders.o_day[lo] - cat.p_bad_from[l_prod]
     q_l = cat.s_q[lines.l_sku] + 1.8 * (cat.p_bad[l_prod] & (age >= 0) & (age < 60))
+    m_l = cat.s_m[lines.l_sku]
+    if shift.quality is not None:
+        q_l = q_l + shift.quality
+    if shift.mismatch is not None:
+        m_l = m_l + shift.mismatch
     o_lat, o_chan, o_first = orders.o_lat[lo], orders.o_chan[lo], orders.o_first[lo]
     ret_l = expit(
         ca["ret"][cat_l]
@@ -87,7 +95,7 @@ def line_risks(
     )
     nad_l = expit(
         -5.4
-        + 0.9 * cat.s_m[lines.l_sku]
+        + 0.9 * m_l
         + 0.4 * q_l
         + 0.6 * lang_mis
         + 0.45 * o_lat
@@ -116,6 +124,7 @@ def order_risks(
     transit: Transit,
     charges: Charges,
     lr: LineRisks,
+    shift: Shift,
 ) -> Risks:
     """Combine line risks per order and add the order-level causes."""
     n, lo, o_lat, o_pay, o_chan = orders.n, lines.l_ord, orders.o_lat, orders.o_pay, orders.o_chan
@@ -142,6 +151,7 @@ def order_risks(
         p_nr_nl=p_late * q_late + (1 - p_late) * q_fraud,
         p_duty=np.where(charges.ddu & charges.above, expit(duty_logit), expit(-7.5 + 0.3 * o_lat)),
         p_cod=np.where(o_pay == 5, expit(-2.6 + 0.5 * o_lat + 0.5 * orders.o_first), 0.0),
+        refuse=REFUSE_SHARE if shift.refuse is None else shift.refuse,
     )
 
 
@@ -153,7 +163,7 @@ def make_truth(r: Risks, transit: Transit) -> pd.DataFrame:
     p_none = p_lost * (1 - CLAIM_LOST) * (1 - r.p_misc) + (1 - p_lost) * (1 - r.p_nr_nl) * (
         1 - r.p_duty
     ) * (1 - r.p_cod) * item_none * (1 - r.p_misc)
-    deliv = (1 - p_lost) * (1 - REFUSE_SHARE * r.p_duty) * (1 - r.p_cod)
+    deliv = (1 - p_lost) * (1 - r.refuse * r.p_duty) * (1 - r.p_cod)
     return pd.DataFrame(
         {
             "order_id": None,  # filled when the tables are assembled

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from returnrisk.synth.demand import (
 from returnrisk.synth.logistics import choose_carriage, make_charges, make_transit
 from returnrisk.synth.outcomes import draw_events, make_cases
 from returnrisk.synth.risk import line_risks, make_truth, order_risks
+from returnrisk.synth.scenarios import make_plan, make_shift, open_market
 from returnrisk.synth.setting import make_calendar, make_geography
 
 
@@ -31,22 +33,24 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
     """
     rng = np.random.default_rng(cfg.seed)
     geo, cal = make_geography(), make_calendar(cfg)
+    plan = make_plan(cfg, geo)
     with log.step("catalogue"):
         cat = make_catalog(rng, cfg, geo)
     with log.step("orders"):
         o_sec = order_times(rng, cfg, cal)
-        cust = make_customers(rng, cfg, cal, geo)
-        orders = make_orders(rng, cfg, cal, geo, o_sec, cust)
+        cust = open_market(plan, geo, make_customers(rng, cfg, cal, geo))
+        orders = make_orders(rng, cfg, cal, geo, o_sec, cust, (plan.market, plan.day))
     with log.step("order lines"):
         lines = make_lines(rng, cat, orders)
         prices = make_prices(rng, cat, orders, lines)
     with log.step("shipping"):
         car = choose_carriage(rng, geo, orders, prices)
-        transit = make_transit(cfg.days, orders, car)
-        charges = make_charges(rng, geo, orders, prices, car, transit)
+        shift = make_shift(plan, geo, cat, orders, lines, prices, car)
+        transit = make_transit(cfg.days, orders, car, shift)
+        charges = make_charges(rng, geo, orders, prices, car, transit, shift)
     with log.step("risk model"):
-        lr = line_risks(cal, geo, cat, orders, lines, prices, car)
-        risks = order_risks(orders, lines, prices, car, transit, charges, lr)
+        lr = line_risks(cal, geo, cat, orders, lines, prices, car, shift)
+        risks = order_risks(orders, lines, prices, car, transit, charges, lr, shift)
         truth = make_truth(risks, transit)
     with log.step("outcomes"):
         ev = draw_events(rng, orders, lines, transit, risks)
@@ -66,15 +70,23 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
         tables, new = tb.split_tables(cfg, cal, geo, cat, orders, lines, frames)
         truth["order_id"] = keys.order_ids
         truth["is_new"] = orders.o_new
+        if shift.affected is not None:
+            truth["scenario_affected"] = shift.affected
     log.info(
         f"{int((~orders.o_new).sum()):,} history orders, {int(orders.o_new.sum()):,} new, "
         f"{len(cases.c_ord):,} cases, {len(frames['skus']):,} SKUs"
     )
-    return World(tables=tables, truth=truth, new=new, config=cfg)
+    scenario = None if plan.stationary else shift.info
+    if scenario is not None:
+        log.info(f"scenario {json.dumps(scenario)}: {int(shift.affected.sum()):,} orders affected")
+    return World(tables=tables, truth=truth, new=new, config=cfg, scenario=scenario)
 
 
 def write_world(world: World, out_dir: str | Path, *, log: StepLog = QUIET) -> Path:
-    """Write every table as Parquet into ``out_dir`` (+ ``truth.parquet`` and ``new/``)."""
+    """Write every table as Parquet into ``out_dir`` (+ ``truth.parquet`` and ``new/``).
+
+    A scenario world also gets ``scenario.json`` (what the scenario chose).
+    """
     out = Path(out_dir)
     with log.step(f"writing {out}"):
         out.mkdir(parents=True, exist_ok=True)
@@ -88,4 +100,9 @@ def write_world(world: World, out_dir: str | Path, *, log: StepLog = QUIET) -> P
         else:  # no new orders: do not leave a previous run's new orders behind
             for name in NEW_TABLES:
                 (out / "new" / f"{name}.parquet").unlink(missing_ok=True)
+        if world.scenario is not None:
+            text = json.dumps(world.scenario, indent=2, sort_keys=True) + "\n"
+            (out / "scenario.json").write_text(text, encoding="utf-8")
+        else:  # stationary: do not leave a previous run's scenario behind
+            (out / "scenario.json").unlink(missing_ok=True)
     return out
