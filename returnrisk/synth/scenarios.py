@@ -2,8 +2,9 @@
 
 ``stationary`` changes nothing. Every other scenario chooses what it affects (a carrier and
 lanes, a country, a supplier) deterministically from the seed, with its own generator, so the
-world's own draws are untouched: up to the outcomes, a scenario world has the same orders as
-the stationary one, except what the scenario itself moves. Choices weighted by volume count
+world's own draws are untouched: up to the risk model, a scenario world has the same orders,
+baskets, prices and carriers as the stationary one, except what the scenario itself moves
+(outcomes differ, as their draws follow the changed risks). Choices weighted by volume count
 the history orders before the start day, so the change hits a slice that has a past to
 compare with.
 """
