@@ -274,6 +274,19 @@ def test_country_names_map_to_iso_codes() -> None:
     assert pd.isna(codes.iloc[5])
 
 
+def test_country_names_are_reference_data() -> None:
+    from returnrisk.importers.common import NOT_A_COUNTRY
+    from returnrisk.reference import load_country_names
+
+    names = load_country_names()
+    assert names["eire"] == "IE" and names["cote d'ivoire"] == "CI"
+    assert all(k == k.strip().lower() for k in names)
+    assert all(len(v) == 2 and v.isupper() for v in names.values())
+    assert not NOT_A_COUNTRY & set(names)  # ambiguous names are refused, never mapped
+    names["eire"] = "XX"
+    assert load_country_names()["eire"] == "IE"  # a new dict each call
+
+
 def test_cli_online_retail_writes_a_valid_directory(tmp_path: Path) -> None:
     src = tmp_path / "or.csv"
     _or_rows(BASIC).to_csv(src, index=False)
@@ -512,3 +525,19 @@ def test_real_superstore(shared_data: Path, tmp_path: Path) -> None:
             assert markets == {"APAC", "EU", "LATAM", "US"}
         assert 0.02 < result.figures["case rate (90 d, mature orders)"] < 0.10
         assert len(tables.after_sales_cases) > 1_000
+
+
+def test_online_retail_with_nothing_to_refuse_writes_no_refused_rows(tmp_path: Path) -> None:
+    # regression (issue 10): an empty refused frame took the index of the reason Series and
+    # came out as one all-empty row per input row ("refused rows 3").
+    rows = BASIC[:3]
+    raw, result = _or_result(rows, tmp_path)
+    refused = result.refused["online_retail"]
+    assert refused.empty and "reason" in refused.columns
+    assert result.figures["refused rows"] == 0
+    assert _accounted(result) == len(raw) == 3
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["import", "online-retail", str(tmp_path / "or.csv"),
+                                   "--out", str(out), "--quiet"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert pd.read_parquet(out / "refused" / "online_retail_refused.parquet").empty

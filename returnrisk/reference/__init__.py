@@ -4,6 +4,9 @@
 de-minimis thresholds in force during 2024, converted to EUR (the reporting currency of the
 synthetic world); its header comment names the exchange rates and caveats. Importers for real
 exports can use it to fill the ``countries`` table of the contract.
+
+``reference/country_names.csv`` maps country names as merchant exports spell them (lower case)
+to ISO 3166-1 alpha-2 codes; ``load_country_names`` reads it.
 """
 
 from __future__ import annotations
@@ -34,3 +37,15 @@ def load_countries() -> pd.DataFrame:
     df = df[list(COUNTRY_COLUMNS) + other]
     df["duty_de_minimis"] = df["duty_de_minimis"].astype("float64")
     return df.sort_values("country_code", ignore_index=True)
+
+
+def load_country_names() -> dict[str, str]:
+    """Country name (lower case, trimmed) -> ISO 3166-1 alpha-2, a new dict on every call.
+
+    Names that do not identify one country (``Unspecified``, ``European Community``, ...) are
+    not in the table: callers refuse them instead of guessing.
+    """
+    path = files("returnrisk").joinpath("reference/country_names.csv")
+    with path.open("r", encoding="utf-8") as f:
+        df = pd.read_csv(f, comment="#", dtype=str, keep_default_na=False)
+    return dict(zip(df["name"], df["country_code"], strict=True))

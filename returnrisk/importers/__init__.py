@@ -1,0 +1,54 @@
+"""Importers for merchant and public exports, one module per export.
+
+Each importer reads an export, turns it into the contract tables (``returnrisk contract``) and
+writes a data directory. Nothing is silently dropped: every input row either becomes part of a
+table (an order line, or an after-sales case) or is written to
+``DIR/refused/<source>_refused.parquet`` with a ``reason`` column, and the counts per reason are
+printed. The transformations are pure functions over DataFrames (``online_retail_tables``,
+``superstore_tables``, ...), vectorised, and never mutate their inputs.
+
+- ``common``: errors, the result and its report, countries, reading files (shared).
+- ``online_retail``: UCI Online Retail / Online Retail II.
+- ``superstore``: Tableau Global Superstore.
+
+The assumptions each importer makes, and what its export cannot tell, are stated next to the
+rules in each module and in docs/importers.md.
+"""
+
+from __future__ import annotations
+
+from returnrisk.importers.common import (
+    ImporterError,
+    ImportResult,
+    build_countries,
+    country_codes,
+    reference_countries,
+)
+from returnrisk.importers.online_retail import (
+    OnlineRetailConfig,
+    import_online_retail,
+    online_retail_tables,
+    read_online_retail,
+)
+from returnrisk.importers.superstore import (
+    SuperstoreConfig,
+    import_superstore,
+    read_superstore,
+    superstore_tables,
+)
+
+__all__ = [
+    "ImportResult",
+    "ImporterError",
+    "OnlineRetailConfig",
+    "SuperstoreConfig",
+    "build_countries",
+    "country_codes",
+    "import_online_retail",
+    "import_superstore",
+    "online_retail_tables",
+    "read_online_retail",
+    "read_superstore",
+    "reference_countries",
+    "superstore_tables",
+]
