@@ -253,6 +253,118 @@ def import_superstore_cmd(
     _run_import(import_superstore, cfg, out, quiet)
 
 
+Salt = Annotated[
+    str | None,
+    typer.Option(
+        "--salt",
+        help="Secret for the customer key (a keyed hash of the buyer's e-mail / id); default: "
+        "$RETURNRISK_SALT. Keep it the same for every import of the shop; never written down.",
+        show_default=False,
+    ),
+]
+Currency = Annotated[
+    str | None,
+    typer.Option(
+        "--currency",
+        help="Reporting currency; orders in another one are refused (default: the most "
+        "frequent currency in the export).",
+    ),
+]
+ShopCountry = Annotated[
+    str | None,
+    typer.Option("--shop-country", help="The seller's home country (ISO alpha-2): domestic."),
+]
+
+
+@import_app.command("shopify")
+def import_shopify_cmd(
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Shopify admin order exports (CSV); several are merged."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Data directory to write.")],
+    salt: Salt = None,
+    currency: Currency = None,
+    shop_country: ShopCountry = None,
+    refund_lag_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Assumed days from fulfilment (or the order, when unfulfilled) to a refund's "
+            "opened_ts: the export has no refund time.",
+        ),
+    ] = 14,
+    quiet: Quiet = False,
+) -> None:
+    """Import Shopify's "Export orders" CSV (one row per line item).
+
+    Example: RETURNRISK_SALT=... returnrisk import shopify orders_export_1.csv --out data/shop
+    """
+    from returnrisk.importers import ShopifyConfig, import_shopify
+
+    cfg = ShopifyConfig(
+        files=tuple(files),
+        out=out,
+        salt=salt,
+        currency=currency,
+        shop_country=shop_country,
+        refund_lag_days=refund_lag_days,
+    )
+    _run_import(import_shopify, cfg, out, quiet)
+
+
+@import_app.command("amazon")
+def import_amazon_cmd(
+    orders: Annotated[
+        list[Path],
+        typer.Option("--orders", help="All Orders report (tab-separated); repeat to merge."),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Data directory to write.")],
+    fba_returns: Annotated[
+        Path | None, typer.Option("--fba-returns", help="FBA customer returns report.")
+    ] = None,
+    mfn_returns: Annotated[
+        Path | None,
+        typer.Option("--mfn-returns", help="Merchant-fulfilled returns report (by return date)."),
+    ] = None,
+    salt: Salt = None,
+    currency: Currency = None,
+    shop_country: ShopCountry = None,
+    quiet: Quiet = False,
+) -> None:
+    """Import Amazon Seller Central's All Orders and returns reports.
+
+    Example: returnrisk import amazon --orders all_orders.txt --fba-returns fba.txt --out data/amz
+    """
+    from returnrisk.importers import AmazonConfig, import_amazon
+
+    cfg = AmazonConfig(
+        orders=tuple(orders),
+        out=out,
+        fba_returns=fba_returns,
+        mfn_returns=mfn_returns,
+        salt=salt,
+        currency=currency,
+        shop_country=shop_country,
+    )
+    _run_import(import_amazon, cfg, out, quiet)
+
+
+@import_app.command("tracking")
+def import_tracking_cmd(
+    file: Annotated[Path, typer.Argument(help="Tracking export (CSV), per event or per shipment.")],
+    into: Annotated[Path, typer.Option("--into", help="Data directory to add shipments to.")],
+    quiet: Quiet = False,
+) -> None:
+    """Add shipments and carrier-side cases (lost, refused, damaged) from tracking events.
+
+    Example: returnrisk import tracking aftership_export.csv --into data/shop
+    """
+    from returnrisk.importers import TrackingConfig, import_tracking
+
+    _run_import(import_tracking, TrackingConfig(file=file, into=into), into, quiet)
+
+
 # --- features (owner: features) ---
 
 

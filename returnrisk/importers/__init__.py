@@ -10,6 +10,9 @@ printed. The transformations are pure functions over DataFrames (``online_retail
 - ``common``: errors, the result and its report, countries, reading files (shared).
 - ``online_retail``: UCI Online Retail / Online Retail II.
 - ``superstore``: Tableau Global Superstore.
+- ``shopify``: Shopify admin order export.
+- ``amazon``: Amazon Seller Central All Orders and returns reports.
+- ``tracking``: carrier tracking events (AfterShip-style) added to an existing directory.
 
 The assumptions each importer makes, and what its export cannot tell, are stated next to the
 rules in each module and in docs/importers.md.
@@ -17,11 +20,19 @@ rules in each module and in docs/importers.md.
 
 from __future__ import annotations
 
+from returnrisk.importers.amazon import (
+    AmazonConfig,
+    amazon_tables,
+    import_amazon,
+    read_amazon,
+    reason_case_types,
+)
 from returnrisk.importers.common import (
     ImporterError,
     ImportResult,
     build_countries,
     country_codes,
+    customer_keys,
     reference_countries,
 )
 from returnrisk.importers.online_retail import (
@@ -30,14 +41,40 @@ from returnrisk.importers.online_retail import (
     online_retail_tables,
     read_online_retail,
 )
+from returnrisk.importers.shopify import (
+    ShopifyConfig,
+    import_shopify,
+    read_shopify,
+    shopify_tables,
+)
 from returnrisk.importers.superstore import (
     SuperstoreConfig,
     import_superstore,
     read_superstore,
     superstore_tables,
 )
+from returnrisk.importers.tracking import (
+    TrackingConfig,
+    import_tracking,
+    read_tracking,
+    tracking_updates,
+)
 
 __all__ = [
+    "AmazonConfig",
+    "ShopifyConfig",
+    "TrackingConfig",
+    "amazon_tables",
+    "customer_keys",
+    "import_amazon",
+    "import_shopify",
+    "import_tracking",
+    "read_amazon",
+    "read_shopify",
+    "read_tracking",
+    "reason_case_types",
+    "shopify_tables",
+    "tracking_updates",
     "ImportResult",
     "ImporterError",
     "OnlineRetailConfig",

@@ -8,6 +8,9 @@ counts per reason are printed. Refusal rules are applied first rule wins (``firs
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -32,7 +35,7 @@ class ImportResult:
     tables: dict[str, pd.DataFrame]
     refused: dict[str, pd.DataFrame]  # file stem -> refused rows (with a `reason` column)
     n_input_rows: dict[str, int]  # file stem -> rows read
-    figures: dict[str, float | int] = field(default_factory=dict)
+    figures: dict[str, float | int | str] = field(default_factory=dict)
 
     def refused_counts(self) -> dict[str, dict[str, int]]:
         return {
@@ -44,7 +47,9 @@ class ImportResult:
         """The figures and the refused-row counts per reason, one per line."""
         lines = []
         for key, value in self.figures.items():
-            if "rate" in key:
+            if isinstance(value, str):
+                lines.append(f"{key:40s} {value:>11s}")
+            elif "rate" in key:
                 lines.append(f"{key:40s} {value:>11.1%}")
             else:
                 lines.append(f"{key:40s} {value:>11,d}")
@@ -73,7 +78,18 @@ _REGION_CODES = {
 }
 # The reference table's duty_de_minimis is in EUR; units of each reporting currency per EUR
 # (the ECB 2024 averages the reference table itself was converted with).
-PER_EUR = {"EUR": 1.0, "GBP": 0.847, "USD": 1.082}
+PER_EUR = {
+    "EUR": 1.0,
+    "GBP": 0.847,
+    "USD": 1.082,
+    "CAD": 1.482,
+    "AUD": 1.640,
+    "NZD": 1.788,
+    "JPY": 163.9,
+    "SGD": 1.446,
+    "CHF": 0.953,
+    "NOK": 11.63,
+}
 COUNTRY_REGION: dict[str, str] = {
     code: region for region, codes in _REGION_CODES.items() for code in codes.split()
 }
@@ -186,8 +202,8 @@ def canonical_columns(df: pd.DataFrame, spec: dict[str, tuple[str, ...]], where:
     return found
 
 
-def read_table_file(path: Path, *, encoding: str = "utf-8") -> pd.DataFrame:
-    """Parquet, CSV (optionally zipped) or Excel, every column read as text."""
+def read_table_file(path: Path, *, encoding: str = "utf-8", sep: str = ",") -> pd.DataFrame:
+    """Parquet, CSV (optionally zipped; ``sep`` between fields) or Excel, all read as text."""
     if not path.is_file():
         raise ImporterError(f"{path}: file not found")
     suffixes = "".join(path.suffixes[-2:]).lower()
@@ -204,11 +220,200 @@ def read_table_file(path: Path, *, encoding: str = "utf-8") -> pd.DataFrame:
                     "save the sheet as CSV or Parquet instead"
                 ) from None
         if suffixes.endswith((".csv", ".csv.zip", ".csv.gz", ".zip", ".gz", ".txt")):
-            return pd.read_csv(
-                path, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding
+            df = pd.read_csv(
+                path, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding, sep=sep
             )
+            _check_delimiter(df, path, sep)
+            return df
     except ImporterError:
         raise
     except Exception as err:  # noqa: BLE001 - reported as a clear message, not a traceback
         raise ImporterError(f"{path}: unreadable: {type(err).__name__}: {err}") from None
     raise ImporterError(f"{path}: unsupported file type (use .parquet, .csv or .csv.zip)")
+
+
+def _check_delimiter(df: pd.DataFrame, path: Path, sep: str) -> None:
+    """One column whose name holds another delimiter: the file is not ``sep``-separated."""
+    if df.shape[1] != 1:
+        return
+    header = str(df.columns[0])
+    seen = [
+        name for d, name in ((";", "';'"), ("\t", "tab"), (",", "','"), ("|", "'|'")) if d in header
+    ]
+    if seen and sep not in header:
+        expected = "tab" if sep == "\t" else repr(sep)
+        raise ImporterError(
+            f"{path}: the file has one column; its header holds {seen[0]} where {expected} "
+            "separates the fields (export it again with that delimiter)"
+        )
+
+
+def parse_utc(text: pd.Series, *formats: str) -> pd.Series:
+    """Timestamps as text -> UTC (ISO 8601 with or without offset, then each of ``formats``).
+
+    A naive time is read as UTC; an offset (``+0100``) is converted. Unparseable -> NaT.
+    """
+    text = text.astype("str").str.strip().where(text.notna())
+    ts = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+    for fmt in formats:
+        retry = ts.isna() & text.notna()
+        if not retry.any():
+            break
+        again = pd.to_datetime(text[retry], errors="coerce", utc=True, format=fmt)
+        ts = ts.mask(retry, again)
+    return ts.astype("datetime64[ns, UTC]")
+
+
+def money(text: pd.Series) -> pd.Series:
+    """Amounts as text ("1,299.00", " 12.5") -> float; empty -> NaN, unreadable -> NaN."""
+    clean = text.astype("str").str.strip().str.replace(",", "", regex=False).where(text.notna())
+    return pd.to_numeric(clean, errors="coerce").astype("float64")
+
+
+def null_str(index: pd.Index) -> pd.Series:
+    return pd.Series(np.nan, index=index, dtype="str")
+
+
+def blank(text: pd.Series) -> pd.Series:
+    """True where a text field is missing or only spaces."""
+    return text.isna() | (text.astype("str").str.strip() == "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Privacy: personal columns never reach a data directory; the customer key is a keyed hash
+
+# Column names that hold (or may hold) personal data in merchant exports: names, e-mails,
+# street addresses, postal codes, cities, phones, companies, free text, staff and devices,
+# payment references. Matched case-insensitively anywhere in the column name.
+PERSONAL_COLUMN = re.compile(
+    r"e-?mail|phone|street|address|zip|postal|city|company|\bnotes?\b|comment|employee|"
+    r"device|payment ref|payment id|receipt|^tags$|"
+    r"(billing|shipping|buyer|recipient|customer|contact)[ _-]?name",
+    re.IGNORECASE,
+)
+SALT_ENV = "RETURNRISK_SALT"
+MIN_SALT_LENGTH = 8
+
+
+def personal_columns(columns: pd.Index | list[str]) -> list[str]:
+    """The columns of an export that must not be written anywhere (``PERSONAL_COLUMN``)."""
+    return [str(c) for c in columns if PERSONAL_COLUMN.search(str(c))]
+
+
+def without_personal(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` without its personal columns (for refused-row files)."""
+    return df.drop(columns=personal_columns(df.columns))
+
+
+def resolve_salt(salt: str | None, where: str) -> str:
+    """The salt from ``--salt`` or ``RETURNRISK_SALT``; a clear error when neither is set."""
+    value = salt if salt else os.environ.get(SALT_ENV, "")
+    if not value:
+        raise ImporterError(
+            f"{where}: no salt for the customer key: give --salt or set {SALT_ENV} "
+            "(a secret of your choice, the same for every import of this shop; "
+            "it is never written down)"
+        )
+    if len(value) < MIN_SALT_LENGTH:
+        raise ImporterError(
+            f"{where}: --salt / {SALT_ENV} is {len(value)} characters; "
+            f"use at least {MIN_SALT_LENGTH} (a short salt makes the customer key guessable)"
+        )
+    return value
+
+
+def customer_keys(identity: pd.Series, salt: str, *, prefix: str = "cust_") -> pd.Series:
+    """Pseudonymous customer key: HMAC-SHA256(salt, trimmed lower-case identity), 20 hex digits.
+
+    The same buyer (e-mail, Amazon buyer id) gets the same key in every import made with the
+    same salt; without the salt the key cannot be recomputed from an e-mail. Missing -> NaN.
+    HMAC runs once per distinct identity (customers, not orders): hashlib has no vector form,
+    and a stable standard hash matters more here than speed.
+    """
+    norm = identity.astype("str").str.strip().str.lower().where(~blank(identity))
+    uniq = norm.dropna().unique()
+    key = salt.encode("utf-8")
+    digests = [hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()[:20] for v in uniq]
+    lookup = pd.Series([prefix + d for d in digests], index=uniq, dtype="str")
+    return norm.map(lookup).astype("str")
+
+
+# ---------------------------------------------------------------------------------------------
+# Carrier services from free-text shipping method names
+
+SERVICE_LEVEL_RULES: tuple[tuple[str, str], ...] = (
+    (
+        "express",
+        r"express|priority|next[ -]?day|overnight|same[ -]?day|expedited|1[ -]day|"
+        r"24 ?h|one[ -]day|2[ -]day|two[ -]day|premium|\bdhl\b|fedex|\bups\b",
+    ),
+    ("economy", r"economy|saver|budget|slow|untracked|\bletter|post(?:al)? ?(?:small|packet)"),
+)
+TRACKED_RULES: tuple[tuple[bool, str], ...] = (
+    (False, r"untracked|no tracking|without tracking"),
+    (True, r"tracked|tracking|signed|express|courier|\bdhl\b|fedex|\bups\b"),
+)
+
+
+def service_levels(names: pd.Series) -> pd.Series:
+    """``express`` / ``economy`` when a shipping method's name says so, else ``standard``.
+
+    First matching rule of ``SERVICE_LEVEL_RULES`` wins (case-insensitive); a name that says
+    neither (``Standard``, ``International Shipping``, ``Royal Mail 48``) is ``standard``.
+    """
+    text = names.fillna("").astype("str").str.lower()
+    conditions = [text.str.contains(p, regex=True) for _, p in SERVICE_LEVEL_RULES]
+    return pd.Series(
+        np.select(conditions, [lvl for lvl, _ in SERVICE_LEVEL_RULES], default="standard"),
+        index=names.index,
+        dtype="str",
+    )
+
+
+def tracked_flags(names: pd.Series) -> pd.Series:
+    """True / False when the name says tracked / untracked, else unknown (NA)."""
+    text = names.fillna("").astype("str").str.lower()
+    out = pd.Series(pd.NA, index=names.index, dtype="boolean")
+    for value, pattern in reversed(TRACKED_RULES):  # first rule wins: apply it last
+        out = out.mask(text.str.contains(pattern, regex=True), value)
+    return out
+
+
+def carrier_ids(names: pd.Series) -> pd.Series:
+    """A stable id per shipping method name: lower case, runs of non-alphanumerics -> ``_``."""
+    text = names.astype("str").str.strip().str.lower().where(~blank(names))
+    return text.str.replace(r"[^0-9a-z]+", "_", regex=True).str.strip("_").astype("str")
+
+
+def carriers_table(names: pd.Series, ids: pd.Series) -> pd.DataFrame:
+    """One row per carrier id: the most frequent name, its service level and tracked flag."""
+    df = pd.DataFrame({"carrier_id": ids, "carrier_name": names.astype("str").str.strip()})
+    df = df.dropna()
+    top = (
+        df.value_counts(["carrier_id", "carrier_name"])
+        .reset_index()
+        .sort_values(["carrier_id", "count", "carrier_name"], ascending=[True, False, True])
+        .drop_duplicates("carrier_id")
+        .reset_index(drop=True)
+    )
+    return pd.DataFrame(
+        {
+            "carrier_id": top["carrier_id"].astype("str"),
+            "carrier_name": top["carrier_name"].astype("str"),
+            "service_level": service_levels(top["carrier_name"]),
+            "tracked": tracked_flags(top["carrier_name"]),
+        }
+    )
+
+
+def mode_by(df: pd.DataFrame, key: str, col: str) -> pd.Series:
+    """Most frequent non-null ``col`` per ``key`` (ties: smallest value), indexed by ``key``."""
+    return (
+        df[[key, col]]
+        .dropna()
+        .value_counts([key, col])
+        .reset_index()
+        .sort_values([key, "count", col], ascending=[True, False, True])
+        .drop_duplicates(key)
+        .set_index(key)[col]
+    )
