@@ -749,6 +749,17 @@ def test_cli_imports_print_the_summary(tmp_path: Path, monkeypatch) -> None:
     assert bad.exit_code == 1 and "Traceback" not in bad.output
 
 
+def test_shop_country_must_be_a_code(tmp_path: Path) -> None:
+    cfg = ShopifyConfig(files=SHOPIFY_FILES, out=tmp_path / "o", salt=SALT, shop_country="Germany")
+    with pytest.raises(ImporterError, match="--shop-country 'Germany': use an ISO alpha-2"):
+        import_shopify(cfg)
+    cfg = ShopifyConfig(files=SHOPIFY_FILES[:1], out=tmp_path / "o", salt=SALT, shop_country="de")
+    countries = import_shopify(cfg).tables["countries"].set_index("country_code")
+    assert bool(countries.loc["DE", "is_domestic"]) and pd.isna(
+        countries.loc["DE", "duty_de_minimis"]
+    )
+
+
 def test_wrong_delimiter_is_named(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_text("Name;Email;Subtotal\n#1;a@example.com;10\n", encoding="utf-8")
@@ -756,15 +767,30 @@ def test_wrong_delimiter_is_named(tmp_path: Path) -> None:
         read_shopify([path])
 
 
+def _new_orders(tables, folder: Path) -> Path:
+    """Five of the directory's orders again, placed after the export: orders to screen."""
+    new = tables.orders.tail(5).copy()
+    ids = dict(zip(new["order_id"], "new" + new["order_id"], strict=True))
+    lines = tables.order_lines[tables.order_lines["order_id"].isin(ids)].copy()
+    new["order_id"], lines["order_id"] = new["order_id"].map(ids), lines["order_id"].map(ids)
+    new["order_ts"] = tables.as_of() + pd.Timedelta(hours=1)
+    folder.mkdir()
+    new.to_parquet(folder / "orders.parquet", index=False)
+    lines.to_parquet(folder / "order_lines.parquet", index=False)
+    return folder
+
+
 @pytest.mark.slow
-def test_fixtures_validate_build_features_and_train(
+def test_fixtures_validate_build_features_train_and_score(
     imported: dict[str, Path], tmp_path: Path, tracking_uri: str
 ) -> None:
     from returnrisk.features import build_features
     from returnrisk.progress import StepLog
     from returnrisk.train.pipeline import TrainConfig, train
 
+    runner = CliRunner()
     for name, folder in imported.items():
+        assert runner.invoke(app, ["validate", str(folder), "--quiet"]).exit_code == 0
         tables = load_tables(folder)
         frame = build_features(tables)
         assert len(frame) == len(tables.orders) and frame["mature"].sum() >= 100
@@ -777,7 +803,14 @@ def test_fixtures_validate_build_features_and_train(
             shap_sample=50,
             num_threads=1,
             tracking_uri=tracking_uri,
-            register=False,
         )
         result = train(cfg, StepLog(True))
         assert 0.0 <= result.metrics["auc"] <= 1.0, name
+        new = _new_orders(tables, tmp_path / f"new_{name}")
+        out = tmp_path / f"scored_{name}.csv"
+        model = f"models:/return-risk/{result.version}"
+        args = ["score", str(folder), "--orders", str(new), "--out", str(out), "--model", model]
+        res = runner.invoke(app, [*args, "--quiet"])
+        assert res.exit_code == 0, res.output
+        scored = pd.read_csv(out)
+        assert len(scored) == 5 and (scored["status"] == "scored").all(), name

@@ -16,15 +16,14 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.importers.common import (
-    PER_EUR,
     ImporterError,
     ImportResult,
     blank,
     build_countries,
     canonical_columns,
     case_rate,
-    country_codes,
     customer_keys,
+    destination_codes,
     first_reason,
     mode_by,
     money,
@@ -32,7 +31,9 @@ from returnrisk.importers.common import (
     parse_utc,
     read_table_file,
     reference_countries,
+    reporting_currency,
     resolve_salt,
+    shop_country_code,
     without_personal,
     write_result,
 )
@@ -185,19 +186,8 @@ def _orders_part(
     status = raw["order-status"].astype("str").str.strip().str.lower()
     cur = raw["currency"].astype("str").str.strip().str.upper().where(~blank(raw["currency"]))
     is_cancel = status == CANCELLED
-    if currency is None:
-        counts = cur.dropna().value_counts()
-        reporting = str(counts.sort_index().idxmax()) if len(counts) else "EUR"
-    else:
-        reporting = currency.upper()
-    if reporting not in PER_EUR:
-        raise ImporterError(
-            f"amazon: --currency {reporting}: no EUR rate to convert the duty thresholds of the "
-            f"reference table (known: {', '.join(sorted(PER_EUR))})"
-        )
-    ship_country = raw["ship-country"].astype("str").str.strip()
-    is_code = ship_country.str.fullmatch(r"[A-Za-z]{2}").fillna(False).astype(bool)
-    country = ship_country.str.upper().where(is_code, country_codes(ship_country)).astype("str")
+    reporting = reporting_currency(cur, currency, "amazon")
+    country = destination_codes(raw["ship-country"])
     purchase = parse_utc(raw["purchase-date"])
     updated = parse_utc(raw["last-updated-date"])
     qty = pd.to_numeric(raw["quantity"], errors="coerce")
@@ -275,6 +265,141 @@ def _case_rows(
     return reason
 
 
+def _orders_and_lines(p: pd.DataFrame, keep: pd.Series) -> tuple[pd.DataFrame, ...]:
+    """Orders (fields from the first kept row, totals over its items) and the order lines."""
+    kept = p[keep]
+    # the order's own fields come from its first kept row
+    orders = kept.drop_duplicates("order_id").sort_values("order_id", kind="stable")
+    lines = kept[~kept["cancelled_item"]]
+    totals = lines.groupby("order_id").agg(
+        order_value=("price", "sum"),
+        item_discount=("discount", "sum"),
+        shipping_fee=("shipping", "sum"),
+    )
+    orders = orders.drop(columns=["sku_id", "quantity", "price", "shipping", "discount"])
+    orders = orders.join(totals, on="order_id")
+    orders["order_value"] = (
+        orders["order_value"].fillna(0.0) - orders["item_discount"].fillna(0.0)
+    ).clip(lower=0.0)
+    orders["discount_value"] = orders.pop("item_discount").fillna(0.0)
+    orders["shipping_fee"] = orders["shipping_fee"].fillna(0.0)
+    ful = orders["fulfillment"].map(FULFILLMENT).fillna("other")
+    level = orders["service"].str.lower().str.replace(r"[^a-z]", "", regex=True)
+    orders["carrier_id"] = ("amazon_" + ful + "_" + level).astype("str")
+    orders["channel"] = "amazon"
+    orders["incoterm"] = null_str(orders.index)
+    orders["payment_method"] = null_str(orders.index)
+    orders["promised_delivery_days"] = pd.array([pd.NA] * len(orders), dtype="Int64")
+    orders = orders.rename(columns={"status": "order_status"}).reset_index(drop=True)
+    order_lines = pd.DataFrame(
+        {
+            "order_id": lines["order_id"],
+            "sku_id": lines["sku_id"],
+            "quantity": lines["quantity"].astype("int64"),
+            # item-price is the price of the row's whole quantity
+            "unit_price": (lines["price"] / lines["quantity"]).astype("float64"),
+        }
+    ).reset_index(drop=True)
+    return orders, lines, order_lines
+
+
+def _fba_cases(
+    fba_raw: pd.DataFrame, order_ts: pd.Series, reported: pd.Series
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """FBA customer returns -> (cases, refused rows, rows with an unknown reason code)."""
+    parts: list[pd.DataFrame] = []
+    oid = fba_raw["order-id"].astype("str").str.strip().where(~blank(fba_raw["order-id"]))
+    opened = parse_utc(fba_raw["return-date"], *RETURN_DATE_FORMATS)
+    key = (
+        oid.fillna("")
+        + "\x1f"
+        + fba_raw["sku"].astype("str").fillna("")
+        + "\x1f"
+        + fba_raw["return-date"].astype("str").fillna("")
+        + "\x1f"
+        + fba_raw["license-plate-number"].astype("str").fillna("")
+    )
+    r = _case_rows(order_ts, oid, opened, key.duplicated(), reported)
+    ok = r.isna()
+    ctype = reason_case_types(fba_raw["reason"])
+    seq = oid[ok].groupby(oid[ok]).cumcount() + 1
+    parts.append(
+        pd.DataFrame(
+            {
+                "case_id": "fba:" + oid[ok] + ":" + seq.astype("str"),
+                "order_id": oid[ok],
+                "opened_ts": opened[ok],
+                "case_type": ctype[ok],
+                "sku_id": fba_raw["sku"][ok].astype("str").str.strip(),
+                "amount": np.nan,
+                "reason_code": fba_raw["reason"][ok].astype("str"),
+                "source": "fba_returns",
+            }
+        )
+    )
+    unknown = int(((ctype == "other") & ok).sum())
+    refused = without_personal(fba_raw[~ok]).assign(reason=r[~ok])
+    return pd.concat(parts, ignore_index=True), refused, unknown
+
+
+def _mfn_cases(
+    mfn_raw: pd.DataFrame, order_ts: pd.Series, reported: pd.Series
+) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Merchant-fulfilled returns (+ A-to-Z and SafeT claims) -> (cases, refused, unknown)."""
+    parts: list[pd.DataFrame] = []
+    oid = mfn_raw["Order ID"].astype("str").str.strip().where(~blank(mfn_raw["Order ID"]))
+    opened = parse_utc(mfn_raw["Return request date"], *RETURN_DATE_FORMATS)
+    rma = mfn_raw["Amazon RMA ID"].astype("str").str.strip().where(~blank(mfn_raw["Amazon RMA ID"]))
+    key = oid.fillna("") + "\x1f" + rma.fillna(mfn_raw["Merchant SKU"].astype("str")).fillna("")
+    r = _case_rows(order_ts, oid, opened, key.duplicated(), reported)
+    ok = r.isna()
+    ctype = reason_case_types(mfn_raw["Return Reason"])
+    seq = oid[ok].groupby(oid[ok]).cumcount() + 1
+    base = pd.DataFrame(
+        {
+            "order_id": oid[ok],
+            "opened_ts": opened[ok],
+            "sku_id": mfn_raw["Merchant SKU"][ok].astype("str").str.strip(),
+            "reason_code": mfn_raw["Return Reason"][ok].astype("str"),
+        }
+    )
+    parts.append(
+        base.assign(
+            case_id="mfn:" + oid[ok] + ":" + rma[ok].fillna(seq.astype("str")),
+            case_type=ctype[ok],
+            amount=money(mfn_raw["Refunded Amount"])[ok].abs(),
+            source="mfn_returns",
+        )
+    )
+    atoz = ok & mfn_raw["A-to-Z Claim"].astype("str").str.strip().str.upper().isin(
+        ["Y", "YES", "TRUE"]
+    )
+    first_atoz = atoz & ~oid.where(atoz).duplicated()
+    parts.append(
+        base[first_atoz[ok]].assign(
+            case_id="atoz:" + oid[first_atoz],
+            case_type=ctype[first_atoz],
+            amount=np.nan,
+            source="a_to_z_claim",
+        )
+    )
+    safet_id = (
+        mfn_raw["SafeT claim id"].astype("str").str.strip().where(~blank(mfn_raw["SafeT claim id"]))
+    )
+    safet = ok & safet_id.notna() & ~safet_id.duplicated()
+    parts.append(
+        base[safet[ok]].assign(
+            case_id="safet:" + safet_id[safet],
+            case_type="other",
+            amount=np.nan,
+            source="safet_claim",
+        )
+    )
+    unknown = int(((ctype == "other") & ok).sum())
+    refused = without_personal(mfn_raw[~ok]).assign(reason=r[~ok])
+    return pd.concat(parts, ignore_index=True), refused, unknown
+
+
 def amazon_tables(
     orders_raw: pd.DataFrame,
     fba_raw: pd.DataFrame | None = None,
@@ -291,39 +416,7 @@ def amazon_tables(
     with log.step("amazon: All Orders rows, refusal rules"):
         p, reason, reporting, buyer_col = _orders_part(orders_raw, salt=salt, currency=currency)
         keep = reason.isna()
-        kept = p[keep]
-        # the order's own fields come from its first kept row
-        orders = kept.drop_duplicates("order_id").sort_values("order_id", kind="stable")
-        lines = kept[~kept["cancelled_item"]]
-        totals = lines.groupby("order_id").agg(
-            order_value=("price", "sum"),
-            item_discount=("discount", "sum"),
-            shipping_fee=("shipping", "sum"),
-        )
-        orders = orders.drop(columns=["sku_id", "quantity", "price", "shipping", "discount"])
-        orders = orders.join(totals, on="order_id")
-        orders["order_value"] = (
-            orders["order_value"].fillna(0.0) - orders["item_discount"].fillna(0.0)
-        ).clip(lower=0.0)
-        orders["discount_value"] = orders.pop("item_discount").fillna(0.0)
-        orders["shipping_fee"] = orders["shipping_fee"].fillna(0.0)
-        ful = orders["fulfillment"].map(FULFILLMENT).fillna("other")
-        level = orders["service"].str.lower().str.replace(r"[^a-z]", "", regex=True)
-        orders["carrier_id"] = ("amazon_" + ful + "_" + level).astype("str")
-        orders["channel"] = "amazon"
-        orders["incoterm"] = null_str(orders.index)
-        orders["payment_method"] = null_str(orders.index)
-        orders["promised_delivery_days"] = pd.array([pd.NA] * len(orders), dtype="Int64")
-        orders = orders.rename(columns={"status": "order_status"}).reset_index(drop=True)
-        order_lines = pd.DataFrame(
-            {
-                "order_id": lines["order_id"],
-                "sku_id": lines["sku_id"],
-                "quantity": lines["quantity"].astype("int64"),
-                # item-price is the price of the row's whole quantity
-                "unit_price": (lines["price"] / lines["quantity"]).astype("float64"),
-            }
-        ).reset_index(drop=True)
+        orders, lines, order_lines = _orders_and_lines(p, keep)
 
     with log.step("amazon: cases from cancellations and the returns reports"):
         order_ts = orders.set_index("order_id")["order_ts"]
@@ -346,103 +439,16 @@ def amazon_tables(
         refused: dict[str, pd.DataFrame] = {}
         n_input: dict[str, int] = {}
         unknown_codes = 0
-        if fba_raw is not None:
-            oid = fba_raw["order-id"].astype("str").str.strip().where(~blank(fba_raw["order-id"]))
-            opened = parse_utc(fba_raw["return-date"], *RETURN_DATE_FORMATS)
-            key = (
-                oid.fillna("")
-                + "\x1f"
-                + fba_raw["sku"].astype("str").fillna("")
-                + "\x1f"
-                + fba_raw["return-date"].astype("str").fillna("")
-                + "\x1f"
-                + fba_raw["license-plate-number"].astype("str").fillna("")
-            )
-            r = _case_rows(order_ts, oid, opened, key.duplicated(), p["order_id"])
-            ok = r.isna()
-            ctype = reason_case_types(fba_raw["reason"])
-            seq = oid[ok].groupby(oid[ok]).cumcount() + 1
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "case_id": "fba:" + oid[ok] + ":" + seq.astype("str"),
-                        "order_id": oid[ok],
-                        "opened_ts": opened[ok],
-                        "case_type": ctype[ok],
-                        "sku_id": fba_raw["sku"][ok].astype("str").str.strip(),
-                        "amount": np.nan,
-                        "reason_code": fba_raw["reason"][ok].astype("str"),
-                        "source": "fba_returns",
-                    }
-                )
-            )
-            unknown_codes += int(((ctype == "other") & ok).sum())
-            refused["amazon_fba_returns"] = without_personal(fba_raw[~ok]).assign(reason=r[~ok])
-            n_input["amazon_fba_returns"] = len(fba_raw)
-        if mfn_raw is not None:
-            oid = mfn_raw["Order ID"].astype("str").str.strip().where(~blank(mfn_raw["Order ID"]))
-            opened = parse_utc(mfn_raw["Return request date"], *RETURN_DATE_FORMATS)
-            rma = (
-                mfn_raw["Amazon RMA ID"]
-                .astype("str")
-                .str.strip()
-                .where(~blank(mfn_raw["Amazon RMA ID"]))
-            )
-            key = (
-                oid.fillna("")
-                + "\x1f"
-                + rma.fillna(mfn_raw["Merchant SKU"].astype("str")).fillna("")
-            )
-            r = _case_rows(order_ts, oid, opened, key.duplicated(), p["order_id"])
-            ok = r.isna()
-            ctype = reason_case_types(mfn_raw["Return Reason"])
-            seq = oid[ok].groupby(oid[ok]).cumcount() + 1
-            base = pd.DataFrame(
-                {
-                    "order_id": oid[ok],
-                    "opened_ts": opened[ok],
-                    "sku_id": mfn_raw["Merchant SKU"][ok].astype("str").str.strip(),
-                    "reason_code": mfn_raw["Return Reason"][ok].astype("str"),
-                }
-            )
-            parts.append(
-                base.assign(
-                    case_id="mfn:" + oid[ok] + ":" + rma[ok].fillna(seq.astype("str")),
-                    case_type=ctype[ok],
-                    amount=money(mfn_raw["Refunded Amount"])[ok].abs(),
-                    source="mfn_returns",
-                )
-            )
-            atoz = ok & mfn_raw["A-to-Z Claim"].astype("str").str.strip().str.upper().isin(
-                ["Y", "YES", "TRUE"]
-            )
-            first_atoz = atoz & ~oid.where(atoz).duplicated()
-            parts.append(
-                base[first_atoz[ok]].assign(
-                    case_id="atoz:" + oid[first_atoz],
-                    case_type=ctype[first_atoz],
-                    amount=np.nan,
-                    source="a_to_z_claim",
-                )
-            )
-            safet_id = (
-                mfn_raw["SafeT claim id"]
-                .astype("str")
-                .str.strip()
-                .where(~blank(mfn_raw["SafeT claim id"]))
-            )
-            safet = ok & safet_id.notna() & ~safet_id.duplicated()
-            parts.append(
-                base[safet[ok]].assign(
-                    case_id="safet:" + safet_id[safet],
-                    case_type="other",
-                    amount=np.nan,
-                    source="safet_claim",
-                )
-            )
-            unknown_codes += int(((ctype == "other") & ok).sum())
-            refused["amazon_mfn_returns"] = without_personal(mfn_raw[~ok]).assign(reason=r[~ok])
-            n_input["amazon_mfn_returns"] = len(mfn_raw)
+        for stem, frame, build in (
+            ("amazon_fba_returns", fba_raw, _fba_cases),
+            ("amazon_mfn_returns", mfn_raw, _mfn_cases),
+        ):
+            if frame is None:
+                continue
+            found, refused[stem], unknown = build(frame, order_ts, p["order_id"])
+            parts.append(found)
+            unknown_codes += unknown
+            n_input[stem] = len(frame)
         cases = pd.concat(parts, ignore_index=True)[
             [
                 "case_id",
@@ -571,7 +577,7 @@ def import_amazon(cfg: AmazonConfig, *, log: StepLog = QUIET) -> ImportResult:
         mfn,
         salt=salt,
         currency=cfg.currency,
-        shop_country=cfg.shop_country.upper() if cfg.shop_country else None,
+        shop_country=shop_country_code(cfg.shop_country, "amazon"),
         reference=reference_countries(),
         label_window_days=cfg.label_window_days,
         log=log,

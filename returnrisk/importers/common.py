@@ -417,3 +417,34 @@ def mode_by(df: pd.DataFrame, key: str, col: str) -> pd.Series:
         .drop_duplicates(key)
         .set_index(key)[col]
     )
+
+
+def shop_country_code(code: str | None, where: str) -> str | None:
+    """``--shop-country`` as an upper-case ISO alpha-2 code; anything else is a clear error."""
+    if code is None:
+        return None
+    if not re.fullmatch(r"[A-Za-z]{2}", code.strip()):
+        raise ImporterError(f"{where}: --shop-country {code!r}: use an ISO alpha-2 code (DE, GB)")
+    return code.strip().upper()
+
+
+def reporting_currency(currencies: pd.Series, currency: str | None, where: str) -> str:
+    """``--currency`` (upper case), else the most frequent currency (ties: alphabetical)."""
+    if currency is None:
+        counts = currencies.dropna().value_counts()
+        reporting = str(counts.sort_index().idxmax()) if len(counts) else "EUR"
+    else:
+        reporting = currency.strip().upper()
+    if reporting not in PER_EUR:
+        raise ImporterError(
+            f"{where}: --currency {reporting}: no EUR rate to convert the duty thresholds of "
+            f"the reference table (known: {', '.join(sorted(PER_EUR))})"
+        )
+    return reporting
+
+
+def destination_codes(text: pd.Series) -> pd.Series:
+    """A destination as exported: an ISO alpha-2 code (any case), else a country name mapped."""
+    raw = text.astype("str").str.strip().where(~blank(text))
+    is_code = raw.str.fullmatch(r"[A-Za-z]{2}").fillna(False).astype(bool)
+    return raw.str.upper().where(is_code, country_codes(raw)).astype("str")

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.importers.common import (
-    PER_EUR,
     ImporterError,
     ImportResult,
     blank,
@@ -25,8 +24,8 @@ from returnrisk.importers.common import (
     carrier_ids,
     carriers_table,
     case_rate,
-    country_codes,
     customer_keys,
+    destination_codes,
     first_reason,
     mode_by,
     money,
@@ -34,7 +33,9 @@ from returnrisk.importers.common import (
     parse_utc,
     read_table_file,
     reference_countries,
+    reporting_currency,
     resolve_salt,
+    shop_country_code,
     without_personal,
     write_result,
 )
@@ -114,11 +115,67 @@ def read_shopify(paths: list[Path] | tuple[Path, ...]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _country(text: pd.Series) -> pd.Series:
-    """Shipping Country is an ISO alpha-2 code in the export; a country name is mapped too."""
-    raw = text.astype("str").str.strip().where(~blank(text))
-    is_code = raw.str.fullmatch(r"[A-Za-z]{2}").fillna(False).astype(bool)
-    return raw.str.upper().where(is_code, country_codes(raw)).astype("str")
+def _cases_and_shipments(
+    orders: pd.DataFrame, refund_lag_days: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A case per cancelled or refunded order, a shipment per fulfilled one."""
+    base = orders["fulfilled_ts"].where(orders["fulfilled_ts"] >= orders["order_ts"])
+    fulfilled = orders["fulfillment_status"].isin(FULFILLED_STATUSES) | base.notna()
+    is_cancel = orders["cancelled_ts"].notna()
+    is_refund = ~is_cancel & (
+        orders["financial_status"].isin(REFUNDED_STATUSES) | (orders["refunded_amount"] > 0)
+    )
+    lag = pd.Timedelta(days=refund_lag_days)
+    refund_open = base.fillna(orders["order_ts"]) + lag
+    opened = orders["cancelled_ts"].where(is_cancel, refund_open)
+    opened = opened.where(opened >= orders["order_ts"], orders["order_ts"])
+    has_case = is_cancel | is_refund
+    c = orders[has_case]
+    cases = pd.DataFrame(
+        {
+            "case_id": "shopify:"
+            + c["order_id"]
+            + np.where(is_cancel[has_case], ":cancel", ":refund"),
+            "order_id": c["order_id"],
+            "opened_ts": opened[has_case],
+            "case_type": np.where(~is_cancel[has_case] & fulfilled[has_case], "return", "refund"),
+            "sku_id": null_str(c.index),
+            "amount": c["refunded_amount"].astype("float64"),
+            "opened_ts_assumed": ~is_cancel[has_case],
+        }
+    ).reset_index(drop=True)
+    shipped = orders[base.notna()]
+    shipments = pd.DataFrame(
+        {
+            "order_id": shipped["order_id"],
+            "shipped_ts": base[base.notna()],
+            "delivered_ts": pd.Series(pd.NaT, index=shipped.index, dtype="datetime64[ns, UTC]"),
+        }
+    ).reset_index(drop=True)
+    return cases, shipments
+
+
+def _skus(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per SKU: compare-at price as list price, Vendor as brand, title as product."""
+    listed = df.assign(compare_at=df["compare_at"].where(df["compare_at"] > 0))
+    skus = listed.groupby("sku_id", sort=True).agg(
+        compare_at=("compare_at", "median"), paid=("unit_price", "median")
+    )
+    skus = skus.reset_index()
+    skus["list_price"] = skus["compare_at"].fillna(skus["paid"]).astype("float64")
+    skus = skus.drop(columns=["compare_at", "paid"])
+    skus["product_name"] = skus["sku_id"].map(mode_by(df, "sku_id", "item_name")).astype("str")
+    # "Linen Shirt - Blue / M": the product title before " - " groups a product's variants.
+    title = skus["product_name"].str.split(" - ", n=1).str[0]
+    skus["product_id"] = ("title:" + title).astype("str")
+    skus["brand"] = skus["sku_id"].map(mode_by(df, "sku_id", "vendor")).astype("str")
+    skus["category"] = "unknown"  # the order export has no product type
+    for col in ("supplier_id", "size", "color", "listing_languages"):
+        skus[col] = null_str(skus.index)
+    skus["weight_g"] = np.nan
+    skus["n_images"] = pd.array([pd.NA] * len(skus), dtype="Int64")
+    skus["has_size_chart"] = pd.array([pd.NA] * len(skus), dtype="boolean")
+    return skus
 
 
 def shopify_tables(
@@ -145,17 +202,8 @@ def shopify_tables(
         cancelled_at = parse_utc(order["Cancelled at"])
         fulfilled_at = parse_utc(order["Fulfilled at"])
         cur = order["Currency"].astype("str").str.strip().str.upper()
-        if currency is None:
-            counts = cur.dropna().value_counts()
-            reporting = str(counts.sort_index().idxmax()) if len(counts) else "EUR"
-        else:
-            reporting = currency.upper()
-        if reporting not in PER_EUR:
-            raise ImporterError(
-                f"shopify: --currency {reporting}: no EUR rate to convert the duty thresholds "
-                f"of the reference table (known: {', '.join(sorted(PER_EUR))})"
-            )
-        country = _country(order["Shipping Country"])
+        reporting = reporting_currency(cur, currency, "shopify")
+        country = destination_codes(order["Shipping Country"])
         subtotal = money(order["Subtotal"])
         amounts = {c: money(order[c]) for c in ("Shipping", "Discount Amount", "Refunded Amount")}
         duties = money(order["Duties"])
@@ -244,41 +292,7 @@ def shopify_tables(
         )
         orders["promised_delivery_days"] = pd.array([pd.NA] * len(orders), dtype="Int64")
 
-        base = orders["fulfilled_ts"].where(orders["fulfilled_ts"] >= orders["order_ts"])
-        fulfilled = orders["fulfillment_status"].isin(FULFILLED_STATUSES) | base.notna()
-        is_cancel = orders["cancelled_ts"].notna()
-        is_refund = ~is_cancel & (
-            orders["financial_status"].isin(REFUNDED_STATUSES) | (orders["refunded_amount"] > 0)
-        )
-        lag = pd.Timedelta(days=refund_lag_days)
-        refund_open = base.fillna(orders["order_ts"]) + lag
-        opened = orders["cancelled_ts"].where(is_cancel, refund_open)
-        opened = opened.where(opened >= orders["order_ts"], orders["order_ts"])
-        has_case = is_cancel | is_refund
-        c = orders[has_case]
-        cases = pd.DataFrame(
-            {
-                "case_id": "shopify:"
-                + c["order_id"]
-                + np.where(is_cancel[has_case], ":cancel", ":refund"),
-                "order_id": c["order_id"],
-                "opened_ts": opened[has_case],
-                "case_type": np.where(
-                    ~is_cancel[has_case] & fulfilled[has_case], "return", "refund"
-                ),
-                "sku_id": null_str(c.index),
-                "amount": c["refunded_amount"].astype("float64"),
-                "opened_ts_assumed": ~is_cancel[has_case],
-            }
-        ).reset_index(drop=True)
-        shipped = orders[base.notna()]
-        shipments = pd.DataFrame(
-            {
-                "order_id": shipped["order_id"],
-                "shipped_ts": base[base.notna()],
-                "delivered_ts": pd.Series(pd.NaT, index=shipped.index, dtype="datetime64[ns, UTC]"),
-            }
-        ).reset_index(drop=True)
+        cases, shipments = _cases_and_shipments(orders, refund_lag_days)
         order_lines = pd.DataFrame(
             {
                 "order_id": df["order_id"],
@@ -300,24 +314,7 @@ def shopify_tables(
                 "segment": null_str(first.index),
             }
         ).sort_values("customer_id", ignore_index=True)
-        listed = df.assign(compare_at=df["compare_at"].where(df["compare_at"] > 0))
-        skus = listed.groupby("sku_id", sort=True).agg(
-            compare_at=("compare_at", "median"), paid=("unit_price", "median")
-        )
-        skus = skus.reset_index()
-        skus["list_price"] = skus["compare_at"].fillna(skus["paid"]).astype("float64")
-        skus = skus.drop(columns=["compare_at", "paid"])
-        skus["product_name"] = skus["sku_id"].map(mode_by(df, "sku_id", "item_name")).astype("str")
-        # "Linen Shirt - Blue / M": the product title before " - " groups a product's variants.
-        title = skus["product_name"].str.split(" - ", n=1).str[0]
-        skus["product_id"] = ("title:" + title).astype("str")
-        skus["brand"] = skus["sku_id"].map(mode_by(df, "sku_id", "vendor")).astype("str")
-        skus["category"] = "unknown"  # the order export has no product type
-        for col in ("supplier_id", "size", "color", "listing_languages"):
-            skus[col] = null_str(skus.index)
-        skus["weight_g"] = np.nan
-        skus["n_images"] = pd.array([pd.NA] * len(skus), dtype="Int64")
-        skus["has_size_chart"] = pd.array([pd.NA] * len(skus), dtype="boolean")
+        skus = _skus(df)
         countries = build_countries(
             orders["destination_country"], reference, currency=reporting, domestic=shop_country
         )
@@ -378,7 +375,7 @@ def import_shopify(cfg: ShopifyConfig, *, log: StepLog = QUIET) -> ImportResult:
         raw,
         salt=salt,
         currency=cfg.currency,
-        shop_country=cfg.shop_country.upper() if cfg.shop_country else None,
+        shop_country=shop_country_code(cfg.shop_country, "shopify"),
         refund_lag_days=cfg.refund_lag_days,
         reference=reference_countries(),
         label_window_days=cfg.label_window_days,
