@@ -6,10 +6,23 @@ indexes the history once so that ``build_features(new_rows, history=h)`` scores 
 cost independent of the history's size (same results as on the merged tables).
 ``returnrisk.features.online.OnlineFeatures(history)`` is the online store the HTTP service reads:
 one new order in ~1.5 ms, through the same as-of join and formula functions.
+
+The layers, each importing only the ones above it: ``specs`` (the table's parameters and
+columns), ``kernels`` (array kernels and the point-in-time join), ``history`` (the build context
+and the prepared history), ``families`` (the feature families and their formulas), ``build``
+(the driver) and ``online`` (the online store). The label is ``returnrisk.labels``.
 """
 
-from .build import FeatureConfig, History, build_features, order_outcomes, prepare_history
-from .specs import CONTEXT_COLUMNS, FAMILIES, FEATURE_SPECS, HEAD_COLUMNS, FeatureSpec
+from .build import build_features, prepare_history
+from .history import History
+from .specs import (
+    CONTEXT_COLUMNS,
+    FAMILIES,
+    FEATURE_SPECS,
+    HEAD_COLUMNS,
+    FeatureConfig,
+    FeatureSpec,
+)
 
 __all__ = [
     "CONTEXT_COLUMNS",
@@ -20,6 +33,5 @@ __all__ = [
     "FeatureSpec",
     "History",
     "build_features",
-    "order_outcomes",
     "prepare_history",
 ]

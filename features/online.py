@@ -7,7 +7,7 @@ and ``OnlineFeatures`` is the online store of a prepared ``History``:
 
 - the history's event indexes (customer orders, lane cases, SKU items, ...: sorted once, with
   running sums) are queried for the order's keys at the order's time with
-  ``point_in_time.query_events``: the same as-of join ``build_features`` runs, so an order sees
+  ``kernels.query_events``: the same as-of join ``build_features`` runs, so an order sees
   the events known strictly before it, whether placed after the history's export or earlier
   the same day;
 - the key vocabularies and the static tables (SKUs, customers, countries, carriers) are held as
@@ -33,32 +33,41 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from returnrisk.arrays import DAY_NS, NAT, to_utc, ts_int
 from returnrisk.contract import SCHEMAS
 
-from .build import (
-    _NAT,
-    _STR_CONTEXT,
-    DAY_NS,
+from .families import (
     DESTINATION_SOURCES,
     ITEM_SOURCES,
     LANE_SOURCES,
-    History,
-    _bool_num,
-    _flag,
-    _Groups,
-    _num,
     basket_features,
     customer_features,
     item_features,
     lane_features,
     order_value_features,
 )
-from .point_in_time import PriorAggregate, query_events, smoothed_rate, split_columns, ts_int
-from .specs import CATEGORICAL_FEATURES, CONTEXT_COLUMNS, FEATURE_SPECS, HEAD_COLUMNS
+from .history import History
+from .kernels import (
+    PACK,
+    Groups,
+    PriorAggregate,
+    as_float,
+    bool_as_float,
+    flag,
+    query_events,
+    smoothed_rate,
+    split_columns,
+)
+from .specs import (
+    CATEGORICAL_FEATURES,
+    CONTEXT_COLUMNS,
+    FEATURE_SPECS,
+    HEAD_COLUMNS,
+    STRING_CONTEXT,
+)
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _STR_HEAD = ("order_id", "customer_id", "destination_country", "carrier_id")
-_PACK = 2**32  # build._combine packs two codes as a * 2**32 + b
 _SKU_COLUMNS = (
     "sku_id",
     "product_id",
@@ -106,7 +115,7 @@ class _Vocab:
 
 
 def _languages(text: str | None) -> frozenset[str] | None:
-    """A comma-separated language list ("en, de") as a set (``build._split_codes``' tokens)."""
+    """A comma-separated language list ("en, de") as a set (``kernels.split_tokens``' tokens)."""
     return None if text is None else frozenset(x.strip() for x in text.split(","))
 
 
@@ -117,14 +126,14 @@ def _value(kind: str, v: Any) -> Any:
     if kind == "bool":
         return np.nan if _missing(v) else float(bool(v))
     if kind == "timestamp":
-        return _NAT if _missing(v) else timestamp_ns(v)
+        return NAT if _missing(v) else timestamp_ns(v)
     return _float(v)
 
 
 class _Table:
     """The columns the features read of one static table, keyed by the table's key and
     normalised: text -> str | None, numbers and flags -> float (NaN when missing), timestamps
-    -> int ns (``_NAT`` when missing). ``row`` also normalises a row the request sends for a key
+    -> int ns (``NAT`` when missing). ``row`` also normalises a row the request sends for a key
     the history does not have, so both kinds of rows are read alike."""
 
     def __init__(self, df: pd.DataFrame, table: str, columns: Sequence[str]):
@@ -137,11 +146,11 @@ class _Table:
             if kind == "str":
                 self.columns[name] = col.astype(object).where(col.notna(), None).tolist()
             elif kind == "bool":
-                self.columns[name] = _bool_num(col)
+                self.columns[name] = bool_as_float(col)
             elif kind == "timestamp":
                 self.columns[name] = ts_int(col)
             else:
-                self.columns[name] = _num(col)
+                self.columns[name] = as_float(col)
 
     def row(self, key: Any, new_rows: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any] | None:
         """The history's row of ``key``, else the request's (normalised), else None."""
@@ -178,9 +187,7 @@ class OnlineOrder:
 
 def timestamp_ns(value: Any) -> int:
     """UTC nanoseconds of a ``datetime`` / ``Timestamp`` (naive values are UTC, as in loading)."""
-    ts = pd.Timestamp(value)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.as_unit("ns").value)
+    return int(to_utc(value).as_unit("ns").value)
 
 
 class OnlineFeatures:
@@ -222,7 +229,7 @@ class OnlineFeatures:
 
     def query(self, name: str, codes: Any, t_ns: int) -> PriorAggregate:
         """The history's events of index ``name`` with these key codes known strictly before
-        ``t_ns`` (``point_in_time.query_events``, as ``build_features`` queries them); an unseen
+        ``t_ns`` (``kernels.query_events``, as ``build_features`` queries them); an unseen
         key (code -1) has none."""
         index = self.events[name]
         c = np.atleast_1d(np.asarray(codes, dtype=np.int64))
@@ -251,7 +258,7 @@ class OnlineFeatures:
             )
         }
 
-        # -- static attributes of the order (build._order_static)
+        # -- static attributes of the order (families.order_attributes)
         when = _EPOCH + dt.timedelta(microseconds=t_ns // 1000)
         out["channel"] = [_text(o.get("channel"))]
         out["payment_method"] = [_text(o.get("payment_method"))]
@@ -299,14 +306,14 @@ class OnlineFeatures:
         buyer = customers.row(customer, new_rows["customers"]) or customers.missing_row()
         home = buyer["country_code"]
         out["customer_segment"] = [buyer["segment"]]
-        out["ships_to_customer_country"] = _flag(
+        out["ships_to_customer_country"] = flag(
             np.asarray([home == dest]), known=np.asarray([home is not None])
         )
 
-        # -- items: lines per SKU, in the order build_features sorts them (build._items)
+        # -- items: lines per SKU, in the order build_features sorts them (history.order_items)
         items = self._items(new, new_rows["skus"])
         s_rank, qty, item_value, n_lines, max_price, attrs = items
-        g = _Groups(np.zeros(len(s_rank), dtype=np.int64), 1)
+        g = Groups(np.zeros(len(s_rank), dtype=np.int64), 1)
         dest_set = _languages(country["languages"])
         langs = attrs["languages"]
         main = basket_features(
@@ -334,12 +341,13 @@ class OnlineFeatures:
         out["main_category"] = [attrs["category"][int(main[0])]]
         out["main_brand"] = [attrs["brand"][int(main[0])]]
 
-        # -- labels (build._labels): scored as of max(history, order), with no case of its own
+        # -- labels (returnrisk.labels.order_outcomes of an order with no case of its own, scored
+        # as of max(history, order))
         mature = t_ns + cfg.label_window_days * DAY_NS <= max(self.as_of_ns, t_ns)
         out["mature"] = np.asarray([mature])
         out["label"] = np.asarray([0.0 if mature else np.nan])
         out["first_case_ts"] = pd.DatetimeIndex(
-            np.asarray([_NAT], dtype=np.int64).view("datetime64[ns]")
+            np.asarray([NAT], dtype=np.int64).view("datetime64[ns]")
         ).tz_localize("UTC")
 
         # -- history: every aggregate is the history's events before t, then the same formulas
@@ -365,7 +373,7 @@ class OnlineFeatures:
         d_code = self.vocab["destination"].code(dest)
         c_code = self.vocab["carrier"].code(carrier)
         lane_code = (
-            self.vocab["lane"].code(d_code * _PACK + c_code) if d_code >= 0 and c_code >= 0 else -1
+            self.vocab["lane"].code(d_code * PACK + c_code) if d_code >= 0 and c_code >= 0 else -1
         )
         ships = query("ships", 0)
         lane_features(
@@ -386,7 +394,7 @@ class OnlineFeatures:
             "sku": [self.vocab["sku"].code(x) for x in attrs["sku_id"]],
             "product": [self.vocab["product"].code(x) for x in attrs["product"]],
             "category_destination": [
-                cd_vocab.code(c * _PACK + d_code) if c >= 0 and d_code >= 0 else -1
+                cd_vocab.code(c * PACK + d_code) if c >= 0 and d_code >= 0 else -1
                 for c in cat_codes
             ],
         }
@@ -410,8 +418,8 @@ class OnlineFeatures:
     def _items(
         self, new: OnlineOrder, new_skus: Mapping[str, Mapping[str, Any]]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Lines summed per SKU, sorted as ``build._items`` sorts them: by the SKU's row in the
-        request's skus table (the history's rows in history order, then the new rows)."""
+        """Lines summed per SKU, sorted as ``history.order_items`` sorts them: by the SKU's row in
+        the request's skus table (the history's rows in history order, then the new rows)."""
         n_hist = len(self.tables["skus"].pos)
         new_order = {key: i for i, key in enumerate(new_skus)}
         sku_ids = [_text(ln.get("sku_id")) for ln in new.lines]
@@ -467,7 +475,7 @@ def features_frame(row: Mapping[str, Any]) -> pd.DataFrame:
             cols[name] = np.asarray(v, dtype=bool)
         elif name in ("order_ts", "first_case_ts"):
             cols[name] = pd.DatetimeIndex(v).tz_convert("UTC").array
-        elif name in _STR_HEAD or name in CATEGORICAL_FEATURES or name in _STR_CONTEXT:
+        elif name in _STR_HEAD or name in CATEGORICAL_FEATURES or name in STRING_CONTEXT:
             cols[name] = pd.array(v, dtype="str")
         else:
             cols[name] = np.asarray(v, dtype=np.float64)

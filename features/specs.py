@@ -1,9 +1,40 @@
-"""The model's feature list: one ``FeatureSpec`` per column, grouped into reason-code families."""
+"""What the feature table is: its parameters (``FeatureConfig``) and its columns: the model's
+feature list (one ``FeatureSpec`` per column, grouped into reason-code families), the head and
+the context columns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+from returnrisk.labels import LABEL_WINDOW_DAYS
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Parameters of the feature table (parsed once at the command entry)."""
+
+    label_window_days: int = LABEL_WINDOW_DAYS
+    prior_strength: float = 20.0  # k in (events + k * prior) / (trials + k)
+    default_case_rate: float = 0.10  # prior of a global rate before any history exists
+    default_type_rate: float = 0.02  # the same for one case type (not_received, damaged, ...)
+    default_transit_days: float = 7.0
+    apparel_categories: tuple[str, ...] = (
+        "apparel",
+        "clothing",
+        "fashion",
+        "shoes",
+        "footwear",
+        "lingerie",
+        "sportswear",
+    )
+
+    def __post_init__(self) -> None:
+        if self.label_window_days <= 0:
+            raise ValueError(f"label_window_days must be > 0, got {self.label_window_days}")
+        if self.prior_strength <= 0:
+            raise ValueError(f"prior_strength must be > 0, got {self.prior_strength}")
+
 
 FAMILIES = ("logistics", "duties", "listing", "size_fit", "customer", "product", "price", "order")
 
@@ -216,3 +247,7 @@ def describe_features() -> str:
         f"| `{s.name}` | {s.kind} | {s.family} | {s.description} |" for s in FEATURE_SPECS.values()
     ]
     return "\n".join(rows)
+
+
+# the context columns holding text (the other context columns are numbers or timestamps)
+STRING_CONTEXT = ("top_sku_id", "top_category", "carrier_name")

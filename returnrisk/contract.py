@@ -19,9 +19,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
+from returnrisk.arrays import member_mask
 from returnrisk.progress import QUIET, StepLog
 
 TABLE_NAMES = (
@@ -407,15 +406,6 @@ def _keys(df: pd.DataFrame, key: str, mask: np.ndarray | pd.Series) -> tuple[str
     if key in df.columns:
         return tuple(df.loc[mask, key].astype("str").fillna("<null>").tolist())
     return tuple(f"row {i}" for i in np.flatnonzero(mask))
-
-
-def member_mask(values: pd.Series, allowed: Iterable[object] | pd.Series) -> np.ndarray:
-    """``values.isin(allowed)`` as a bool array, computed in Arrow (pandas loops in Python)."""
-    if not isinstance(allowed, pd.Series):  # any iterable: list, tuple, set, Index
-        allowed = pd.Series(list(allowed), dtype=object)
-    value_set = pa.array(allowed.dropna().astype("str").unique(), type=pa.string())
-    found = pc.is_in(pa.array(values.astype("str"), from_pandas=True), value_set=value_set)
-    return found.fill_null(False).to_numpy(zero_copy_only=False)
 
 
 _NS_MIN = pd.Timestamp.min.tz_localize("UTC")

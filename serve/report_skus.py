@@ -40,8 +40,8 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from returnrisk.contract import member_mask
-from returnrisk.features import order_outcomes
+from returnrisk.arrays import member_mask
+from returnrisk.labels import order_outcomes
 from returnrisk.progress import QUIET, StepLog
 
 if TYPE_CHECKING:  # pragma: no cover

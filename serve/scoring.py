@@ -32,12 +32,12 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from returnrisk.arrays import member_mask
 from returnrisk.contract import (
     SCHEMAS,
     Problem,
     Tables,
     check_frames,
-    member_mask,
     read_frames,
     row_problems,
 )

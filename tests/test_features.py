@@ -14,7 +14,7 @@ from returnrisk.features import (
     FeatureConfig,
     build_features,
 )
-from returnrisk.features.point_in_time import combine_codes, prior_aggregate, prior_aggregate_many
+from returnrisk.features.kernels import combine_codes, prior_aggregate, prior_aggregate_many
 from returnrisk.features.specs import FAMILIES, describe_features
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -196,7 +196,7 @@ def test_prior_aggregate_matches_brute_force(seed):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_one_query_at_a_time_equals_all_at_once(seed):
     """query_events has a shortcut for a single query (the online store's): same results."""
-    from returnrisk.features.point_in_time import index_events, query_events
+    from returnrisk.features.kernels import index_events, query_events
 
     rng = np.random.default_rng(seed)
     ek = rng.integers(0, 7, 300)

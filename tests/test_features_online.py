@@ -246,7 +246,7 @@ def test_the_store_needs_a_complete_history(synth_world: Path) -> None:
 
 
 def test_the_store_splits_totals_by_the_names_the_feature_code_records(history) -> None:
-    from returnrisk.features.build import DESTINATION_SOURCES, ITEM_SOURCES, LANE_SOURCES
+    from returnrisk.features.families import DESTINATION_SOURCES, ITEM_SOURCES, LANE_SOURCES
 
     def columns(sources: dict) -> set[str]:
         return {f"{s}\0n" for s in sources} | {

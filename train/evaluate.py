@@ -28,7 +28,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from returnrisk.contract import member_mask
+from returnrisk.arrays import member_mask
 
 TOP_FRACTIONS = (0.01, 0.05, 0.10)
 _CLIP = 1e-6

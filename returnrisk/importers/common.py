@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from returnrisk.features import order_outcomes
+from returnrisk.labels import order_outcomes
 from returnrisk.progress import StepLog
 from returnrisk.reference import load_country_names
 

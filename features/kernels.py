@@ -1,20 +1,32 @@
-"""The one point-in-time join every history feature goes through.
+"""Array kernels of the feature table: key codes, the point-in-time join, per-order reductions.
 
-A Feast-like "as-of" aggregation: *events* (key, known_ts, values) and *queries* (key, ts).
-For each query it returns, over the events with the same key and ``known_ts < ts`` (strictly
-before), the number of events, the sum of each value column, and the first / last known_ts.
+Nothing here knows a table or a feature: integer codes, int64 nanosecond times and float arrays
+in, arrays out. ``history`` (the build context) and ``families`` (the feature formulas) are
+written in these terms, and so is the online store.
 
-Implementation: keys are integer codes (``codes`` / ``combine_codes``, computed once over the
-whole table that both events and queries come from); (code, time) is packed into one sortable
-int64 (time in the coarsest exact unit, or dense ranks when that would overflow). After one sort
-of the events and of the queries, a query's events-before are a contiguous run ``[start, pos)``
-found with ``np.searchsorted``; sums come from a cumulative sum (integers summed exactly, so the
-result does not depend on which other events exist). O((E + Q) log(E + Q)); no Python loop over
-rows or keys; queries never see each other (a tie at the same timestamp is not "before").
-``prior_aggregate_many`` evaluates several event sources against the same queries in one pass.
-The sorted events with their cumulative sums are an ``EventIndex`` (``index_events``) that can be
-queried again (``query_events``); aggregates over disjoint event sets add up (``add_aggregates``),
-which is how a prepared history serves new orders without re-sorting it.
+The point-in-time join (Feast's "as-of" join) is one chain of named steps that every history
+feature goes through (``history.Context.prior`` / ``prior_one`` / ``count_before``):
+
+1. **join on key**: events and queries get integer key codes from the same values (``codes``,
+   ``combine_codes``; a pair of codes packs as ``a * PACK + b`` for the prepared history);
+2. **UTC**: every time is UTC int64 nanoseconds (``returnrisk.arrays.ts_int``), a missing one
+   ``NAT`` (the event is ignored);
+3. **filter to the past, strictly**: a query at t sees the events with ``known_ts < t``, never
+   one at t itself (``index_events`` sorts the events once, ``query_events`` finds each query's
+   run ``[start, pos)`` with ``np.searchsorted``);
+4. **keep the latest**: count, sums and the first / latest event time before each query
+   (``PriorAggregate``; ``days_since(t, "last")``).
+
+Implementation: (code, time) is packed into one sortable int64 (time in the coarsest exact unit,
+or dense ranks when that would overflow); sums come from a cumulative sum (integers summed
+exactly, so the result does not depend on which other events exist). O((E + Q) log(E + Q)); no
+Python loop over rows or keys; queries never see each other. ``prior_aggregate_many`` evaluates
+several event sources against the same queries in one pass. The sorted events with their
+cumulative sums are an ``EventIndex`` that can be queried again; aggregates over disjoint event
+sets add up (``add_aggregates``), which is how a prepared history serves new orders without
+re-sorting it.
+
+Per-order reductions: ``Groups`` reduces item rows sorted by order with ``np.*.reduceat``.
 """
 
 from __future__ import annotations
@@ -24,15 +36,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-_NAT = np.iinfo(np.int64).min
+from returnrisk.arrays import NAT, lookup
+
+PACK = 2**32  # a pair of key codes (a, b) as the one code a * PACK + b (codes are < 2**32)
 
 
-def ts_int(s: pd.Series) -> np.ndarray:
-    """UTC timestamps as int64 nanoseconds (NaT -> int64 min)."""
-    return (
-        s.dt.tz_convert("UTC").dt.as_unit("ns").array.asi8.copy() if len(s) else np.zeros(0, "i8")
-    )
+# ---------------------------------------------------------------------------------------------
+# the point-in-time join
 
 
 def codes(values: pd.Series | np.ndarray) -> np.ndarray:
@@ -60,8 +73,8 @@ class PriorAggregate:
 
     count: np.ndarray  # int64
     sums: dict[str, np.ndarray]  # float64 per value column
-    first_ts: np.ndarray  # int64 ns, _NAT when count == 0
-    last_ts: np.ndarray  # int64 ns, _NAT when count == 0
+    first_ts: np.ndarray  # int64 ns, NAT when count == 0
+    last_ts: np.ndarray  # int64 ns, NAT when count == 0
 
     def days_since(self, query_ts: np.ndarray, which: str = "last") -> np.ndarray:
         """Days between the first/last event and the query (NaN when there is none)."""
@@ -103,7 +116,7 @@ def index_events(
     values = dict(values or {})
     event_key = np.asarray(event_key, dtype=np.int64)
     event_ts = np.asarray(event_ts, dtype=np.int64)
-    keep = event_ts != _NAT
+    keep = event_ts != NAT
     if not keep.all():
         event_key, event_ts = event_key[keep], event_ts[keep]
         values = {k: np.asarray(v)[keep] for k, v in values.items()}
@@ -187,8 +200,8 @@ def query_events(
         start[order_q] = np.repeat(run_start, np.diff(np.append(run, n_q)))
     count = pos - start
     sums = {name: cs[pos] - cs[start] for name, cs in index.cums.items()}
-    first = np.full(n_q, _NAT, dtype=np.int64)
-    last = np.full(n_q, _NAT, dtype=np.int64)
+    first = np.full(n_q, NAT, dtype=np.int64)
+    last = np.full(n_q, NAT, dtype=np.int64)
     if with_times:
         has = count > 0
         first[has] = index.ts[start[has]]
@@ -228,7 +241,7 @@ def prior_aggregate(
     Keys are integer codes from ``codes`` / ``combine_codes``; timestamps int64 ns (``ts_int``).
     Events with a missing timestamp are ignored. Integer value columns are summed exactly (int64);
     float columns as float64 with NaN counted as 0. ``with_times`` also returns the first and
-    last event time before each query (else those arrays are all ``_NAT``).
+    last event time before each query (else those arrays are all ``NAT``).
     """
     index = index_events(event_key, event_ts, values)
     return query_events(index, query_key, query_ts, with_times=with_times)
@@ -279,7 +292,7 @@ def split_columns(
 ) -> dict[str, PriorAggregate]:
     """``split_many`` by names: source name -> the names of its value columns."""
     out: dict[str, PriorAggregate] = {}
-    nat = np.full(len(agg.count), _NAT, dtype=np.int64)
+    nat = np.full(len(agg.count), NAT, dtype=np.int64)
     for name, vals in sources.items():
         out[name] = PriorAggregate(
             count=agg.sums[f"{name}\0n"],
@@ -309,3 +322,165 @@ def smoothed_rate(
 ) -> np.ndarray:
     """(events + k * prior) / (trials + k): equals the prior at cold start, never NaN."""
     return (np.asarray(events, float) + strength * prior) / (np.asarray(trials, float) + strength)
+
+
+# ---------------------------------------------------------------------------------------------
+# lookups, per-row conversions and per-order reductions
+
+
+def index_of(keys: pd.Series, table: pd.Series, what: str) -> np.ndarray:
+    """Row positions of ``keys`` in the unique column ``table``; unknown keys raise ValueError."""
+    idx = lookup(keys, table)
+    bad = idx < 0
+    if bad.any():
+        examples = ", ".join(map(str, pd.unique(np.asarray(keys)[bad])[:5]))
+        raise ValueError(
+            f"{what}: {int(bad.sum())} rows refer to keys that do not exist (e.g. {examples})"
+        )
+    return idx
+
+
+def output_order(order_id: pd.Series, ts: np.ndarray) -> np.ndarray | None:
+    """Permutation sorting orders by (order_ts, order_id); None when they already are."""
+    if len(ts) < 2:
+        return None
+    ids = pa.array(order_id.astype("str")).cast(pa.large_string())
+    step = np.diff(ts)
+    if (step >= 0).all():
+        ties = np.flatnonzero(step == 0)
+        if not len(ties):
+            return None
+        later = pc.greater(ids.take(pa.array(ties + 1)), ids.take(pa.array(ties)))
+        if pc.all(later).as_py():
+            return None
+    by_id = pc.sort_indices(ids).to_numpy().astype(np.int64)
+    return by_id[np.argsort(ts[by_id], kind="stable")]
+
+
+def split_tokens(column: pd.Series) -> tuple[np.ndarray, pa.Array]:
+    """A comma-separated column ("en,de") as (row, token) pairs; a null has none."""
+    arr = pa.array(column.astype("str")).cast(pa.large_string())
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    lists = pc.split_pattern(arr, ",")
+    tokens = pc.utf8_trim_whitespace(pc.list_flatten(lists))
+    rows = pc.list_parent_indices(lists).to_numpy().astype(np.int64)
+    return rows, tokens
+
+
+def indicator(split: tuple[np.ndarray, pa.Array], vocab: pa.Array, n: int) -> np.ndarray:
+    """Boolean matrix (n rows x vocab) from ``split_tokens`` pairs."""
+    rows, tokens = split
+    mat = np.zeros((n, len(vocab)), dtype=bool)
+    if len(rows):
+        col = pc.index_in(tokens, value_set=vocab).to_numpy(zero_copy_only=False)
+        mat[rows, col.astype(np.int64)] = True
+    return mat
+
+
+def sorted_unique(x: np.ndarray) -> np.ndarray:
+    """Sorted unique values of an int array (sort-based; fast for large arrays)."""
+    x = np.sort(x)
+    return x[np.r_[True, x[1:] != x[:-1]]] if len(x) else x
+
+
+def take_str(column: pd.Series, idx: np.ndarray) -> pd.api.extensions.ExtensionArray:
+    """``column[idx]`` as a "str" array; idx == -1 gives a missing value."""
+    arr = column.astype("str").array
+    return arr.take(np.asarray(idx, dtype=np.int64), allow_fill=True)
+
+
+def take_float(values: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``values[idx]`` as float64; idx == -1 gives NaN."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        return np.full(len(idx), np.nan)
+    out = values[np.where(idx >= 0, idx, 0)]
+    out[idx < 0] = np.nan
+    return out
+
+
+def as_float(s: pd.Series) -> np.ndarray:
+    return pd.to_numeric(s, errors="coerce").astype("float64").to_numpy(na_value=np.nan)
+
+
+def bool_as_float(s: pd.Series) -> np.ndarray:
+    """Nullable bool as float: 1.0 / 0.0 / NaN."""
+    return s.astype("boolean").astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
+def flag(mask: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    out = np.asarray(mask).astype(np.float64)
+    if known is not None:
+        out[~np.asarray(known)] = np.nan
+    return out
+
+
+def first_per_group(key: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique integer keys and the earliest ts per key."""
+    if not len(key):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    order = np.lexsort((ts, key))
+    k_sorted = key[order]
+    first = np.r_[True, k_sorted[1:] != k_sorted[:-1]]
+    return k_sorted[first].astype(np.int64), ts[order][first]
+
+
+class Groups:
+    """Per-order reductions of item rows that are sorted by order (``pos`` non-decreasing)."""
+
+    def __init__(self, pos: np.ndarray, n: int) -> None:
+        self.pos = pos
+        self.n = n
+        self.starts = np.flatnonzero(np.r_[True, pos[1:] != pos[:-1]]) if len(pos) else pos
+        self.ids = pos[self.starts] if len(pos) else pos
+
+    def _scatter(self, vals: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        out = np.full(self.n, fill, dtype=np.float64)
+        if len(self.pos):
+            out[self.ids] = vals
+        return out
+
+    def sum(self, x: np.ndarray, empty: float = 0.0) -> np.ndarray:
+        """Sum ignoring NaN; ``empty`` when the order has no items or only NaN."""
+        if not len(self.pos):
+            return np.full(self.n, empty)
+        x = np.asarray(x, dtype=np.float64)
+        missing = np.isnan(x)
+        if not missing.any():
+            return self._scatter(np.add.reduceat(x, self.starts), empty)
+        s = np.add.reduceat(np.where(missing, 0.0, x), self.starts)
+        n_ok = np.add.reduceat((~missing).astype(np.int64), self.starts)
+        return self._scatter(np.where(n_ok > 0, s, empty), empty)
+
+    def max(self, x: np.ndarray) -> np.ndarray:
+        if not len(self.pos):
+            return np.full(self.n, np.nan)
+        return self._scatter(np.fmax.reduceat(np.asarray(x, dtype=np.float64), self.starts))
+
+    def min(self, x: np.ndarray) -> np.ndarray:
+        if not len(self.pos):
+            return np.full(self.n, np.nan)
+        return self._scatter(np.fmin.reduceat(np.asarray(x, dtype=np.float64), self.starts))
+
+    def mean(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        n_ok = self.sum((~np.isnan(x)).astype(np.float64))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(n_ok > 0, self.sum(x) / n_ok, np.nan)
+
+    def ratio(self, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+        """sum(num) / sum(den) per order (NaN when the denominator is 0)."""
+        n, d = self.sum(num), self.sum(den)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(d > 0, n / d, np.nan)
+
+    def argbest(self, *keys: np.ndarray) -> np.ndarray:
+        """Per order, the item row maximising keys[0], then keys[1], ...; ties -> first row."""
+        cand = np.ones(len(self.pos), dtype=bool)
+        for key in keys:
+            k = np.where(cand, np.asarray(key, dtype=np.float64), -np.inf)
+            best = np.maximum.reduceat(k, self.starts)
+            cand &= k == np.repeat(best, np.diff(np.r_[self.starts, len(self.pos)]))
+        rows = np.where(cand, np.arange(len(self.pos)), len(self.pos))
+        return np.minimum.reduceat(rows, self.starts)
