@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import StepLog
 
 app = typer.Typer(
@@ -378,7 +379,7 @@ def features(
     ] = None,
     label_window_days: Annotated[
         int, typer.Option("--label-window-days", min=1, help="Days after the order for a case.")
-    ] = 90,
+    ] = LABEL_WINDOW_DAYS,
     quiet: Quiet = False,
 ) -> None:
     """Build the point-in-time feature table (one row per order, with label and maturity)."""
@@ -439,6 +440,7 @@ def _train_config(
 ):  # noqa: ANN202 (lazy import of the config type)
     import pandas as pd
 
+    from returnrisk.arrays import to_utc
     from returnrisk.train.pipeline import SplitConfig, TrainConfig
 
     ts = None
@@ -447,7 +449,7 @@ def _train_config(
             ts = pd.Timestamp(as_of)
         except ValueError:
             _fail(f"--as-of {as_of!r} is not a timestamp (e.g. 2026-01-31T00:00:00)")
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        ts = to_utc(ts)
     split = SplitConfig(test_days=test_days) if test_days else SplitConfig()
     return TrainConfig(data=data, as_of=ts, seed=seed, tune_trials=tune_trials, split=split)
 

@@ -20,7 +20,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from returnrisk.arrays import member_mask
+from returnrisk.arrays import member_mask, to_utc
 from returnrisk.progress import QUIET, StepLog
 
 TABLE_NAMES = (
@@ -612,7 +612,7 @@ def row_problems(name: str, row: Mapping[str, object]) -> list[str]:
             ok = isinstance(v, datetime)
             if ok:
                 ts = pd.Timestamp(v)
-                ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+                ts = to_utc(ts)
                 ok = _NS_MIN <= ts <= _NS_MAX
         if not ok:
             out.append(f"{col.name}: wrong type: expected {col.kind}")

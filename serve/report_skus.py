@@ -40,8 +40,8 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 
-from returnrisk.arrays import member_mask
-from returnrisk.labels import order_outcomes
+from returnrisk.arrays import member_mask, to_utc
+from returnrisk.labels import LABEL_WINDOW_DAYS, order_outcomes
 from returnrisk.progress import QUIET, StepLog
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -102,7 +102,7 @@ class ReportConfig:
     """Options of the SKU report (parsed once at the command entry)."""
 
     window_days: int = 28
-    label_window_days: int = 90
+    label_window_days: int = LABEL_WINDOW_DAYS
     actual_lookback_days: int = 365
     min_orders_for_rate: int = 5
     eval_max_orders: int = 20_000
@@ -401,7 +401,7 @@ def _eval_start(loaded_model: Any) -> pd.Timestamp | None:
                 ts = pd.Timestamp(value)
             except (TypeError, ValueError):
                 continue
-            return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+            return to_utc(ts)
     return None
 
 

@@ -37,6 +37,7 @@ from returnrisk.importers.common import (
     without_personal,
     write_result,
 )
+from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
 
 ORDERS_REQUIRED = (
@@ -409,7 +410,7 @@ def amazon_tables(
     currency: str | None = None,
     shop_country: str | None = None,
     reference: pd.DataFrame | None = None,
-    label_window_days: int = 90,
+    label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
 ) -> ImportResult:
     """Contract tables from the All Orders rows and the optional returns reports."""
@@ -563,7 +564,7 @@ class AmazonConfig:
     salt: str | None = field(default=None, repr=False)
     currency: str | None = None
     shop_country: str | None = None
-    label_window_days: int = 90
+    label_window_days: int = LABEL_WINDOW_DAYS
 
 
 def import_amazon(cfg: AmazonConfig, *, log: StepLog = QUIET) -> ImportResult:

@@ -24,6 +24,7 @@ from returnrisk.importers.common import (
     reference_countries,
     write_result,
 )
+from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
 
 ONLINE_RETAIL_COLUMNS = {  # canonical (Online Retail II) name -> accepted spellings
@@ -130,7 +131,7 @@ def online_retail_tables(
     raw: pd.DataFrame,
     *,
     reference: pd.DataFrame | None = None,
-    label_window_days: int = 90,
+    label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
 ) -> ImportResult:
     """Contract tables from stacked Online Retail rows (see ``read_online_retail``)."""
@@ -335,7 +336,7 @@ def online_retail_tables(
 class OnlineRetailConfig:
     files: tuple[Path, ...]
     out: Path
-    label_window_days: int = 90
+    label_window_days: int = LABEL_WINDOW_DAYS
 
 
 def import_online_retail(cfg: OnlineRetailConfig, *, log: StepLog = QUIET) -> ImportResult:

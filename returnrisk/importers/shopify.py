@@ -39,6 +39,7 @@ from returnrisk.importers.common import (
     without_personal,
     write_result,
 )
+from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
 
 REQUIRED = (
@@ -186,7 +187,7 @@ def shopify_tables(
     shop_country: str | None = None,
     refund_lag_days: int = 14,
     reference: pd.DataFrame | None = None,
-    label_window_days: int = 90,
+    label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
 ) -> ImportResult:
     """Contract tables from stacked Shopify order-export rows (see ``read_shopify``)."""
@@ -363,7 +364,7 @@ class ShopifyConfig:
     currency: str | None = None
     shop_country: str | None = None
     refund_lag_days: int = 14
-    label_window_days: int = 90
+    label_window_days: int = LABEL_WINDOW_DAYS
 
 
 def import_shopify(cfg: ShopifyConfig, *, log: StepLog = QUIET) -> ImportResult:

@@ -23,6 +23,7 @@ from returnrisk.importers.common import (
     reference_countries,
     write_result,
 )
+from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
 
 SUPERSTORE_COLUMNS = {
@@ -81,7 +82,7 @@ def superstore_tables(
     all_markets: bool = False,
     return_lag_days: int = 14,
     reference: pd.DataFrame | None = None,
-    label_window_days: int = 90,
+    label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
 ) -> ImportResult:
     """Contract tables from Global Superstore order lines and its returns list."""
@@ -333,7 +334,7 @@ class SuperstoreConfig:
     out: Path
     all_markets: bool = False
     return_lag_days: int = 14
-    label_window_days: int = 90
+    label_window_days: int = LABEL_WINDOW_DAYS
 
 
 def import_superstore(cfg: SuperstoreConfig, *, log: StepLog = QUIET) -> ImportResult:

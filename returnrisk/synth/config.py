@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-LABEL_WINDOW_DAYS = 90
 NEW_TABLES = ("orders", "order_lines", "skus", "customers")
 DAY = 86_400
 CASE_CAUSES = (

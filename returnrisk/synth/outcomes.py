@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, ndtri
 
-from returnrisk.synth.config import DAY, LABEL_WINDOW_DAYS
+from returnrisk.labels import LABEL_WINDOW_DAYS
+from returnrisk.synth.config import DAY
 from returnrisk.synth.demand import Lines, Orders, Prices
 from returnrisk.synth.logistics import Charges, Transit
 from returnrisk.synth.risk import CLAIM_LOST, Risks
