@@ -41,7 +41,7 @@ import pyarrow.compute as pc
 
 from returnrisk.arrays import NAT, lookup
 
-PACK = 2**32  # a pair of key codes (a, b) as the one code a * PACK + b (codes are < 2**32)
+PACK = 2**32  # a pair of key codes (a, b) as the one code a * PACK + b (codes are below PACK)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -742,3 +742,93 @@ def test_prepared_history_refuses_what_it_cannot_answer(world):
         build_features(clash, history=history)
     with pytest.raises(ValueError, match="config"):
         build_features(new, history=history, config=FeatureConfig(prior_strength=5.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# the label is one function; the feature modules are layers
+
+
+def test_feature_table_labels_are_order_outcomes(world):
+    """``build_features`` takes mature, label and first_case_ts from ``order_outcomes``, at any
+    as_of and window, for every order or a subset."""
+    from returnrisk.arrays import ts_int
+    from returnrisk.labels import order_outcomes
+
+    mid = world.orders["order_ts"].median()
+    for as_of, days in ((None, 90), (mid, 7), (mid, 30)):
+        f = build_features(world, as_of=as_of, config=FeatureConfig(label_window_days=days))
+        ref = order_outcomes(
+            world.orders,
+            world.after_sales_cases,
+            as_of=world.as_of() if as_of is None else as_of,
+            label_window_days=days,
+        ).set_index("order_id")
+        ref = ref.loc[f["order_id"]]
+        np.testing.assert_array_equal(f["mature"].to_numpy(), ref["mature"].to_numpy())
+        np.testing.assert_array_equal(f["label"].to_numpy(), ref["label"].to_numpy())
+        np.testing.assert_array_equal(
+            ts_int(f["first_case_ts"]), ts_int(ref["first_case_ts"].reset_index(drop=True))
+        )
+        assert f["mature"].any() and (f["label"] == 1.0).any()
+
+
+def test_order_outcomes_first_case_and_window_bounds():
+    """A case at exactly t + window counts; one after it does not; a case after as_of is not
+    known; naive timestamps are UTC; rows keep the orders' order."""
+    from returnrisk.labels import order_outcomes
+
+    t0 = pd.Timestamp("2025-01-01")
+    day = pd.Timedelta(days=1)
+    orders = pd.DataFrame(
+        {"order_id": ["c", "a", "b", "d"], "order_ts": [t0, t0, t0, t0 + 5 * day]}
+    )
+    cases = pd.DataFrame(
+        {
+            "order_id": ["a", "a", "b", "c", "zz"],
+            "opened_ts": [t0 + 12 * day, t0 + 10 * day, t0 + 10 * day + pd.Timedelta(1), t0, t0],
+        }
+    )
+    out = order_outcomes(
+        orders, cases, as_of=(t0 + 14 * day).tz_localize("UTC"), label_window_days=10
+    )
+    assert out["order_id"].tolist() == ["c", "a", "b", "d"]
+    assert out["mature"].tolist() == [True, True, True, False]
+    assert out["label"].iloc[:3].tolist() == [1.0, 1.0, 0.0]
+    assert out["first_case_ts"].iloc[1] == pd.Timestamp("2025-01-11", tz="UTC")  # the first
+    assert pd.isna(out["first_case_ts"].iloc[3])
+    early = order_outcomes(orders, cases, as_of=t0 + 5 * day, label_window_days=1)
+    assert early["first_case_ts"].iloc[:3].isna().tolist() == [False, True, True]
+
+
+def test_feature_modules_import_no_private_names():
+    """The layers: kernels -> history -> families -> build / online import only public names
+    of each other (and of the base package), and the pair-code packing is written once."""
+    import ast
+    from pathlib import Path
+
+    import returnrisk.features as pkg
+
+    folder = Path(pkg.__file__).parent
+    allowed = {
+        "kernels": set(),
+        "specs": set(),
+        "history": {"kernels", "specs"},
+        "families": {"history", "kernels", "specs"},
+        "build": {"families", "history", "kernels", "specs"},
+        "online": {"families", "history", "kernels", "specs"},
+    }
+    packing = 0
+    for path in folder.glob("*.py"):
+        text = path.read_text()
+        packing += text.count("2**32") + text.count("1 << 32")
+        for node in ast.walk(ast.parse(text)):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            local = node.level > 0
+            if not local and not (node.module or "").startswith("returnrisk"):
+                continue
+            private = [a.name for a in node.names if a.name.startswith("_")]
+            assert not private, f"{path.name} imports private {private} from {node.module}"
+            if local and path.stem in allowed:
+                assert node.module in allowed[path.stem], f"{path.name} imports .{node.module}"
+    assert packing == 1
