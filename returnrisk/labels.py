@@ -54,8 +54,8 @@ def order_outcomes(
     positive = (fc != NAT) & (fc >= t) & (fc <= t + window)
     return pd.DataFrame(
         {
-            "order_id": orders["order_id"].to_numpy(),
-            "order_ts": orders["order_ts"].to_numpy(),
+            "order_id": orders["order_id"].array,
+            "order_ts": orders["order_ts"].array,
             "mature": mature,
             "label": np.where(mature, positive.astype(np.float64), np.nan),
             "first_case_ts": pd.DatetimeIndex(fc.view("datetime64[ns]")).tz_localize("UTC"),
