@@ -17,10 +17,10 @@ generator draws it (and the per-cause components), so models can be checked agai
 Everything is vectorised numpy with one seeded generator: same config, same bytes.
 """
 
+from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.synth.config import (
     CASE_CAUSES,
     DAY,
-    LABEL_WINDOW_DAYS,
     NEW_TABLES,
     SynthConfig,
     World,
