@@ -768,6 +768,79 @@ def report_skus(
     typer.echo(str(path))
 
 
+# --- monitor (owner: monitor) ---
+
+
+@app.command()
+def monitor(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Directory for monitor.json + monitor.html.")],
+    model: ModelUri = "models:/return-risk@champion",
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="Monitor as of this time (UTC); nothing later is read."),
+    ] = None,
+    days: Annotated[
+        int | None,
+        typer.Option("--days", min=1, help="Drift window: orders of the last N days [config: 7]."),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Alert thresholds etc., YAML or JSON (docs/operations.md)."),
+    ] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Watch the champion before its labels arrive: drift, expected and early-realised cases,
+    realised metrics of mature cohorts, alerts. Exit 0 no alert, 1 an alert fired, 2 bad input."""
+    import dataclasses
+
+    import pandas as pd
+
+    from returnrisk.serve.monitor import MonitorInputError, load_config
+
+    try:
+        cfg = load_config(config)
+        if days is not None:
+            cfg = dataclasses.replace(cfg, days=days)
+    except MonitorInputError as err:
+        _fail(str(err), 2)
+    ts = None
+    if as_of is not None:
+        try:
+            ts = pd.Timestamp(as_of)
+        except ValueError:
+            _fail(f"--as-of {as_of!r} is not a timestamp (e.g. 2026-01-31T00:00:00)", 2)
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    _train_env()
+    from mlflow.exceptions import MlflowException
+
+    from returnrisk.contract import ContractError
+    from returnrisk.serve.monitor import run_monitor
+    from returnrisk.train.model import ModelInputError
+    from returnrisk.train.registry import RegistryError
+
+    log = StepLog(quiet)
+    try:
+        result, paths, run_id = run_monitor(
+            data, out, model_uri=model, as_of=ts, config=cfg, log=log
+        )
+    except ContractError as err:
+        typer.echo(err.report(), err=True)
+        raise typer.Exit(2) from None
+    except (MonitorInputError, ModelInputError, FileNotFoundError, NotADirectoryError) as err:
+        _fail(str(err), 2)
+    except (RegistryError, MlflowException) as err:
+        _fail(f"cannot load model {model}: {err} (train one first: returnrisk retrain DIR)", 2)
+    alerts = result.alerts
+    for a in alerts:
+        typer.echo(f"ALERT {a['metric']}: {a['message']} (threshold {a['threshold']})")
+    typer.echo(
+        f"monitor v{result.report['model']['version']} as of {result.report['as_of'][:16]}: "
+        f"{len(alerts)} alert(s); wrote {paths[0]} and {paths[1]} (MLflow run {run_id})"
+    )
+    raise typer.Exit(1 if alerts else 0)
+
+
 # --- demo (owner: integrator) ---
 
 

@@ -28,6 +28,7 @@ from returnrisk.progress import QUIET, StepLog
 
 from . import evaluate as ev
 from .model import RiskModel
+from .reference import write_reference
 from .registry import (
     CHAMPION,
     EXPERIMENT_NAME,
@@ -299,6 +300,8 @@ def fit_and_evaluate(
         f"best iteration {model.best_iteration_}, calibration {model.calibration_} "
         f"{ {k: round(v, 5) for k, v in model.calibration_scores_.items()} }"
     )
+    if artifacts_dir is not None:  # the monitoring reference (returnrisk monitor)
+        write_reference(model, va, artifacts_dir)
     y_te = te["label"].to_numpy(dtype=np.float64)
     with log.step("evaluate on test"):
         p_te, unseen = model.predict_with_unseen(te[names])

@@ -1,0 +1,915 @@
+"""``returnrisk monitor``: watch the champion while its labels are still 90 days away.
+
+At a time ``T`` (``--as-of``, default the data's export time) the monitor reads only what was
+known at ``T`` (``cut_tables``: orders placed after ``T`` are not scored, cases opened after ``T``
+do not count, deliveries after ``T`` are unknown), scores the recent orders with the model and
+compares them with the model's reference (``returnrisk.train.reference``, logged at training):
+
+- **drift** over the last ``days`` days: PSI of the score and of every feature, the share of
+  categories the model never saw, the change of each feature's missing rate; the top drifting
+  features by PSI;
+- **expected without labels**: the expected case rate (mean calibrated probability) and the
+  expected precision at the screening capacity (mean probability of the top ``capacity_pct`` %)
+  against the reference's;
+- **early realised**: for each weekly cohort of the last ``label_window_days`` days, the cases
+  already opened against the model's expectation by now, ``sum_i p_i * F(age_i)`` with ``F`` the
+  reference's time-to-case curve (linear between its points), and a 95 % interval from the
+  normal approximation of the Poisson-binomial (variance ``sum q_i (1 - q_i)``);
+- **realised**, once mature: AUC, AP and ECE per weekly cohort (overall; AUC and AP per case-type
+  family), as a time series.
+
+Alerts compare these with thresholds (``MonitorConfig``, parsed from a small YAML or JSON file
+with ``load_config``). Everything is vectorised over orders; loops run over weekly cohorts and
+features only.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from returnrisk.progress import QUIET, StepLog
+
+DAY = pd.Timedelta(days=1)
+PSI_FLOOR = 1e-4
+PSI_PSEUDOCOUNT = 0.5
+# features whose distribution moves with the calendar or with the length of the history even in a
+# stationary world (season, cumulative counts): reported, but no PSI / missing-rate alert
+DRIFT_EXCLUDE = (
+    "order_month",
+    "is_peak_season",
+    "lane_prior_orders",
+    "customer_prior_orders",
+    "customer_tenure_days",
+    "sku_min_prior_orders",
+    "sku_prior_units",
+    "sku_prior_cases",
+)
+CASE_FAMILIES: dict[str, str] = {
+    "return": "returns",
+    "refund": "returns",
+    "not_received": "logistics",
+    "damaged": "logistics",
+    "duty_dispute": "duties",
+    "not_as_described": "product",
+    "wrong_item": "product",
+    "other": "other",
+}
+FAMILY_ORDER = ("returns", "logistics", "duties", "product", "other")
+
+# metric -> (default threshold, what fires). ``None`` in a config file switches a metric off.
+ALERT_METRICS: dict[str, tuple[float, str]] = {
+    "score_psi": (0.2, "PSI of the score over the last days vs the reference > threshold"),
+    "feature_psi": (0.25, "PSI of any one feature vs the reference > threshold"),
+    "unseen_share": (0.05, "share of a categorical feature's values never seen in training"),
+    "null_rate_change": (0.10, "absolute change of a feature's missing rate > threshold"),
+    "expected_case_rate_change": (
+        0.25,
+        "|expected case rate / reference - 1| > threshold (relative)",
+    ),
+    "expected_precision_change": (
+        0.25,
+        "|expected precision at capacity / reference - 1| > threshold (relative)",
+    ),
+    "early_realised_z": (
+        3.0,
+        "a recent cohort's |opened - expected| / sd > threshold (and the excess below)",
+    ),
+    "early_realised_excess": (
+        0.25,
+        "... and |opened / expected - 1| > threshold (both must hold)",
+    ),
+    "auc_drop": (0.05, "a mature cohort's AUC is below the reference AUC by > threshold"),
+    "ece": (0.05, "a mature cohort's expected calibration error > threshold"),
+    "min_recent_orders": (1.0, "fewer than threshold orders in the last days"),
+}
+DEFAULT_THRESHOLDS: dict[str, float | None] = {k: v[0] for k, v in ALERT_METRICS.items()}
+
+
+class MonitorInputError(ValueError):
+    """Bad input to the monitor (config, options, model without reference): exit code 2."""
+
+
+# ---------------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class MonitorConfig:
+    """What the monitor computes and when it alerts. Defaults are documented in
+    docs/operations.md ("Monitoring"); ``thresholds`` maps every ``ALERT_METRICS`` name to a
+    number >= 0 or ``None`` (off)."""
+
+    days: int = 7  # the drift window: orders of the last N days before as_of
+    capacity_pct: float = 5.0  # the screening capacity: the top N % of orders by probability
+    realised_weeks: int = 26  # mature weekly cohorts shown
+    min_cohort_orders: int = 200  # a mature cohort's AUC / ECE is judged from this many orders
+    min_cohort_cases: int = 10  # ... and this many cases
+    min_expected_cases: float = 5.0  # an early cohort is judged once this many are expected
+    top_features: int = 5  # drifting features named
+    min_drift_orders: int = 300  # drift and expected-* alerts need this many recent orders
+    drift_exclude: tuple[str, ...] = DRIFT_EXCLUDE  # features without drift alerts
+    thresholds: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
+
+    def __post_init__(self) -> None:
+        checks = {
+            "days": self.days >= 1,
+            "capacity_pct": 0 < self.capacity_pct <= 100,
+            "realised_weeks": self.realised_weeks >= 0,
+            "min_cohort_orders": self.min_cohort_orders >= 1,
+            "min_cohort_cases": self.min_cohort_cases >= 1,
+            "min_expected_cases": self.min_expected_cases >= 0,
+            "top_features": self.top_features >= 0,
+            "min_drift_orders": self.min_drift_orders >= 1,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise MonitorInputError(
+                f"monitor config: {bad[0]} = {getattr(self, bad[0])!r} is out of range "
+                "(days, realised_weeks, top_features >= 0 or 1; capacity_pct in (0, 100])"
+            )
+        unknown = sorted(set(self.thresholds) - set(ALERT_METRICS))
+        if unknown:
+            raise MonitorInputError(
+                f"monitor config: alerts.{unknown[0]}: unknown metric; known metrics: "
+                + ", ".join(ALERT_METRICS)
+            )
+        for k, v in self.thresholds.items():
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise MonitorInputError(
+                    f"monitor config: alerts.{k} = {v!r}: must be a number >= 0 or null (off)"
+                )
+            if v < 0:
+                raise MonitorInputError(
+                    f"monitor config: alerts.{k} = {v!r}: a threshold must be >= 0 "
+                    "(null switches the alert off)"
+                )
+
+    def threshold(self, name: str) -> float | None:
+        return self.thresholds.get(name, DEFAULT_THRESHOLDS[name])
+
+
+_CONFIG_KEYS = (
+    "days",
+    "capacity_pct",
+    "realised_weeks",
+    "min_cohort_orders",
+    "min_cohort_cases",
+    "min_expected_cases",
+    "top_features",
+    "min_drift_orders",
+)
+
+
+def parse_config(doc: Any, *, source: str = "config") -> MonitorConfig:
+    """``MonitorConfig`` from a parsed document ``{key: value, ..., alerts: {metric: t}}``."""
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise MonitorInputError(
+            f"{source}: expected a mapping of settings, got {type(doc).__name__}"
+        )
+    unknown = sorted(set(doc) - {*_CONFIG_KEYS, "alerts", "drift_exclude"})
+    if unknown:
+        raise MonitorInputError(
+            f"{source}: unknown setting {unknown[0]!r}; known: {', '.join(_CONFIG_KEYS)}, "
+            "drift_exclude, alerts"
+        )
+    alerts = doc.get("alerts") or {}
+    if not isinstance(alerts, dict):
+        raise MonitorInputError(f"{source}: alerts must map metric names to thresholds")
+    unknown = sorted(set(alerts) - set(ALERT_METRICS))
+    if unknown:
+        raise MonitorInputError(
+            f"{source}: alerts.{unknown[0]}: unknown metric; known metrics: "
+            + ", ".join(ALERT_METRICS)
+        )
+    kwargs: dict[str, Any] = {}
+    for key in _CONFIG_KEYS:
+        if key in doc:
+            value = doc[key]
+            kind = float if key in ("capacity_pct", "min_expected_cases") else int
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise MonitorInputError(f"{source}: {key} = {value!r}: must be a number")
+            if kind is int and value != int(value):
+                raise MonitorInputError(f"{source}: {key} = {value!r}: must be a whole number")
+            kwargs[key] = kind(value)
+    if "drift_exclude" in doc:
+        ex = doc["drift_exclude"] or []
+        if not isinstance(ex, list) or not all(isinstance(x, str) for x in ex):
+            raise MonitorInputError(f"{source}: drift_exclude must be a list of feature names")
+        kwargs["drift_exclude"] = tuple(ex)
+    thresholds = dict(DEFAULT_THRESHOLDS)
+    thresholds.update(alerts)
+    try:
+        return MonitorConfig(**kwargs, thresholds=thresholds)
+    except MonitorInputError as err:
+        raise MonitorInputError(str(err).replace("monitor config", source, 1)) from None
+
+
+def load_config(path: str | Path | None) -> MonitorConfig:
+    """Parse a YAML (``.yaml``/``.yml``) or JSON file; ``None``: the defaults."""
+    if path is None:
+        return MonitorConfig()
+    p = Path(path)
+    if not p.is_file():
+        raise MonitorInputError(f"--config {p}: no such file")
+    text = p.read_text(encoding="utf-8")
+    try:
+        if p.suffix.lower() in (".yaml", ".yml"):
+            import yaml  # PyYAML, a dependency of mlflow
+
+            doc = yaml.safe_load(text)
+        elif p.suffix.lower() == ".json":
+            doc = json.loads(text)
+        else:
+            raise MonitorInputError(f"--config {p}: must end in .yaml, .yml or .json")
+    except (ValueError, ImportError) as err:  # json.JSONDecodeError is a ValueError
+        if isinstance(err, MonitorInputError):
+            raise
+        raise MonitorInputError(f"--config {p}: cannot parse: {err}".splitlines()[0]) from None
+    except Exception as err:  # yaml.YAMLError
+        raise MonitorInputError(f"--config {p}: cannot parse: {err}".splitlines()[0]) from None
+    return parse_config(doc, source=str(p))
+
+
+# ---------------------------------------------------------------------------------- pieces
+def psi(actual: np.ndarray, expected: np.ndarray, floor: float = PSI_FLOOR) -> float:
+    """Population stability index ``sum (a - e) * ln(a / e)`` over bins of shares; each share is
+    floored at ``floor`` so an empty bin costs a finite amount."""
+    a = np.maximum(np.asarray(actual, dtype=np.float64), floor)
+    e = np.maximum(np.asarray(expected, dtype=np.float64), floor)
+    if len(a) != len(e):
+        raise ValueError(f"psi: {len(a)} actual bins vs {len(e)} expected")
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def time_to_case_share(age_days: np.ndarray, curve: dict[str, Any]) -> np.ndarray:
+    """``F(age)``: the reference's share of cases opened by each age, linear between the
+    curve's points (0 at age 0, 1 at the end of the label window)."""
+    xs = np.asarray([0.0, *curve["days"]], dtype=np.float64)
+    ys = np.asarray([0.0, *[1.0 if s is None else s for s in curve["share"]]], dtype=np.float64)
+    return np.interp(np.asarray(age_days, dtype=np.float64), xs, ys)
+
+
+def cut_tables(tables: Any, as_of: pd.Timestamp) -> Any:
+    """The tables as they were known at ``as_of``: orders placed after it (and their lines,
+    cases, shipments) dropped, cases opened after it dropped, shipments not yet shipped dropped,
+    deliveries after it unknown. Static tables are kept. ``tables`` is not modified."""
+    from returnrisk.contract import member_mask
+
+    orders = tables.orders.loc[tables.orders["order_ts"] <= as_of]
+    ids = orders["order_id"]
+    lines = tables.order_lines.loc[member_mask(tables.order_lines["order_id"], ids)]
+    cases = tables.after_sales_cases
+    cases = cases.loc[
+        (cases["opened_ts"] <= as_of).to_numpy() & member_mask(cases["order_id"], ids)
+    ]
+    sh = tables.shipments
+    sh = sh.loc[member_mask(sh["order_id"], ids) & ~(sh["shipped_ts"] > as_of).to_numpy()]
+    sh = sh.assign(delivered_ts=sh["delivered_ts"].where(~(sh["delivered_ts"] > as_of)))
+    return tables.replace(orders=orders, order_lines=lines, after_sales_cases=cases, shipments=sh)
+
+
+def _f(x: Any) -> float | None:
+    """JSON-safe float (NaN / inf -> None), rounded to 6 significant digits."""
+    if x is None:
+        return None
+    x = float(x)
+    if not math.isfinite(x):
+        return None
+    return float(f"{x:.6g}")
+
+
+def _rel(value: float | None, ref: float | None) -> float | None:
+    if value is None or ref is None or ref == 0:
+        return None
+    return value / ref - 1.0
+
+
+def smoothed_shares(shares: np.ndarray, n: int, pseudocount: float = PSI_PSEUDOCOUNT) -> np.ndarray:
+    """Shares of ``n`` rows with ``pseudocount`` added to every bin's count, so a small sample's
+    empty bins do not dominate its PSI."""
+    shares = np.asarray(shares, dtype=np.float64)
+    return (shares * n + pseudocount) / (n + pseudocount * len(shares))
+
+
+def drift_report(
+    features: pd.DataFrame,
+    p: np.ndarray,
+    model: Any,
+    reference: dict[str, Any],
+    config: MonitorConfig,
+) -> dict[str, Any]:
+    """Score PSI and per-feature PSI, missing-rate change, unseen share over ``features`` (the
+    recent orders). PSI uses ``smoothed_shares`` of the recent orders against the reference."""
+    from returnrisk.train.reference import categorical_shares, numeric_shares
+
+    n = len(features)
+    known = {s["name"]: s.get("categories") for s in model.feature_schema()}
+    ref_score = reference["score"]
+    score_shares = smoothed_shares(numeric_shares(p, ref_score["edges"]), n)
+    rows = []
+    for name, ref in reference["features"].items():
+        col = features[name]
+        if ref["kind"] == "categorical":
+            shares = categorical_shares(col, ref["categories"])
+            obj = col.astype("object")
+            unseen = (obj.notna() & ~obj.isin(known.get(name) or [])).to_numpy()
+            unseen_share = float(unseen.mean()) if n else None
+        else:
+            shares = numeric_shares(pd.to_numeric(col, errors="coerce").to_numpy(), ref["edges"])
+            unseen_share = None
+        rows.append(
+            {
+                "feature": name,
+                "kind": ref["kind"],
+                "alerting": name not in config.drift_exclude,
+                "psi": _f(psi(smoothed_shares(shares, n), ref["shares"])) if n else None,
+                "null_rate": _f(shares[-1]) if n else None,
+                "null_rate_reference": _f(ref["shares"][-1]),
+                "null_rate_change": _f(shares[-1] - ref["shares"][-1]) if n else None,
+                "unseen_share": _f(unseen_share),
+            }
+        )
+    ranked = sorted(
+        (r for r in rows if r["psi"] is not None and r["alerting"]),
+        key=lambda r: (-r["psi"], r["feature"]),
+    )
+    return {
+        "n_orders": n,
+        "score_psi": _f(psi(score_shares, ref_score["shares"])) if n else None,
+        "top_drifting": [r["feature"] for r in ranked[: config.top_features]],
+        "features": rows,
+    }
+
+
+def expected_report(p: np.ndarray, reference: dict[str, Any], capacity_pct: float) -> dict:
+    """Expected case rate and expected precision at capacity, now vs the reference."""
+    from returnrisk.train.reference import precision_at_capacity
+
+    rate = _f(p.mean()) if len(p) else None
+    ref_rate = reference.get("expected_case_rate")
+    prec = precision_at_capacity(p, None, capacity_pct)["expected"] if len(p) else None
+    ref_prec = (reference.get("precision_at_capacity") or {}).get("expected")
+    return {
+        "capacity_pct": capacity_pct,
+        "expected_case_rate": rate,
+        "reference_expected_case_rate": _f(ref_rate),
+        "reference_case_rate": _f(reference.get("case_rate")),
+        "expected_case_rate_change": _f(_rel(rate, ref_rate)),
+        "expected_precision": _f(prec),
+        "reference_expected_precision": _f(ref_prec),
+        "reference_precision": _f((reference.get("precision_at_capacity") or {}).get("realised")),
+        "expected_precision_change": _f(_rel(prec, ref_prec)),
+    }
+
+
+def early_realised(
+    frame: pd.DataFrame, as_of: pd.Timestamp, reference: dict[str, Any], window_days: int
+) -> list[dict[str, Any]]:
+    """Weekly cohorts of the last ``window_days`` days (cohort 0 = the last 7 days): opened cases
+    vs expected by now, with a 95 % normal-approximation interval and z."""
+    age = (as_of - frame["order_ts"]).dt.total_seconds().to_numpy() / 86_400.0
+    keep = age < window_days
+    age, p = age[keep], frame["p"].to_numpy()[keep]
+    opened = frame["opened"].to_numpy()[keep].astype(np.float64)
+    q = p * time_to_case_share(age, reference["time_to_case"])
+    week = np.floor(age / 7).astype(np.int64)
+    n_weeks = int(math.ceil(window_days / 7))
+    cnt = np.bincount(week, minlength=n_weeks)
+    exp = np.bincount(week, weights=q, minlength=n_weeks)
+    var = np.bincount(week, weights=q * (1 - q), minlength=n_weeks)
+    obs = np.bincount(week, weights=opened, minlength=n_weeks)
+    full = np.bincount(week, weights=p, minlength=n_weeks)
+    out = []
+    for k in range(n_weeks):
+        sd = math.sqrt(var[k])
+        start = as_of - pd.Timedelta(days=min(7 * (k + 1), window_days))
+        out.append(
+            {
+                "cohort_start": start.isoformat(),
+                "cohort_end": (as_of - pd.Timedelta(days=7 * k)).isoformat(),
+                "age_days": 7 * k,
+                "n_orders": int(cnt[k]),
+                "opened": int(obs[k]),
+                "expected": _f(exp[k]),
+                "low": _f(max(0.0, exp[k] - 1.96 * sd)),
+                "high": _f(exp[k] + 1.96 * sd),
+                "z": _f((obs[k] - exp[k]) / sd) if sd > 0 else None,
+                "excess": _f(obs[k] / exp[k] - 1.0) if exp[k] > 0 else None,
+                "expected_at_maturity": _f(full[k]),
+            }
+        )
+    return out
+
+
+def realised(
+    frame: pd.DataFrame,
+    as_of: pd.Timestamp,
+    window_days: int,
+    weeks: int,
+    seen_until: pd.Timestamp | None,
+) -> list[dict[str, Any]]:
+    """Mature weekly cohorts (cohort 0 = orders 90-97 days old): AUC, AP, ECE, per family."""
+    from returnrisk.train.evaluate import binary_metrics
+
+    age = (as_of - frame["order_ts"]).dt.total_seconds().to_numpy() / 86_400.0
+    week = np.floor((age - window_days) / 7)
+    out = []
+    fam_cols = [c for c in frame.columns if c.startswith("family_")]
+    for k in range(weeks):
+        rows = frame.loc[week == k]
+        start = as_of - pd.Timedelta(days=window_days + 7 * (k + 1))
+        end = as_of - pd.Timedelta(days=window_days + 7 * k)
+        y = rows["label"].to_numpy(dtype=np.float64)
+        p = rows["p"].to_numpy()
+        m = binary_metrics(y, p) if len(rows) else {}
+        families = {}
+        for c in fam_cols:
+            yf = rows[c].to_numpy(dtype=np.float64)
+            mf = binary_metrics(yf, p) if len(rows) else {}
+            families[c.removeprefix("family_")] = {
+                "n_cases": int(yf.sum()),
+                "auc": _f(mf.get("auc")),
+                "ap": _f(mf.get("ap")),
+            }
+        out.append(
+            {
+                "cohort_start": start.isoformat(),
+                "cohort_end": end.isoformat(),
+                "n_orders": len(rows),
+                "n_cases": int(y.sum()),
+                "case_rate": _f(y.mean()) if len(y) else None,
+                "expected_case_rate": _f(p.mean()) if len(p) else None,
+                "auc": _f(m.get("auc")),
+                "ap": _f(m.get("ap")),
+                "ece": _f(m.get("ece")),
+                "seen_in_training": bool(seen_until is not None and start <= seen_until),
+                "families": families,
+            }
+        )
+    return out
+
+
+def _family_labels(
+    frame: pd.DataFrame, cases: pd.DataFrame, window_days: int
+) -> dict[str, np.ndarray]:
+    """Per order of ``frame`` and case-type family: a case of that family within the window."""
+    from returnrisk.features.point_in_time import ts_int
+
+    idx = pd.Index(frame["order_id"]).get_indexer(cases["order_id"])
+    keep = idx >= 0
+    idx = idx[keep]
+    delay = ts_int(cases["opened_ts"])[keep] - ts_int(frame["order_ts"])[idx]
+    within = (delay >= 0) & (delay <= window_days * 86_400 * 10**9)
+    fam = cases["case_type"].astype("object").map(CASE_FAMILIES).fillna("other").to_numpy()[keep]
+    out = {}
+    for f in FAMILY_ORDER:
+        mark = np.zeros(len(frame), dtype=bool)
+        mark[idx[within & (fam == f)]] = True
+        out[f"family_{f}"] = mark.astype(np.float64)
+    return out
+
+
+# ---------------------------------------------------------------------------------- alerts
+def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[str, Any]]:
+    """Every threshold crossed, one entry each (metric, subject, value, threshold, message)."""
+    alerts: list[dict[str, Any]] = []
+
+    def fire(metric: str, subject: str, value: float, message: str) -> None:
+        alerts.append(
+            {
+                "metric": metric,
+                "subject": subject,
+                "value": _f(value),
+                "threshold": config.threshold(metric),
+                "message": message,
+            }
+        )
+
+    t = config.threshold
+    drift = report["drift"]
+    if t("min_recent_orders") is not None and drift["n_orders"] < t("min_recent_orders"):
+        fire(
+            "min_recent_orders",
+            "orders",
+            drift["n_orders"],
+            f"only {drift['n_orders']} order(s) in the last {config.days} days",
+        )
+    enough = drift["n_orders"] >= config.min_drift_orders
+    if enough and t("score_psi") is not None and (drift["score_psi"] or 0) > t("score_psi"):
+        fire("score_psi", "score", drift["score_psi"], f"score PSI {drift['score_psi']:.3f}")
+    for r in drift["features"] if enough else []:
+        if not r["alerting"]:
+            continue
+        for metric, key, absolute in (
+            ("feature_psi", "psi", False),
+            ("unseen_share", "unseen_share", False),
+            ("null_rate_change", "null_rate_change", True),
+        ):
+            v = r.get(key)
+            if v is None or t(metric) is None:
+                continue
+            if (abs(v) if absolute else v) > t(metric):
+                fire(metric, r["feature"], v, f"{r['feature']}: {key.replace('_', ' ')} {v:.3f}")
+    exp = report["expected"]
+    for metric in ("expected_case_rate_change", "expected_precision_change") if enough else ():
+        v = exp[metric]
+        if v is not None and t(metric) is not None and abs(v) > t(metric):
+            fire(metric, metric.removesuffix("_change"), v, f"{metric.replace('_', ' ')} {v:+.1%}")
+    tz, te = t("early_realised_z"), t("early_realised_excess")
+    if tz is not None:
+        for c in report["early_realised"]:
+            if c["z"] is None or (c["expected"] or 0) < config.min_expected_cases:
+                continue
+            if abs(c["z"]) > tz and (te is None or abs(c["excess"] or 0) > te):
+                fire(
+                    "early_realised_z",
+                    f"cohort {c['cohort_start'][:10]}",
+                    c["z"],
+                    f"cohort {c['cohort_start'][:10]}..{c['cohort_end'][:10]}: {c['opened']} "
+                    f"cases opened, {c['expected']:.1f} expected by now "
+                    f"({c['low']:.1f}-{c['high']:.1f}), z {c['z']:+.1f}",
+                )
+    ref_auc = (report["reference"].get("metrics") or {}).get("auc")
+    for c in report["realised"]:
+        if (
+            c["seen_in_training"]
+            or c["n_orders"] < config.min_cohort_orders
+            or c["n_cases"] < config.min_cohort_cases
+        ):
+            continue
+        if t("auc_drop") is not None and c["auc"] is not None and ref_auc is not None:
+            drop = ref_auc - c["auc"]
+            if drop > t("auc_drop"):
+                fire(
+                    "auc_drop",
+                    f"cohort {c['cohort_start'][:10]}",
+                    drop,
+                    f"cohort {c['cohort_start'][:10]}: AUC {c['auc']:.3f} vs reference "
+                    f"{ref_auc:.3f}",
+                )
+        if t("ece") is not None and c["ece"] is not None and c["ece"] > t("ece"):
+            fire("ece", f"cohort {c['cohort_start'][:10]}", c["ece"], f"ECE {c['ece']:.3f}")
+    return alerts
+
+
+# ---------------------------------------------------------------------------------- run
+@dataclass(frozen=True)
+class MonitorResult:
+    report: dict[str, Any]
+
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        return self.report["alerts"]
+
+
+def monitor_tables(
+    tables: Any,
+    loaded: Any,
+    reference: dict[str, Any],
+    *,
+    as_of: pd.Timestamp | None = None,
+    config: MonitorConfig = MonitorConfig(),
+    log: StepLog = QUIET,
+) -> MonitorResult:
+    """The monitor report of ``loaded`` (a ``registry.LoadedModel``) over ``tables`` at ``as_of``
+    (default: the tables' export time). Reads nothing after ``as_of``."""
+    from returnrisk.features import FeatureConfig, build_features
+
+    T = pd.Timestamp(tables.as_of() if as_of is None else as_of)
+    T = T.tz_localize("UTC") if T.tzinfo is None else T.tz_convert("UTC")
+    window = int(reference.get("label_window_days", 90))
+    model = loaded.risk_model
+    names = list(model.feature_names_)
+    unknown = sorted(set(config.drift_exclude) - set(reference["features"]))
+    if unknown:
+        raise MonitorInputError(
+            f"monitor config: drift_exclude names {unknown[0]!r}, not a feature of model "
+            f"v{loaded.version}"
+        )
+    absent = [c for c in reference["features"] if c not in names]
+    if absent:
+        raise MonitorInputError(
+            f"reference of model v{loaded.version} describes feature(s) {absent[:5]} the model "
+            "does not have; retrain it"
+        )
+    cut = cut_tables(tables, T)
+    start = T - pd.Timedelta(days=max(window + 7 * config.realised_weeks, config.days))
+    orders = cut.orders
+    ids = orders.loc[orders["order_ts"] > start, "order_id"]
+    with log.step(f"features of {len(ids):,d} orders placed {start:%Y-%m-%d}..{T:%Y-%m-%d}"):
+        feats = build_features(
+            cut,
+            order_ids=list(ids),
+            as_of=T,
+            config=FeatureConfig(label_window_days=window),
+        )
+    with log.step(f"score {len(feats):,d} orders with v{loaded.version}"):
+        p = model.predict_proba(feats[names]) if len(feats) else np.zeros(0)
+    fc = feats["first_case_ts"]
+    opened = fc.notna() & (fc >= feats["order_ts"]) & (fc - feats["order_ts"] <= window * DAY)
+    frame = pd.DataFrame(
+        {
+            "order_id": feats["order_id"].to_numpy(),
+            "order_ts": feats["order_ts"],
+            "p": p,
+            "label": feats["label"].to_numpy(dtype=np.float64),
+            "opened": opened.to_numpy(dtype=bool),
+        }
+    ).assign(**_family_labels(feats, cut.after_sales_cases, window))
+    recent = (feats["order_ts"] > T - pd.Timedelta(days=config.days)).to_numpy()
+    seen = loaded.data_window.get("valid_end")
+    seen_until = pd.Timestamp(seen) if seen else None
+    with log.step("drift, expected, early realised, realised"):
+        report: dict[str, Any] = {
+            "as_of": T.isoformat(),
+            "days": config.days,
+            "model": {
+                "uri": loaded.uri,
+                "version": loaded.version,
+                "run_id": loaded.run_id,
+                "trained_until": seen,
+            },
+            "reference": {
+                k: reference.get(k)
+                for k in ("start", "end", "n_orders", "case_rate", "expected_case_rate", "metrics")
+            },
+            "config": {
+                **{k: getattr(config, k) for k in _CONFIG_KEYS},
+                "drift_exclude": list(config.drift_exclude),
+                "alerts": {k: config.threshold(k) for k in ALERT_METRICS},
+            },
+            "drift": drift_report(feats.loc[recent], p[recent], model, reference, config),
+            "expected": expected_report(p[recent], reference, config.capacity_pct),
+            "early_realised": early_realised(frame, T, reference, window),
+            "realised": realised(frame, T, window, config.realised_weeks, seen_until),
+        }
+        report["alerts"] = evaluate_alerts(report, config)
+    return MonitorResult(report)
+
+
+# ---------------------------------------------------------------------------------- output
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight", metadata={"Software": None})
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def monitor_figures(report: dict[str, Any]) -> dict[str, str]:
+    """The page's charts as base64 PNGs (matplotlib's object API: no global backend state)."""
+    from matplotlib.figure import Figure
+
+    figs: dict[str, str] = {}
+    early = list(reversed(report["early_realised"]))
+    fig = Figure(figsize=(7.2, 3.0))
+    ax = fig.subplots()
+    x = np.arange(len(early))
+    exp = np.array([c["expected"] or 0 for c in early])
+    lo = np.array([c["low"] or 0 for c in early])
+    hi = np.array([c["high"] or 0 for c in early])
+    ax.fill_between(x, lo, hi, color="#9fb3c8", alpha=0.5, label="expected by now, 95 %")
+    ax.plot(x, exp, color="#1f3a5f", label="expected by now")
+    ax.plot(x, [c["opened"] for c in early], "o", color="#b42318", label="opened")
+    ax.set_xticks(x, [c["cohort_start"][5:10] for c in early], rotation=45, fontsize=7)
+    ax.set_ylabel("cases")
+    ax.set_title("Early realised: recent weekly cohorts", fontsize=10)
+    ax.legend(fontsize=7)
+    figs["early"] = _png(fig)
+
+    real = [c for c in reversed(report["realised"]) if c["n_orders"]]
+    fig = Figure(figsize=(7.2, 3.0))
+    ax = fig.subplots()
+    if real:
+        x = np.arange(len(real))
+        for key, colour in (("auc", "#1f3a5f"), ("ap", "#067647"), ("ece", "#b42318")):
+            ax.plot(
+                x,
+                [np.nan if c[key] is None else c[key] for c in real],
+                "o-",
+                ms=3,
+                color=colour,
+                label=key.upper(),
+            )
+        ref = (report["reference"].get("metrics") or {}).get("auc")
+        if ref is not None:
+            ax.axhline(ref, color="#1f3a5f", ls=":", lw=1, label="reference AUC")
+        ax.set_xticks(x, [c["cohort_start"][5:10] for c in real], rotation=45, fontsize=7)
+        ax.legend(fontsize=7)
+    ax.set_title("Realised: mature weekly cohorts", fontsize=10)
+    figs["realised"] = _png(fig)
+
+    rows = sorted(
+        (r for r in report["drift"]["features"] if r.get("psi") is not None),
+        key=lambda r: -r["psi"],
+    )[:15]
+    fig = Figure(figsize=(7.2, 0.28 * len(rows) + 1.0))
+    ax = fig.subplots()
+    ax.barh([r["feature"] for r in rows][::-1], [r["psi"] for r in rows][::-1], color="#1f3a5f")
+    thr = report["config"]["alerts"].get("feature_psi")
+    if thr is not None:
+        ax.axvline(thr, color="#b42318", ls="--", lw=1)
+    ax.set_xlabel("PSI vs reference")
+    ax.tick_params(axis="y", labelsize=7)
+    ax.set_title("Feature drift (top 15)", fontsize=10)
+    figs["drift"] = _png(fig)
+    return figs
+
+
+def _esc(x: Any) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _fmt(x: Any, spec: str = ".3f") -> str:
+    return "–" if x is None else format(x, spec)
+
+
+def _pair(value: float | None, ref: float | None) -> str:
+    return f"{_fmt(value, '.2%')} ({_fmt(ref, '.2%')})"
+
+
+def _rows(items: list[list[Any]]) -> str:
+    return "\n".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in items)
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The self-contained monitor page (inline CSS, PNG charts as data URIs, no scripts)."""
+    from importlib.resources import files
+
+    template = string.Template(
+        files("returnrisk.serve").joinpath("templates", "monitor.html").read_text(encoding="utf-8")
+    )
+    figs = monitor_figures(report)
+    alerts = report["alerts"]
+    alert_rows = (
+        _rows(
+            [
+                [a["metric"], a["subject"], _fmt(a["value"]), a["threshold"], a["message"]]
+                for a in alerts
+            ]
+        )
+        or '<tr><td colspan="5">no alert fired</td></tr>'
+    )
+    d, e = report["drift"], report["expected"]
+    drift_rows = _rows(
+        [
+            [
+                r["feature"],
+                r["kind"],
+                _fmt(r.get("psi")),
+                _fmt(r.get("null_rate_change"), "+.3f"),
+                _fmt(r.get("unseen_share")),
+            ]
+            for r in sorted(d["features"], key=lambda r: -(r.get("psi") or 0))
+        ]
+    )
+    early_rows = _rows(
+        [
+            [
+                c["cohort_start"][:10],
+                c["n_orders"],
+                c["opened"],
+                _fmt(c["expected"], ".1f"),
+                f"{_fmt(c['low'], '.1f')}–{_fmt(c['high'], '.1f')}",
+                _fmt(c["z"], "+.2f"),
+            ]
+            for c in report["early_realised"]
+        ]
+    )
+    real_rows = _rows(
+        [
+            [
+                c["cohort_start"][:10],
+                c["n_orders"],
+                c["n_cases"],
+                _fmt(c["auc"]),
+                _fmt(c["ap"]),
+                _fmt(c["ece"]),
+                "yes" if c["seen_in_training"] else "",
+            ]
+            for c in report["realised"]
+        ]
+    )
+    kpis = "".join(
+        f'<div class="kpi"><b>{_esc(v)}</b><span>{_esc(k)}</span></div>'
+        for k, v in (
+            ("alerts fired", len(alerts)),
+            (f"orders, last {report['days']} days", d["n_orders"]),
+            ("score PSI", _fmt(d["score_psi"])),
+            (
+                "expected case rate (reference)",
+                _pair(e["expected_case_rate"], e["reference_expected_case_rate"]),
+            ),
+            (
+                f"expected precision at top {e['capacity_pct']:g} % (reference)",
+                _pair(e["expected_precision"], e["reference_expected_precision"]),
+            ),
+        )
+    )
+    m, ref = report["model"], report["reference"]
+    return template.substitute(
+        as_of=_esc(report["as_of"][:16].replace("T", " ")),
+        version=_esc(m["version"]),
+        status="ALERT" if alerts else "OK",
+        status_class="bad" if alerts else "good",
+        kpis=kpis,
+        alert_rows=alert_rows,
+        top=_esc(", ".join(d["top_drifting"]) or "–"),
+        drift_rows=drift_rows,
+        early_rows=early_rows,
+        real_rows=real_rows,
+        fig_early=figs["early"],
+        fig_realised=figs["realised"],
+        fig_drift=figs["drift"],
+        reference=_esc(f"{ref['start'][:10]}..{ref['end'][:10]}, {ref['n_orders']} orders"),
+    )
+
+
+def write_outputs(result: MonitorResult, out: Path) -> tuple[Path, Path]:
+    """``out/monitor.json`` (deterministic: same data and as_of, same bytes) + ``monitor.html``."""
+    out.mkdir(parents=True, exist_ok=True)
+    js = out / "monitor.json"
+    js.write_text(json.dumps(result.report, indent=1, sort_keys=False) + "\n", encoding="utf-8")
+    page = out / "monitor.html"
+    page.write_text(render_html(result.report), encoding="utf-8")
+    return js, page
+
+
+def log_monitor_run(result: MonitorResult, paths: tuple[Path, Path]) -> str:
+    """One MLflow run in experiment ``returnrisk-monitor`` tagged with the model version; the
+    model version gets the tag ``last_monitor_run``. Returns the run id."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from returnrisk.train.registry import MODEL_NAME
+
+    r = result.report
+    mlflow.set_experiment("returnrisk-monitor")
+    with mlflow.start_run(run_name=f"monitor {r['as_of'][:10]}") as run:
+        mlflow.set_tags(
+            {
+                "model_name": MODEL_NAME,
+                "model_version": r["model"]["version"],
+                "model_run_id": r["model"]["run_id"],
+                "as_of": r["as_of"],
+                "alerts": str(len(r["alerts"])),
+            }
+        )
+        metrics = {
+            "n_alerts": len(r["alerts"]),
+            "recent_orders": r["drift"]["n_orders"],
+            "score_psi": r["drift"]["score_psi"],
+            "max_feature_psi": max(
+                (x["psi"] for x in r["drift"]["features"] if x.get("psi") is not None),
+                default=None,
+            ),
+            "expected_case_rate": r["expected"]["expected_case_rate"],
+            "expected_precision": r["expected"]["expected_precision"],
+        }
+        mlflow.log_metrics({k: v for k, v in metrics.items() if v is not None})
+        for p in paths:
+            mlflow.log_artifact(str(p))
+    MlflowClient().set_model_version_tag(
+        MODEL_NAME, r["model"]["version"], "last_monitor_run", run.info.run_id
+    )
+    return run.info.run_id
+
+
+def run_monitor(
+    data: Path,
+    out: Path,
+    *,
+    model_uri: str,
+    as_of: pd.Timestamp | None = None,
+    config: MonitorConfig = MonitorConfig(),
+    log: StepLog = QUIET,
+    mlflow_run: bool = True,
+) -> tuple[MonitorResult, tuple[Path, Path], str | None]:
+    """``returnrisk monitor``: load the model and its reference (``MonitorInputError`` when it
+    has none), the tables, compute, write ``monitor.json`` + ``monitor.html``, log the run."""
+    from returnrisk.contract import load_tables
+    from returnrisk.train.reference import MissingReferenceError, load_reference
+    from returnrisk.train.registry import load_model
+
+    with log.step(f"load {model_uri}"):
+        loaded = load_model(model_uri)
+        try:
+            reference = load_reference(loaded.run_id, version=loaded.version)
+        except MissingReferenceError as err:
+            raise MonitorInputError(str(err)) from None
+    tables = load_tables(data, log=log)
+    result = monitor_tables(tables, loaded, reference, as_of=as_of, config=config, log=log)
+    with log.step(f"write {out}/monitor.json, monitor.html"):
+        paths = write_outputs(result, out)
+    run_id = log_monitor_run(result, paths) if mlflow_run else None
+    return result, paths, run_id
