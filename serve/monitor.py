@@ -264,7 +264,8 @@ def time_to_case_share(age_days: np.ndarray, curve: dict[str, Any]) -> np.ndarra
 def cut_tables(tables: Any, as_of: pd.Timestamp) -> Any:
     """The tables as they were known at ``as_of``: orders placed after it (and their lines,
     cases, shipments) dropped, cases opened after it dropped, shipments not yet shipped dropped,
-    deliveries after it unknown. Static tables are kept. ``tables`` is not modified."""
+    deliveries and customers' first_seen_ts after it unknown. The other tables are kept.
+    ``tables`` is not modified."""
     from returnrisk.contract import member_mask
 
     orders = tables.orders.loc[tables.orders["order_ts"] <= as_of]
@@ -277,7 +278,11 @@ def cut_tables(tables: Any, as_of: pd.Timestamp) -> Any:
     sh = tables.shipments
     sh = sh.loc[member_mask(sh["order_id"], ids) & ~(sh["shipped_ts"] > as_of).to_numpy()]
     sh = sh.assign(delivered_ts=sh["delivered_ts"].where(~(sh["delivered_ts"] > as_of)))
-    return tables.replace(orders=orders, order_lines=lines, after_sales_cases=cases, shipments=sh)
+    cu = tables.customers
+    cu = cu.assign(first_seen_ts=cu["first_seen_ts"].where(~(cu["first_seen_ts"] > as_of)))
+    return tables.replace(
+        orders=orders, order_lines=lines, after_sales_cases=cases, shipments=sh, customers=cu
+    )
 
 
 def _f(x: Any) -> float | None:

@@ -55,7 +55,7 @@ def quantile_edges(values: np.ndarray, n_bins: int) -> list[float]:
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return []
-    qs = np.quantile(v, np.arange(1, n_bins) / n_bins)
+    qs = np.quantile(v, np.arange(1, n_bins) / n_bins, method="lower")  # edges are data values
     return [float(e) for e in np.unique(qs)]
 
 

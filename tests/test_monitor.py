@@ -1,0 +1,393 @@
+"""``returnrisk monitor``: the reference logged at training, drift, expected / early-realised /
+realised cohorts, alerts, exit codes, point in time (cut-at-T), bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*Any type hint is inferred as AnyType:UserWarning")
+
+runner = CliRunner()
+
+
+# ---------------------------------------------------------------------------------- pure pieces
+def test_psi_matches_hand_computed_values():
+    from returnrisk.serve.monitor import psi
+
+    # 0.25 ln 2 + 0.25 ln(3/2)
+    assert psi([0.5, 0.5], [0.25, 0.75]) == pytest.approx(
+        0.25 * math.log(2) + 0.25 * math.log(1.5), abs=1e-12
+    )
+    assert psi([0.2, 0.3, 0.5], [0.2, 0.3, 0.5]) == 0.0
+    # an empty bin is floored at 1e-4: (1e-4 - 0.5) ln(1e-4 / 0.5) + 0.5 ln(1 / 0.5)
+    assert psi([0.0, 1.0], [0.5, 0.5]) == pytest.approx(
+        (1e-4 - 0.5) * math.log(1e-4 / 0.5) + 0.5 * math.log(2), abs=1e-12
+    )
+    with pytest.raises(ValueError, match="bins"):
+        psi([0.5, 0.5], [1.0])
+
+
+def test_bins_shares_and_smoothing_on_tiny_arrays():
+    from returnrisk.serve.monitor import smoothed_shares, time_to_case_share
+    from returnrisk.train.reference import categorical_shares, numeric_shares, quantile_edges
+
+    # bins (-inf, 2], (2, 3], (3, inf), missing
+    shares = numeric_shares(np.array([1.0, 2.0, 3.0, 4.0, np.nan]), [2.0, 3.0])
+    np.testing.assert_allclose(shares, [0.4, 0.2, 0.2, 0.2])
+    assert quantile_edges(np.array([0.0, 0.0, 0.0, 1.0, np.nan]), 4) == [0.0]  # ties: one edge
+    assert quantile_edges(np.arange(1.0, 9.0), 4) == [2.0, 4.0, 6.0]
+    cats = categorical_shares(pd.Series(["a", "b", "a", None, "z"], dtype="str"), ["a", "b"])
+    np.testing.assert_allclose(cats, [0.4, 0.2, 0.2, 0.2])  # a, b, other (z), missing
+    # (count + 0.5) / (n + 0.5 * bins): counts 2, 0 of n = 2
+    np.testing.assert_allclose(smoothed_shares(np.array([1.0, 0.0]), 2), [2.5 / 3, 0.5 / 3])
+    curve = {"days": [7, 14, 30, 60, 90], "share": [0.1, 0.3, 0.6, 0.9, 1.0]}
+    np.testing.assert_allclose(
+        time_to_case_share(np.array([0.0, 3.5, 45.0, 89.0, 120.0]), curve),
+        [0.0, 0.05, 0.75, 0.9 + 0.1 * 29 / 30, 1.0],
+    )
+
+
+def test_parse_config_defaults_and_errors(tmp_path: Path):
+    from returnrisk.serve.monitor import (
+        ALERT_METRICS,
+        MonitorConfig,
+        MonitorInputError,
+        load_config,
+        parse_config,
+    )
+
+    assert load_config(None) == MonitorConfig()
+    cfg = parse_config({"days": 14, "alerts": {"score_psi": 0.3, "ece": None}})
+    assert (cfg.days, cfg.threshold("score_psi"), cfg.threshold("ece")) == (14, 0.3, None)
+    assert cfg.threshold("feature_psi") == ALERT_METRICS["feature_psi"][0]
+    p = tmp_path / "m.yaml"
+    p.write_text("capacity_pct: 2\nalerts:\n  auc_drop: 0.1\n")
+    assert load_config(p).capacity_pct == 2.0 and load_config(p).threshold("auc_drop") == 0.1
+    bad = [
+        ({"alerts": {"score_pis": 0.2}}, "alerts.score_pis: unknown metric"),
+        ({"alerts": {"score_psi": -0.1}}, "alerts.score_psi = -0.1: a threshold must be >= 0"),
+        ({"alerts": {"score_psi": "high"}}, "must be a number"),
+        ({"window": 3}, "unknown setting 'window'"),
+        ({"days": 0}, "days = 0 is out of range"),
+        ({"days": 2.5}, "whole number"),
+    ]
+    for doc, message in bad:
+        with pytest.raises(MonitorInputError, match=message.replace(".", r"\.")):
+            parse_config(doc, source="cfg.json")
+    p = tmp_path / "m.json"
+    p.write_text("{not json")
+    with pytest.raises(MonitorInputError, match="cannot parse"):
+        load_config(p)
+    with pytest.raises(MonitorInputError, match="no such file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_cut_tables_drops_everything_after_t(synth_world: Path):
+    from returnrisk.contract import load_tables
+    from returnrisk.serve.monitor import cut_tables
+
+    tables = load_tables(synth_world)
+    T = tables.as_of() - pd.Timedelta(days=20)
+    cut = cut_tables(tables, T)
+    assert cut.orders["order_ts"].max() <= T
+    assert cut.after_sales_cases["opened_ts"].max() <= T
+    assert not (cut.shipments["delivered_ts"] > T).any()
+    assert cut.as_of() <= T
+    assert set(cut.order_lines["order_id"]) == set(cut.orders["order_id"])
+    assert len(tables.orders) > len(cut.orders)  # the input is not modified
+
+
+# ---------------------------------------------------------------------------------- the model
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory, synth_world: Path):
+    """One tiny model trained on the session's synthetic world, promoted to @champion, in a
+    module-wide MLflow store; its loaded form and reference."""
+    from returnrisk.contract import load_tables
+    from returnrisk.train.pipeline import TrainConfig, train
+    from returnrisk.train.reference import load_reference
+    from returnrisk.train.registry import configure_tracking, load_model, promote
+
+    tmp = tmp_path_factory.mktemp("monitor")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        mp.chdir(tmp)
+        configure_tracking(uri)
+        cfg = TrainConfig(
+            data=synth_world, num_threads=1, baselines=False, figures=False, n_estimators=300
+        )
+        result = train(cfg)
+        promote(result.version)
+        loaded = load_model()
+        yield SimpleNamespace(
+            tmp=tmp,
+            uri=uri,
+            result=result,
+            loaded=loaded,
+            reference=load_reference(loaded.run_id, version=loaded.version),
+            tables=load_tables(synth_world),
+        )
+
+
+def _monitor(env, tables, **kw):
+    from returnrisk.serve.monitor import MonitorConfig, monitor_tables
+
+    config = kw.pop("config", MonitorConfig())
+    return monitor_tables(tables, env.loaded, env.reference, config=config, **kw).report
+
+
+def test_reference_is_logged_with_the_model_and_matches_the_validation_slice(env):
+    from returnrisk.train.pipeline import SplitConfig, prepare_data, time_split
+
+    ref = env.reference
+    model = env.loaded.risk_model
+    assert set(ref["features"]) == set(model.feature_names_)
+    for name, f in ref["features"].items():
+        assert math.isclose(sum(f["shares"]), 1.0), name
+        assert f["kind"] == ("categorical" if name in model.categorical_features_ else "numeric")
+    assert math.isclose(sum(ref["score"]["shares"]), 1.0)
+    va = time_split(prepare_data(env.tables).features, SplitConfig())["valid"]
+    assert ref["n_orders"] == len(va)
+    assert ref["case_rate"] == pytest.approx(va["label"].mean())
+    pos = va[va["label"] == 1]
+    delay = (pos["first_case_ts"] - pos["order_ts"]).dt.days
+    ttc = ref["time_to_case"]
+    assert ttc["n_cases"] == len(pos)
+    assert ttc["share"][1] == pytest.approx(
+        ((pos["first_case_ts"] - pos["order_ts"]) <= pd.Timedelta(days=14)).mean()
+    )
+    assert ttc["share"] == sorted(ttc["share"]) and ttc["share"][-1] == 1.0
+    assert delay.max() <= 90
+    # the missing share of a feature is the last bin
+    col = va["customer_days_since_last_case"]
+    assert ref["features"]["customer_days_since_last_case"]["shares"][-1] == pytest.approx(
+        col.isna().mean()
+    )
+
+
+def test_stationary_world_fires_no_alert_and_report_is_complete(env):
+    report = _monitor(env, env.tables)
+    assert report["alerts"] == []
+    assert report["model"]["version"] == env.loaded.version
+    assert len(report["early_realised"]) == 13
+    assert len(report["realised"]) == 26
+    early = report["early_realised"]
+    assert all(c["low"] <= c["expected"] <= c["high"] for c in early)
+    # an older cohort has had more time: more of its cases are expected by now
+    assert early[10]["expected"] / early[10]["expected_at_maturity"] > (
+        early[1]["expected"] / early[1]["expected_at_maturity"]
+    )
+    assert sum(c["opened"] for c in early) > 0
+    seen = [c["seen_in_training"] for c in report["realised"]]
+    assert seen[0] is False and seen[-1] is True  # recent mature cohorts were never trained on
+    assert {"returns", "logistics"} <= set(report["realised"][0]["families"])
+
+
+def _lane_collapse(tables, days: int = 60):
+    """From ``days`` before the export, every parcel of the busiest carrier is lost: each of its
+    orders gets a not_received case 8 days after the order (when that is before the export)."""
+    o = tables.orders
+    as_of = tables.as_of()
+    onset = as_of - pd.Timedelta(days=days)
+    carrier = o.loc[o["order_ts"] > onset, "carrier_id"].value_counts().index[0]
+    hit = o[(o["order_ts"] > onset) & (o["carrier_id"] == carrier)]
+    opened = hit["order_ts"] + pd.Timedelta(days=8)
+    hit = hit[opened <= as_of]
+    cases = tables.after_sales_cases
+    new = pd.DataFrame(
+        {
+            "case_id": [f"INJ{i:06d}" for i in range(len(hit))],
+            "order_id": hit["order_id"].to_numpy(),
+            "opened_ts": (hit["order_ts"] + pd.Timedelta(days=8)).to_numpy(),
+            "case_type": "not_received",
+            "sku_id": None,
+            "amount": 10.0,
+        }
+    ).astype(cases.dtypes.to_dict())
+    return tables.replace(after_sales_cases=pd.concat([cases, new], ignore_index=True)), len(hit)
+
+
+def test_lane_collapse_fires_early_realised_alert(env):
+    drifted, n_hit = _lane_collapse(env.tables)
+    assert n_hit > 50
+    report = _monitor(env, drifted)
+    fired = {a["metric"] for a in report["alerts"]}
+    assert "early_realised_z" in fired
+    z = [a["value"] for a in report["alerts"] if a["metric"] == "early_realised_z"]
+    assert min(z) > 3.0  # more cases than the model expects, not fewer
+    assert _monitor(env, env.tables)["alerts"] == []
+
+
+def test_order_value_shift_fires_feature_psi_on_that_feature(env):
+    from returnrisk.serve.monitor import MonitorConfig
+
+    o = env.tables.orders
+    recent = o["order_ts"] > env.tables.as_of() - pd.Timedelta(days=28)
+    shifted = env.tables.replace(
+        orders=o.assign(order_value=o["order_value"].where(~recent, o["order_value"] * 5))
+    )
+    cfg = MonitorConfig(days=28, min_drift_orders=50)
+    drifted = _monitor(env, shifted, config=cfg)
+    subjects = {a["subject"] for a in drifted["alerts"] if a["metric"] == "feature_psi"}
+    assert "order_value" in subjects
+    assert drifted["drift"]["top_drifting"][0] in {"order_value", "value_to_de_minimis"}
+    calm = _monitor(env, env.tables, config=cfg)
+    assert "order_value" not in {a["subject"] for a in calm["alerts"]}
+    row = {r["feature"]: r for r in drifted["drift"]["features"]}["order_value"]
+    assert row["psi"] > 1.0
+
+
+def test_unseen_category_share_alert(env):
+    from returnrisk.serve.monitor import MonitorConfig
+
+    o = env.tables.orders
+    recent = o["order_ts"] > env.tables.as_of() - pd.Timedelta(days=28)
+    changed = env.tables.replace(orders=o.assign(channel=o["channel"].where(~recent, "tiktok")))
+    report = _monitor(env, changed, config=MonitorConfig(days=28, min_drift_orders=50))
+    unseen = [a for a in report["alerts"] if a["metric"] == "unseen_share"]
+    assert [a["subject"] for a in unseen] == ["channel"] and unseen[0]["value"] == 1.0
+
+
+# ---------------------------------------------------------------------------------- CLI
+def _truncate(tables, T: pd.Timestamp, out: Path) -> None:
+    """The data directory as an export at T would have been (independent of cut_tables)."""
+    from returnrisk.contract import write_tables
+
+    d = tables.as_dict()
+    orders = d["orders"][d["orders"]["order_ts"] <= T]
+    keep = set(orders["order_id"])
+    lines = d["order_lines"][d["order_lines"]["order_id"].isin(keep)]
+    cases = d["after_sales_cases"]
+    cases = cases[cases["order_id"].isin(keep) & (cases["opened_ts"] <= T)]
+    sh = d["shipments"]
+    sh = sh[sh["order_id"].isin(keep) & (sh["shipped_ts"] <= T)].copy()
+    sh.loc[sh["delivered_ts"] > T, "delivered_ts"] = pd.NaT
+    cu = d["customers"]
+    later = cu["first_seen_ts"] > T
+    cu = cu[~later | cu["customer_id"].isin(set(orders["customer_id"]))].copy()  # not yet seen
+    cu.loc[cu["first_seen_ts"] > T, "first_seen_ts"] = pd.NaT
+    d.update(orders=orders, order_lines=lines, after_sales_cases=cases, shipments=sh, customers=cu)
+    write_tables(d, out)
+
+
+def test_cut_at_t_gives_identical_monitor_json(env, synth_world: Path):
+    from returnrisk.cli import app
+
+    T = env.tables.as_of() - pd.Timedelta(days=23, hours=5)
+    cut_dir = env.tmp / "cut"
+    _truncate(env.tables, T, cut_dir)
+    outs = []
+    for name, data in (("full", synth_world), ("cut", cut_dir)):
+        out = env.tmp / f"out-{name}"
+        res = runner.invoke(
+            app, ["monitor", str(data), "--as-of", T.isoformat(), "--out", str(out), "--quiet"]
+        )
+        assert res.exit_code in (0, 1), res.output
+        outs.append((out / "monitor.json").read_bytes())
+    assert outs[0] == outs[1]
+    at_t = json.loads(outs[0])
+    assert at_t["as_of"] == T.isoformat()
+    now = _monitor(env, env.tables)
+    assert at_t["early_realised"] != now["early_realised"]  # not vacuous: T matters
+
+
+def test_cli_exit_codes_outputs_and_mlflow_run(env):
+    from mlflow import MlflowClient
+
+    from returnrisk.cli import app
+    from returnrisk.contract import write_tables
+
+    drifted, _ = _lane_collapse(env.tables)
+    ddir = env.tmp / "lane"
+    write_tables(drifted, ddir)
+    calm_out, bad_out = env.tmp / "calm", env.tmp / "alert"
+    res = runner.invoke(app, ["monitor", str(ddir), "--out", str(bad_out), "--quiet"])
+    assert res.exit_code == 1, res.output
+    assert "ALERT early_realised_z" in res.output
+    page = (bad_out / "monitor.html").read_text()
+    assert "early_realised_z" in page and "data:image/png;base64," in page
+    assert "http://" not in page and "https://" not in page and "<script src" not in page
+    report = json.loads((bad_out / "monitor.json").read_text())
+    assert report["alerts"]
+
+    clean_dir = env.tmp / "clean"
+    write_tables(env.tables, clean_dir)
+    res = runner.invoke(app, ["monitor", str(clean_dir), "--out", str(calm_out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("returnrisk-monitor")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) >= 2
+    assert {r.data.tags["model_version"] for r in runs} == {env.loaded.version}
+    assert {r.data.tags["alerts"] for r in runs} >= {"0"}
+    mv = client.get_model_version("return-risk", env.loaded.version)
+    assert mv.tags["last_monitor_run"] in {r.info.run_id for r in runs}
+
+
+def test_cli_bad_config_exits_2_with_one_line(env, synth_world: Path):
+    from returnrisk.cli import app
+
+    cases = {
+        "unknown.yaml": ("alerts:\n  scor_psi: 0.2\n", "alerts.scor_psi: unknown metric"),
+        "negative.json": ('{"alerts": {"ece": -1}}', "alerts.ece = -1: a threshold must be >= 0"),
+        "exclude.json": ('{"drift_exclude": ["no_such_feature"]}', "no_such_feature"),
+    }
+    for name, (text, message) in cases.items():
+        path = env.tmp / name
+        path.write_text(text)
+        res = runner.invoke(
+            app, ["monitor", str(synth_world), "--config", str(path), "--out", str(env.tmp / "x")]
+        )
+        assert res.exit_code == 2, (name, res.output)
+        err = [line for line in res.output.splitlines() if line.startswith("error:")]
+        assert len(err) == 1 and message in err[0], res.output
+        assert "Traceback" not in res.output
+    res = runner.invoke(app, ["monitor", str(synth_world), "--as-of", "soon", "--out", "x"])
+    assert res.exit_code == 2 and "--as-of" in res.output
+
+
+def test_cli_model_without_reference_exits_2_naming_the_fix(env, synth_world: Path):
+    import mlflow
+
+    from returnrisk.cli import app
+    from returnrisk.train.registry import log_and_register
+
+    # a version registered the way models were before monitoring existed: no reference
+    mlflow.set_experiment("returnrisk")
+    with mlflow.start_run():
+        X = env.result.test[env.loaded.risk_model.feature_names_]
+        version = log_and_register(env.loaded.risk_model, X, alias="old")
+    res = runner.invoke(
+        app,
+        ["monitor", str(synth_world), "--model", f"models:/return-risk/{version}", "--out", "x"],
+    )
+    assert res.exit_code == 2, res.output
+    err = [line for line in res.output.splitlines() if line.startswith("error:")]
+    assert len(err) == 1
+    assert f"model version {version}" in err[0] and "no monitoring reference" in err[0]
+    assert "retrain" in err[0]
+    res = runner.invoke(
+        app, ["monitor", str(synth_world), "--model", "models:/return-risk@nope", "--out", "x"]
+    )
+    assert res.exit_code == 2 and "cannot load model" in res.output
+
+
+def test_monitor_does_not_modify_its_inputs(env):
+    from returnrisk.serve.monitor import MonitorConfig
+
+    before = {k: v.copy() for k, v in env.tables.as_dict().items()}
+    ref = json.dumps(env.reference, sort_keys=True)
+    _monitor(env, env.tables, config=replace(MonitorConfig(), days=14))
+    for k, v in env.tables.as_dict().items():
+        pd.testing.assert_frame_equal(v, before[k])
+    assert json.dumps(env.reference, sort_keys=True) == ref
