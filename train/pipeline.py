@@ -301,7 +301,7 @@ def fit_and_evaluate(
         f"{ {k: round(v, 5) for k, v in model.calibration_scores_.items()} }"
     )
     if artifacts_dir is not None:  # the monitoring reference (returnrisk monitor)
-        write_reference(model, va, artifacts_dir)
+        write_reference(model, parts, artifacts_dir)
     y_te = te["label"].to_numpy(dtype=np.float64)
     with log.step("evaluate on test"):
         p_te, unseen = model.predict_with_unseen(te[names])
