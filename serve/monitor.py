@@ -114,7 +114,7 @@ ALERT_METRICS: dict[str, tuple[float, str]] = {
         0.25,
         "... and |opened / expected - 1| > threshold (both must hold)",
     ),
-    "auc_drop": (0.05, "a mature cohort's AUC is below the reference AUC by > threshold"),
+    "auc_drop": (0.05, "a mature cohort's AUC is below the model's test AUC by > threshold"),
     "ece": (0.05, "a mature cohort's expected calibration error > threshold"),
     "min_recent_orders": (1.0, "fewer than threshold orders in the last days"),
 }
@@ -600,7 +600,7 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
                     f"cases opened, {c['expected']:.1f} expected by now "
                     f"({c['low']:.1f}-{c['high']:.1f}), z {c['z']:+.1f}",
                 )
-    ref_auc = (report["reference"].get("metrics") or {}).get("auc")
+    ref_auc = report["reference"]["auc"]
     for c in report["realised"]:
         if (
             c["seen_in_training"]
@@ -621,6 +621,15 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
         if t("ece") is not None and c["ece"] is not None and c["ece"] > t("ece"):
             fire("ece", f"cohort {c['cohort_start'][:10]}", c["ece"], f"ECE {c['ece']:.3f}")
     return alerts
+
+
+def _reference_auc(loaded: Any, reference: dict[str, Any]) -> dict[str, Any]:
+    """The AUC a mature cohort is compared with: the model's test AUC (logged at training, the
+    slice it was judged on), else the validation slice's (optimistic: it early-stopped there)."""
+    test_auc = (loaded.metrics or {}).get("test_auc")
+    if test_auc is not None and math.isfinite(test_auc):
+        return {"auc": _f(test_auc), "auc_source": "test slice"}
+    return {"auc": _f((reference.get("metrics") or {}).get("auc")), "auc_source": "valid slice"}
 
 
 # ---------------------------------------------------------------------------------- run
@@ -701,8 +710,11 @@ def monitor_tables(
                 "trained_until": seen,
             },
             "reference": {
-                k: reference.get(k)
-                for k in ("start", "end", "n_orders", "case_rate", "expected_case_rate", "metrics")
+                **{
+                    k: reference.get(k)
+                    for k in ("start", "end", "n_orders", "case_rate", "expected_case_rate")
+                },
+                **_reference_auc(loaded, reference),
             },
             "config": {
                 **{k: getattr(config, k) for k in _CONFIG_KEYS},
@@ -764,9 +776,14 @@ def monitor_figures(report: dict[str, Any]) -> dict[str, str]:
                 color=colour,
                 label=key.upper(),
             )
-        ref = (report["reference"].get("metrics") or {}).get("auc")
+        seen = [i for i, c in enumerate(real) if c["seen_in_training"]]
+        if seen:
+            ax.axvspan(
+                -0.5, max(seen) + 0.5, color="#e4e7eb", label="trained on (not judged)", zorder=0
+            )
+        ref = report["reference"]["auc"]
         if ref is not None:
-            ax.axhline(ref, color="#1f3a5f", ls=":", lw=1, label="reference AUC")
+            ax.axhline(ref, color="#1f3a5f", ls=":", lw=1, label="test AUC at training")
         ax.set_xticks(x, [c["cohort_start"][5:10] for c in real], rotation=45, fontsize=7)
         ax.legend(fontsize=7)
     ax.set_title("Realised: mature weekly cohorts", fontsize=10)

@@ -392,3 +392,39 @@ def test_monitor_does_not_modify_its_inputs(env):
     for k, v in env.tables.as_dict().items():
         pd.testing.assert_frame_equal(v, before[k])
     assert json.dumps(env.reference, sort_keys=True) == ref
+
+
+def test_realised_alerts_judge_only_large_unseen_cohorts():
+    from returnrisk.serve.monitor import MonitorConfig, evaluate_alerts
+
+    def cohort(start: str, n: int, cases: int, auc: float, ece: float, seen: bool) -> dict:
+        return {
+            "cohort_start": start,
+            "n_orders": n,
+            "n_cases": cases,
+            "auc": auc,
+            "ece": ece,
+            "seen_in_training": seen,
+        }
+
+    report = {
+        "drift": {"n_orders": 0, "score_psi": None, "features": []},
+        "expected": {"expected_case_rate_change": None, "expected_precision_change": None},
+        "early_realised": [],
+        "reference": {"auc": 0.75},
+        "realised": [
+            cohort("2025-03-01", 500, 50, 0.62, 0.02, False),  # AUC 0.13 below: fires
+            cohort("2025-02-22", 500, 50, 0.74, 0.09, False),  # ECE above 0.05: fires
+            cohort("2025-02-15", 150, 30, 0.50, 0.20, False),  # too few orders
+            cohort("2025-02-08", 500, 5, 0.50, 0.20, False),  # too few cases
+            cohort("2025-01-01", 900, 90, 0.50, 0.20, True),  # trained on
+        ],
+    }
+    cfg = replace(MonitorConfig(), thresholds={"min_recent_orders": None})
+    fired = [(a["metric"], a["subject"]) for a in evaluate_alerts(report, cfg)]
+    assert fired == [("auc_drop", "cohort 2025-03-01"), ("ece", "cohort 2025-02-22")]
+    off = replace(cfg, thresholds={"min_recent_orders": None, "auc_drop": None, "ece": None})
+    assert evaluate_alerts(report, off) == []
+    assert [a["metric"] for a in evaluate_alerts(report, MonitorConfig())][0] == (
+        "min_recent_orders"
+    )
