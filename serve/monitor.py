@@ -252,22 +252,23 @@ def load_config(path: str | Path | None) -> MonitorConfig:
     p = Path(path)
     if not p.is_file():
         raise MonitorInputError(f"--config {p}: no such file")
-    text = p.read_text(encoding="utf-8")
+    suffix = p.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json"):
+        raise MonitorInputError(f"--config {p}: must end in .yaml, .yml or .json")
     try:
-        if p.suffix.lower() in (".yaml", ".yml"):
-            import yaml  # PyYAML, a dependency of mlflow
-
-            doc = yaml.safe_load(text)
-        elif p.suffix.lower() == ".json":
+        text = p.read_text(encoding="utf-8")
+        if suffix == ".json":
             doc = json.loads(text)
         else:
-            raise MonitorInputError(f"--config {p}: must end in .yaml, .yml or .json")
-    except (ValueError, ImportError) as err:  # json.JSONDecodeError is a ValueError
-        if isinstance(err, MonitorInputError):
-            raise
-        raise MonitorInputError(f"--config {p}: cannot parse: {err}".splitlines()[0]) from None
-    except Exception as err:  # yaml.YAMLError
-        raise MonitorInputError(f"--config {p}: cannot parse: {err}".splitlines()[0]) from None
+            import yaml
+
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError as err:
+                raise ValueError(str(err)) from None
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError, YAML errors
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise MonitorInputError(f"--config {p}: cannot parse: {first}") from None
     return parse_config(doc, source=str(p))
 
 

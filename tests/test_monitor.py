@@ -87,6 +87,13 @@ def test_parse_config_defaults_and_errors(tmp_path: Path):
     p.write_text("{not json")
     with pytest.raises(MonitorInputError, match="cannot parse"):
         load_config(p)
+    p = tmp_path / "m.yml"
+    p.write_text("alerts: [1, 2\n")
+    with pytest.raises(MonitorInputError, match="m.yml: cannot parse"):
+        load_config(p)
+    (tmp_path / "m.toml").write_text("")
+    with pytest.raises(MonitorInputError, match=r"must end in \.yaml, \.yml or \.json"):
+        load_config(tmp_path / "m.toml")
     with pytest.raises(MonitorInputError, match="no such file"):
         load_config(tmp_path / "absent.yaml")
 
