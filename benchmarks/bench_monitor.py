@@ -21,12 +21,49 @@ import time
 from pathlib import Path
 
 
+def _lane_collapse(tables, *, onset_days: int, share: float = 0.3, delay_days: int = 20):
+    """30 % of the busiest lane's parcels ordered after the onset are lost: a not_received case
+    ``delay_days`` after the order (when that is before the export)."""
+    import numpy as np
+    import pandas as pd
+
+    o = tables.orders
+    as_of = tables.as_of()
+    onset = as_of - pd.Timedelta(days=onset_days)
+    recent = o[o["order_ts"] > as_of - pd.Timedelta(days=90)]
+    lane = recent.groupby(["carrier_id", "destination_country"]).size().idxmax()
+    on_lane = (o["carrier_id"] == lane[0]) & (o["destination_country"] == lane[1])
+    hit = o[on_lane & (o["order_ts"] > onset)]
+    hit = hit[np.random.default_rng(0).random(len(hit)) < share]
+    opened = hit["order_ts"] + pd.Timedelta(days=delay_days)
+    hit, opened = hit[opened <= as_of], opened[opened <= as_of]
+    cases = tables.after_sales_cases
+    new = pd.DataFrame(
+        {
+            "case_id": [f"INJ{i:07d}" for i in range(len(hit))],
+            "order_id": hit["order_id"].to_numpy(),
+            "opened_ts": opened.to_numpy(),
+            "case_type": "not_received",
+            "sku_id": None,
+            "amount": 10.0,
+        }
+    ).astype(cases.dtypes.to_dict())
+    return tables.replace(after_sales_cases=pd.concat([cases, new], ignore_index=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--train-rows", type=int, default=100_000)
+    parser.add_argument(
+        "--lane-collapse",
+        action="store_true",
+        help="also inject a lane collapse (busiest carrier x destination lane: 30 %% of its "
+        "parcels lost from the onset, not_received cases 20 days after the order) at onsets "
+        "7..42 days before the export and report which alerts fire",
+    )
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -65,6 +102,12 @@ def main() -> None:
         write_outputs(result, Path(tmp) / "out")
         t3 = time.perf_counter()
         again = monitor_tables(tables, loaded, reference, config=MonitorConfig(days=args.days))
+        collapse = {}
+        if args.lane_collapse:
+            for onset in (7, 14, 21, 28, 42):
+                drifted = _lane_collapse(tables, onset_days=onset)
+                rep = monitor_tables(drifted, loaded, reference, config=MonitorConfig()).report
+                collapse[f"onset_{onset}d"] = sorted({a["metric"] for a in rep["alerts"]})
 
     r = result.report
     early = [c for c in r["early_realised"] if c["expected"] and c["expected"] > 0]
@@ -93,6 +136,7 @@ def main() -> None:
                 "peak_rss_mb_before_monitor": round(rss_before / 1024, 1),
                 "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "pandas": pd.__version__,
+                **({"lane_collapse_alerts": collapse} if collapse else {}),
             }
         )
     )
