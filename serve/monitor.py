@@ -296,7 +296,7 @@ def cut_tables(tables: Any, as_of: pd.Timestamp) -> Any:
     cases, shipments) dropped, cases opened after it dropped, shipments not yet shipped dropped,
     deliveries and customers' first_seen_ts after it unknown. The other tables are kept.
     ``tables`` is not modified."""
-    from returnrisk.contract import member_mask
+    from returnrisk.arrays import member_mask
 
     orders = tables.orders.loc[tables.orders["order_ts"] <= as_of]
     ids = orders["order_id"]
@@ -508,7 +508,7 @@ def _family_labels(
     frame: pd.DataFrame, cases: pd.DataFrame, window_days: int
 ) -> dict[str, np.ndarray]:
     """Per order of ``frame`` and case-type family: a case of that family within the window."""
-    from returnrisk.features.point_in_time import ts_int
+    from returnrisk.arrays import ts_int
 
     idx = pd.Index(frame["order_id"]).get_indexer(cases["order_id"])
     keep = idx >= 0
