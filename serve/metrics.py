@@ -1,82 +1,93 @@
-"""A small thread-safe registry of counters and histograms with Prometheus text exposition."""
+"""The service's Prometheus metrics, on ``prometheus_client`` (one registry per app, so apps
+made in one process -- tests, benchmarks -- never share series), with its process, platform
+and garbage-collector collectors. Names: ``returnrisk_*`` as in docs/operations.md."""
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import choose_encoder
 
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-def _labels(pairs: tuple[tuple[str, str], ...]) -> str:
-    if not pairs:
-        return ""
-    esc = (v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") for _, v in pairs)
-    return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(pairs, esc, strict=True)) + "}"
-
-
 class Metrics:
-    """Counters, gauges and latency histograms; ``render()`` gives the exposition text."""
+    """The counters, histogram and gauges of one service app."""
 
-    def __init__(self, prefix: str = "returnrisk", buckets: tuple[float, ...] = DEFAULT_BUCKETS):
-        self.prefix = prefix
-        self.buckets = buckets
-        self._lock = threading.Lock()
-        self._help: dict[str, tuple[str, str]] = {}
-        self._values: dict[str, dict[tuple, float]] = defaultdict(dict)
-        self._hist: dict[str, dict[tuple, list[float]]] = defaultdict(dict)
+    def __init__(self, buckets: tuple[float, ...] = DEFAULT_BUCKETS):
+        r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        self.http_requests = Counter(
+            "returnrisk_http_requests",
+            "HTTP requests by endpoint and status",
+            ["endpoint", "code"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "returnrisk_http_request_duration_seconds",
+            "HTTP request latency in seconds",
+            ["endpoint"],
+            buckets=buckets,
+            registry=r,
+        )
+        self.score_requests = Counter(
+            "returnrisk_score_requests",
+            "score requests by path: online (one clean order, from the online store) or batch "
+            "(anything else, including every refusal)",
+            ["path"],
+            registry=r,
+        )
+        self.orders_scored = Counter("returnrisk_orders_scored", "orders scored", registry=r)
+        self.orders_flagged = Counter("returnrisk_orders_flagged", "orders flagged", registry=r)
+        self.orders_refused = Counter(
+            "returnrisk_orders_refused", "orders refused (bad input)", registry=r
+        )
+        self.unseen_categories = Counter(
+            "returnrisk_unseen_categories",
+            "categorical values unseen in training, by feature",
+            ["feature"],
+            registry=r,
+        )
+        self.reloads = Counter(
+            "returnrisk_reloads", "state reloads by result", ["result"], registry=r
+        )
+        self.model_info = Gauge(
+            "returnrisk_model_info", "the model version being served", ["version"], registry=r
+        )
 
-    def describe(self, name: str, kind: str, help_text: str) -> None:
-        self._help[name] = (kind, help_text)
+    def http(self, endpoint: str, code: int, seconds: float) -> None:
+        self.http_requests.labels(endpoint=endpoint, code=str(code)).inc()
+        self.http_duration.labels(endpoint=endpoint).observe(seconds)
 
-    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            series = self._values[name]
-            series[key] = series.get(key, 0.0) + amount
+    def score_request(self, path: str, unseen: dict[str, int]) -> None:
+        self.score_requests.labels(path=path).inc()
+        for feature, n in unseen.items():
+            if n:
+                self.unseen_categories.labels(feature=feature).inc(n)
 
-    def set(self, name: str, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values[name][key] = value
+    def orders(self, scored: int, flagged: int, refused: int) -> None:
+        self.orders_scored.inc(scored)
+        self.orders_flagged.inc(flagged)
+        self.orders_refused.inc(refused)
 
-    def clear(self, name: str) -> None:
-        with self._lock:
-            self._values[name].clear()
+    def reloaded(self, result: str) -> None:
+        self.reloads.labels(result=result).inc()
 
-    def observe(self, name: str, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            h = self._hist[name].get(key)
-            if h is None:
-                h = self._hist[name][key] = [0.0] * (len(self.buckets) + 2)  # buckets, sum, count
-            for i, bound in enumerate(self.buckets):
-                if value <= bound:
-                    h[i] += 1
-            h[-2] += value
-            h[-1] += 1
+    def set_model(self, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(version=str(version)).set(1)
 
-    def value(self, name: str, **labels: str) -> float:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            return self._values[name].get(key, 0.0)
-
-    def render(self) -> str:
-        out: list[str] = []
-        with self._lock:
-            names = sorted(set(self._values) | set(self._hist) | set(self._help))
-            for name in names:
-                full = f"{self.prefix}_{name}"
-                kind, help_text = self._help.get(name, ("untyped", name))
-                out.append(f"# HELP {full} {help_text}")
-                out.append(f"# TYPE {full} {kind}")
-                for key, v in sorted(self._values.get(name, {}).items()):
-                    out.append(f"{full}{_labels(key)} {v:.17g}")
-                for key, h in sorted(self._hist.get(name, {}).items()):
-                    for bound, count in zip(self.buckets, h, strict=False):
-                        lk = _labels((*key, ("le", f"{bound:g}")))
-                        out.append(f"{full}_bucket{lk} {count:.17g}")
-                    out.append(f"{full}_bucket{_labels((*key, ('le', '+Inf')))} {h[-1]:.17g}")
-                    out.append(f"{full}_sum{_labels(key)} {h[-2]:.17g}")
-                    out.append(f"{full}_count{_labels(key)} {h[-1]:.17g}")
-        return "\n".join(out) + "\n"
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """(body, content type) in the format the scraper asks for (Prometheus text by
+        default, OpenMetrics when its ``Accept`` header says so)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type

@@ -29,7 +29,6 @@ import json
 import math
 import re
 import string
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +36,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse
 
 from returnrisk.arrays import member_mask, to_utc
 from returnrisk.labels import LABEL_WINDOW_DAYS, order_outcomes
@@ -54,7 +51,6 @@ __all__ = [
     "build_sku_report",
     "parse_window",
     "render_html",
-    "router",
     "wilson_interval",
     "write_report",
 ]
@@ -115,6 +111,10 @@ class ReportConfig:
             value = getattr(self, name)
             if not isinstance(value, int | np.integer) or value <= 0:
                 raise ReportError(f"{name} must be a positive whole number, got {value!r}")
+        if self.window_days > MAX_WINDOW_DAYS:
+            raise ReportError(
+                f"window_days must be at most {MAX_WINDOW_DAYS}, got {self.window_days}"
+            )
 
 
 @dataclass(frozen=True)
@@ -140,19 +140,26 @@ class SkuReport:
 # Small pure helpers
 
 
-def parse_window(text: str | int) -> int:
-    """``"28d"`` / ``"4w"`` / ``"28"`` -> 28 days. Raises ``ReportError`` on anything else."""
+MAX_WINDOW_DAYS = 3_660
+"""The longest report window (about ten years): the window before it must stay a date."""
+
+
+def parse_window(text: str | int, *, option: str = "--window") -> int:
+    """``"28d"`` / ``"4w"`` / ``"28"`` -> 28 days, 1 to ``MAX_WINDOW_DAYS``. Raises
+    ``ReportError`` naming ``option`` (the CLI option or the HTTP parameter) on anything else."""
     if isinstance(text, int | np.integer):
         days = int(text)
     else:
         m = re.fullmatch(r"\s*(\d+)\s*([dw]?)\s*", str(text).lower())
         if not m:
             raise ReportError(
-                f"--window: expected a number of days like '28d' or '4w', got {text!r}"
+                f"{option}: expected a number of days like '28d' or '4w', got {text!r}"
             )
         days = int(m.group(1)) * (7 if m.group(2) == "w" else 1)
     if days <= 0:
-        raise ReportError(f"--window must be at least 1 day, got {text!r}")
+        raise ReportError(f"{option} must be at least 1 day, got {text!r}")
+    if days > MAX_WINDOW_DAYS:
+        raise ReportError(f"{option} must be at most {MAX_WINDOW_DAYS} days, got {text!r}")
     return days
 
 
@@ -979,9 +986,21 @@ def _csv_records(report: SkuReport, skus: pd.DataFrame) -> tuple[list[str], list
     return cols, rows
 
 
+_JSON_SCRIPT_ESCAPES = {
+    ord("<"): "\\u003c",
+    ord(">"): "\\u003e",
+    ord("&"): "\\u0026",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
 def _json_script(obj: Any) -> str:
+    """JSON for a ``<script type="application/json">`` block, safe for any string: ``<``, ``>``,
+    ``&`` and U+2028/9 as ``\\u`` escapes (still the same JSON value), so no ``</script>``,
+    ``<!--`` or ``<script`` inside a string can end or change the block."""
     text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.replace("</", "<\\/").replace("<!--", "<\\!--")
+    return text.translate(_JSON_SCRIPT_ESCAPES)
 
 
 def _img(figs: dict[str, str], name: str, alt: str) -> str:
@@ -1183,53 +1202,3 @@ def write_report(
     path.write_text(page, encoding="utf-8")
     log.info(f"wrote {path} ({len(page) / 1e6:.1f} MB)")
     return path
-
-
-router = APIRouter(tags=["report"])
-"""``GET /report/skus``: included by ``serve/app.py`` (behind the API key when one is set)."""
-
-
-@router.get("/report/skus", response_class=HTMLResponse, summary="SKU after-sales risk review page")
-def report_skus_page(
-    request: Request,
-    window: str = Query("28d", description="recent orders to review, e.g. 28d or 4w"),
-) -> HTMLResponse:
-    """The same page as ``returnrisk report skus``, for the state the service is serving."""
-    try:
-        days = parse_window(window)
-    except ReportError as err:
-        raise HTTPException(status_code=422, detail=str(err)) from None
-    state = request.app.state
-    source = _report_source(state)
-    if source is None:
-        raise HTTPException(status_code=503, detail="service state is not loaded yet")
-    tables, loaded = source
-    key = (str(getattr(loaded, "version", "")), str(tables.as_of()), days, id(tables))
-    with _CACHE_LOCK:
-        cache = getattr(state, "sku_report_cache", None)
-        if not isinstance(cache, dict):
-            cache = {}
-            state.sku_report_cache = cache
-        page = cache.get(key)
-    if page is None:
-        try:
-            page = render_html(build_sku_report(tables, loaded, window_days=days))
-        except ReportError as err:
-            raise HTTPException(status_code=422, detail=str(err)) from None
-        with _CACHE_LOCK:
-            cache.clear()  # one page per (model, history, window): the latest request's
-            cache[key] = page
-    return HTMLResponse(page)
-
-
-_CACHE_LOCK = threading.Lock()
-
-
-def _report_source(state: Any) -> tuple[Any, Any] | None:
-    """(tables, loaded model) of the service's current scoring state (``serve/app.py``:
-    ``app.state.service.state`` is a ``ScoringState`` with ``tables`` and ``model``)."""
-    service = getattr(state, "service", None)
-    scoring = getattr(service, "state", None)
-    if scoring is None:
-        return None
-    return scoring.tables, scoring.model

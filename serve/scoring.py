@@ -44,6 +44,7 @@ from returnrisk.contract import (
 from returnrisk.features.online import OnlineFeatures, OnlineOrder, features_frame
 from returnrisk.progress import QUIET, StepLog
 
+from .csvsafe import write_csv
 from .policy import PolicyConfig, apply_policy, flag, risk_level, risk_score
 from .reasons import explain
 
@@ -585,7 +586,7 @@ def write_result(result: ScoreResult, out: str | Path) -> tuple[Path, Path | Non
 
 def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
     if fmt == "csv":
-        df.to_csv(path, index=False)
+        write_csv(df, path)  # text cells that a spreadsheet would run as formulas get a '
     else:
         df.to_parquet(path, index=False)
 

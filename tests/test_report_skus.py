@@ -51,7 +51,7 @@ def test_parse_window(text: str | int, days: int) -> None:
     assert parse_window(text) == days
 
 
-@pytest.mark.parametrize("text", ["", "0d", "-3d", "28 days", "1.5w", "d"])
+@pytest.mark.parametrize("text", ["", "0d", "-3d", "28 days", "1.5w", "d", "99999d", "600w"])
 def test_parse_window_rejects(text: str) -> None:
     with pytest.raises(ReportError, match="window"):
         parse_window(text)
@@ -333,6 +333,37 @@ def test_render_html_is_self_contained_and_deterministic(report) -> None:
     assert data["rows"][0][2] == report.skus["sku_id"].iloc[0]
 
 
+HOSTILE = '<!--<script>"x</script><script>alert(1)</script>\u2028\u2029&amp;'
+FORMULA = '=HYPERLINK("http://example.invalid","click")'
+
+
+def _hostile(report):
+    """The report with a page-breaking brand on the first SKU and a spreadsheet formula as the
+    supplier of the first two SKUs (strings a seller's catalogue export can contain)."""
+    import dataclasses
+
+    skus = report.skus.copy()
+    skus["brand"] = skus["brand"].astype(object)
+    skus["supplier_id"] = skus["supplier_id"].astype(object)
+    skus.loc[skus.index[0], "brand"] = HOSTILE
+    skus.loc[skus.index[:2], "supplier_id"] = FORMULA
+    return dataclasses.replace(report, skus=skus)
+
+
+def test_embedded_data_is_safe_for_any_string(report) -> None:
+    page = render_html(_hostile(report))
+    blocks = re.findall(r'<script type="application/json" id="sku-data">(.*?)</script>', page, re.S)
+    assert len(blocks) == 1
+    block = blocks[0]
+    assert not set(block) & {"<", ">", "&", "\u2028", "\u2029"}
+    data = json.loads(block)
+    brand = data["cols"].index("brand")
+    assert data["rows"][0][brand] == HOSTILE
+    assert data["rows"][0][data["cols"].index("supplier_id")] == FORMULA
+    # the visible table escapes it too: the hostile text never appears raw in the page
+    assert HOSTILE not in page and "<script>alert(1)" not in page
+
+
 def _get(app, *urls: str, headers: dict[str, str] | None = None) -> list:
     """GET each URL in order through the ASGI app (httpx transport, no server, no network)."""
     import asyncio
@@ -350,7 +381,7 @@ def _get(app, *urls: str, headers: dict[str, str] | None = None) -> list:
 def test_route_serves_the_page(world) -> None:
     from fastapi import FastAPI
 
-    from returnrisk.serve.report_skus import router
+    from returnrisk.serve.report_route import router
 
     tables, loaded, _ = world
     app = FastAPI()
@@ -365,6 +396,102 @@ def test_route_serves_the_page(world) -> None:
     assert "SKU after-sales risk review" in r.text and "Orders of the last 28 days" in r.text
     assert again.text == r.text  # cached, same page
     assert bad.status_code == 422 and "window" in bad.json()["detail"]
+
+
+def test_window_out_of_range_is_a_422_naming_the_parameter(world) -> None:
+    from returnrisk.serve.app import ServeConfig, create_app
+    from returnrisk.serve.scoring import ScoringState
+
+    tables, loaded, _ = world
+    app = create_app(ServeConfig(), state=ScoringState(tables, loaded))
+    (r,) = _get(app, "/report/skus?window=64000d")
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"].startswith("window must be at most")
+
+
+def test_cli_window_out_of_range_is_one_line(synth_world: Path) -> None:
+    from typer.testing import CliRunner
+
+    from returnrisk.cli import app
+
+    res = CliRunner().invoke(app, ["report", "skus", str(synth_world), "--window", "99999d", "-q"])
+    assert res.exit_code == 1
+    assert res.output.strip().splitlines() == [
+        "error: --window must be at most 3660 days, got '99999d'"
+    ]
+
+
+def _score_body(synth_world: Path) -> dict:
+    from returnrisk.serve.app import orders_to_json
+    from returnrisk.serve.scoring import read_new_orders
+
+    body = orders_to_json(read_new_orders(synth_world / "new"))
+    return {**body, "orders": body["orders"][:1]}
+
+
+def test_report_renders_once_at_a_time_and_scoring_goes_on(world, synth_world, monkeypatch):
+    """Four report windows and three requests for one page at once: each page is rendered once,
+    never two at a time, off the event loop -- score requests answer while a page renders."""
+    import asyncio
+    import threading
+    import time
+
+    import httpx
+
+    from returnrisk.serve import report_skus as rs
+    from returnrisk.serve.app import ServeConfig, create_app
+    from returnrisk.serve.scoring import ScoringState
+
+    tables, loaded, _ = world
+    app = create_app(ServeConfig(), state=ScoringState(tables, loaded))
+    gauge = {"now": 0, "max": 0, "renders": 0}
+    lock = threading.Lock()
+    render_s = 0.6
+
+    def slow_build(tables, loaded, window_days=None, **kw):
+        with lock:
+            gauge["now"] += 1
+            gauge["max"] = max(gauge["max"], gauge["now"])
+            gauge["renders"] += 1
+        time.sleep(render_s)  # a worker thread: the event loop is free meanwhile
+        with lock:
+            gauge["now"] -= 1
+        return window_days
+
+    monkeypatch.setattr(rs, "build_sku_report", slow_build)
+    monkeypatch.setattr(rs, "render_html", lambda days: f"<html>{days} days</html>")
+    body = _score_body(synth_world)
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            windows = ["7d", "14d", "21d", "28d", "28d", "4w"]
+            reports = [asyncio.create_task(c.get(f"/report/skus?window={w}")) for w in windows]
+            await asyncio.sleep(0.05)
+            t0 = time.perf_counter()
+            scores = [await c.post("/v1/score", json=body) for _ in range(5)]
+            score_s = time.perf_counter() - t0
+            pending = sum(not t.done() for t in reports)
+            return [await t for t in reports], scores, score_s, pending
+
+    reports, scores, score_s, pending = asyncio.run(run())
+    assert all(r.status_code == 200 for r in reports), [r.text for r in reports]
+    assert [r.text for r in reports] == [f"<html>{d} days</html>" for d in (7, 14, 21, 28, 28, 28)]
+    assert gauge["renders"] == 4  # 28d asked three times, rendered once
+    assert gauge["max"] == 1  # one render at a time
+    assert all(r.status_code == 200 for r in scores)
+    assert pending >= 3  # the score requests were answered while reports were still rendering
+    assert score_s < render_s  # and none of them waited for a render
+    again = asyncio.run(_aget(app, "/report/skus?window=7d"))
+    assert again.status_code == 200 and gauge["renders"] == 4  # cached
+
+
+async def _aget(app, url: str):
+    import httpx
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        return await c.get(url)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -414,6 +541,7 @@ def test_report_in_headless_chromium(report, tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     exe = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
     page_file = tmp_path / "sku_report.html"
+    report = _hostile(report)  # a page-breaking brand and a formula: the page still works
     page_file.write_text(render_html(report), encoding="utf-8")
     skus = report.skus
     ARTIFACTS.mkdir(exist_ok=True)
@@ -487,6 +615,20 @@ def test_report_in_headless_chromium(report, tmp_path: Path) -> None:
             assert len(exported) == n_cat
             assert set(exported["category"]) == {category}
             assert {"sku_id", "expected_cases", "actual_rate", "actual_lo"} <= set(exported.columns)
+            # formula cells neutralised as serve/csvsafe.py does; numbers stay numbers
+            page.select_option("#sku-category", "")
+            with page.expect_download() as info:
+                page.click("#sku-export")
+            info.value.save_as(csv_path)
+            exported = pd.read_csv(csv_path)
+            assert len(exported) == len(skus)
+            by_sku = exported.set_index("sku_id")
+            first_two = skus["sku_id"].head(2).tolist()
+            assert by_sku.loc[first_two, "supplier_id"].tolist() == ["'" + FORMULA] * 2
+            assert by_sku.loc[first_two[0], "brand"] == HOSTILE
+            assert exported["expected_cases"].dtype == np.float64
+            assert not exported["supplier_id"].astype(str).str.match(r"^[=+\-@]").any()
+            page.select_option("#sku-category", category)
 
             # back to the default view for the screenshot
             page.select_option("#sku-category", "")

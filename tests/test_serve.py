@@ -160,6 +160,45 @@ def test_batch_gives_one_row_per_input_order_with_refusals(state, new_raw, tmp_p
     assert ro["refused_reason"].str.len().gt(0).all()
 
 
+def test_csv_output_neutralises_formula_cells(state, new_raw, tmp_path) -> None:
+    """A text cell a spreadsheet would run as a formula gets a leading quote; numbers (negative
+    SHAP contributions) stay numbers."""
+    orders = new_raw["orders"].copy()
+    lines = new_raw["order_lines"].copy()
+    hostile = {orders["order_id"].iloc[0]: '=HYPERLINK("http://x","y")'}
+    hostile[orders["order_id"].iloc[1]] = "@SUM(A1)"
+    hostile[orders["order_id"].iloc[2]] = "+1"
+    orders["order_id"] = orders["order_id"].replace(hostile)
+    lines["order_id"] = lines["order_id"].replace(hostile)
+    result = state.score(
+        {**new_raw, "orders": orders, "order_lines": lines}, ScoreConfig(explain="all")
+    )
+    out, _ = write_result(result, tmp_path / "scores.csv")
+    back = pd.read_csv(out, dtype={"order_id": str})
+    ids = set(back["order_id"])
+    assert {"'" + v for v in hostile.values()} <= ids
+    assert not any(i.startswith(("=", "+", "-", "@")) for i in ids)
+    assert back["reason_1_contribution"].dtype == np.float64
+    assert (back["reason_1_contribution"] < 0).any() or (back["reason_3_contribution"] < 0).any()
+    assert len(back) == len(orders)
+
+
+def test_neutralise_formulas_only_touches_text() -> None:
+    from returnrisk.serve.csvsafe import neutralise_formulas
+
+    df = pd.DataFrame(
+        {
+            "t": ["=1+1", "-x", "@a", "\tz", "\rz", "plain", None],
+            "n": [-0.5, 1.0, -2.0, 3.0, 4.0, 5.0, np.nan],
+        }
+    )
+    out = neutralise_formulas(df)
+    assert out["t"].tolist()[:6] == ["'=1+1", "'-x", "'@a", "'\tz", "'\rz", "plain"]
+    assert pd.isna(out["t"].iloc[6])
+    pd.testing.assert_series_equal(out["n"], df["n"])
+    assert df["t"].iloc[0] == "=1+1"  # the input is not modified
+
+
 def test_explain_all_and_none(state, new_raw) -> None:
     all_ = state.score(new_raw, ScoreConfig(explain="all")).results
     assert all_["reason_1"].notna().all()
@@ -841,3 +880,170 @@ def test_request_models_are_the_contract_tables() -> None:
         assert list(model.model_fields) == SCHEMAS[table].column_names
         required = [k for k, f in model.model_fields.items() if f.is_required()]
         assert required == [SCHEMAS[table].key]  # the rest is the contract's to refuse
+
+
+# ---------------------------------------------------------------------------------------------
+# strict request models, the open-service warning, the API description
+
+
+_ORDER = {
+    "order_id": "x",
+    "customer_id": "c",
+    "order_ts": "2025-01-01T00:00:00Z",
+    "channel": "ebay",
+    "destination_country": "DE",
+    "order_value": 10,
+}
+
+
+@pytest.mark.parametrize(
+    "line, field",
+    [
+        ({"sku_id": "s", "quantity": True, "unit_price": 1}, "orders.0.lines.0.quantity"),
+        ({"sku_id": "s", "quantity": False, "unit_price": 1}, "orders.0.lines.0.quantity"),
+        ({"sku_id": "s", "quantity": "2", "unit_price": 1}, "orders.0.lines.0.quantity"),
+        ({"sku_id": "s", "quantity": 1, "unit_price": True}, "orders.0.lines.0.unit_price"),
+    ],
+)
+def test_booleans_and_strings_are_not_numbers(client, line: dict, field: str) -> None:
+    resp = client.post("/v1/score", json={"orders": [{**_ORDER, "lines": [line]}]})
+    assert resp.status_code == 422, resp.text
+    assert field in [e["field"] for e in resp.json()["errors"]]
+
+
+def test_open_service_says_so_at_start(state, caplog) -> None:
+    from returnrisk.serve.app import OPEN_WARNING
+
+    for key, warned in ((None, True), ("", True), ("s3cret", False)):
+        caplog.clear()
+        app = create_app(ServeConfig(api_key=key), state=state)
+        with caplog.at_level("WARNING", logger="returnrisk.serve"), TestClient(app):
+            pass
+        said = [r for r in caplog.records if r.getMessage() == OPEN_WARNING]
+        assert bool(said) is warned, key
+        assert all(r.levelname == "WARNING" for r in said)
+
+
+def test_docs_are_public_local_and_say_so(state) -> None:
+    import re
+
+    with TestClient(create_app(ServeConfig(api_key="s3cret"), state=state)) as c:
+        assert c.get("/v1/model").status_code == 401
+        spec = c.get("/openapi.json")  # public, as the description says
+        assert spec.status_code == 200
+        assert "needs `Authorization: Bearer <key>`" in spec.json()["info"]["description"]
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        assert not re.search(r"https?://", docs.text), "the docs page loads nothing from a CDN"
+        assets = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"](/[^'"]+)['"]""", docs.text)
+        assert {a for a in assets if a.startswith("/docs/assets/")}, assets
+        for url in assets:
+            assert c.get(url).status_code == 200, url
+        assert c.get("/redoc").status_code == 404  # dropped: it needs a CDN
+
+
+def test_openapi_documents_the_answers(client) -> None:
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    post = spec["paths"]["/v1/score"]["post"]
+    assert {"HTTPBearer": []} in post["security"]
+    assert {"200", "401", "413", "422", "503"} <= set(post["responses"])
+    error = "#/components/schemas/ErrorOut"
+    for code in ("401", "413", "422", "503"):
+        assert post["responses"][code]["content"]["application/json"]["schema"]["$ref"] == error
+    assert "HTTPValidationError" not in json.dumps(spec)
+    report = spec["paths"]["/report/skus"]["get"]
+    assert {"401", "422", "503"} <= set(report["responses"])
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"orders": [{"order_id": "caf\u00e9"}]}'.encode("latin-1"),  # not UTF-8
+        b'{"orders": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested too deep
+    ],
+    ids=["latin-1", "deep"],
+)
+def test_unparsable_bodies_are_422_like_any_malformed_body(client, content: bytes) -> None:
+    resp = client.post("/v1/score", content=content, headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    data = resp.json()
+    assert data["errors"][0]["field"] == "body" and "malformed JSON" in data["detail"]
+
+
+def test_prometheus_exposition(client) -> None:
+    client.get("/healthz")
+    text = client.get("/metrics").text
+    lines = text.splitlines()
+    assert "# TYPE returnrisk_http_requests_total counter" in lines
+    assert "# TYPE returnrisk_http_request_duration_seconds histogram" in lines
+    ok = [ln for ln in lines if ln.startswith('returnrisk_http_requests_total{code="200",')]
+    assert any('endpoint="/healthz"' in ln for ln in ok)
+    assert any(ln.startswith("process_resident_memory_bytes") for ln in lines)
+    assert any(ln.startswith("python_gc_collections_total") for ln in lines)
+    om = client.get("/metrics", headers={"accept": "application/openmetrics-text"})
+    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    assert om.text.rstrip().endswith("# EOF")
+
+
+# ---------------------------------------------------------------------------------------------
+# the OpenAPI document against the answers: Schemathesis, in process
+
+
+@pytest.fixture(scope="module")
+def api_schema(state):
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    config = ServeConfig(policy=PolicyConfig(flag_above=0.2), api_key="k")
+    app = create_app(config, state=state, loader=lambda: state)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    schema.config.generation.update(
+        modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE],
+        max_examples=40,
+        deterministic=True,
+        database="none",
+    )
+    return schema
+
+
+def _schemathesis_check(op, mode, excluded: list):
+    """A Hypothesis test of one operation in one generation mode (bounded, deterministic)."""
+    from hypothesis import Phase
+
+    @given(case=op.as_strategy(generation_mode=mode))
+    @settings(
+        max_examples=25,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case) -> None:
+        case.call_and_validate(headers={"Authorization": "Bearer k"}, excluded_checks=excluded)
+
+    return check
+
+
+@pytest.mark.slow
+def test_openapi_schemathesis(api_schema) -> None:
+    """Every operation, positive and negative data: no 5xx, every answer as documented
+    (status code, content type, body schema, headers)."""
+    from schemathesis import GenerationMode
+    from schemathesis.specs.openapi.checks import (
+        negative_data_rejection,
+        positive_data_acceptance,
+    )
+
+    operations = [r.ok() for r in api_schema.get_all_operations()]
+    assert {op.path for op in operations} >= {"/v1/score", "/v1/model", "/report/skus"}
+    for op in operations:
+        has_input = bool(len(op.query) or len(op.body))
+        # a report window ("28d", 1 to 3660 days) is a string to its schema: a schema-valid
+        # "soon" is answered 422, as documented; an unknown extra query parameter is ignored
+        report = op.path == "/report/skus"
+        skip = [positive_data_acceptance, negative_data_rejection] if report else []
+        modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * has_input
+        for mode in modes:
+            _schemathesis_check(op, mode, skip)()

@@ -269,29 +269,6 @@ def test_one_row_explained_alone_as_in_a_batch() -> None:
                 pd.testing.assert_frame_equal(alone, batch.iloc[[i]], check_exact=True)
 
 
-def test_prometheus_exposition() -> None:
-    from returnrisk.serve.metrics import Metrics
-
-    m = Metrics(buckets=(0.01, 0.1))
-    m.describe("requests_total", "counter", "requests")
-    m.describe("latency_seconds", "histogram", "latency")
-    m.inc("requests_total", endpoint="/v1/score", code="200")
-    m.inc("requests_total", 2, endpoint="/v1/score", code="200")
-    m.inc("requests_total", endpoint='/a"b', code="422")
-    for v in (0.005, 0.05, 0.5):
-        m.observe("latency_seconds", v, endpoint="/v1/score")
-    lines = m.render().splitlines()
-    assert "# TYPE returnrisk_requests_total counter" in lines
-    assert 'returnrisk_requests_total{code="200",endpoint="/v1/score"} 3' in lines
-    assert 'returnrisk_requests_total{code="422",endpoint="/a\\"b"} 1' in lines
-    assert 'returnrisk_latency_seconds_bucket{endpoint="/v1/score",le="0.01"} 1' in lines
-    assert 'returnrisk_latency_seconds_bucket{endpoint="/v1/score",le="0.1"} 2' in lines
-    assert 'returnrisk_latency_seconds_bucket{endpoint="/v1/score",le="+Inf"} 3' in lines
-    assert 'returnrisk_latency_seconds_count{endpoint="/v1/score"} 3' in lines
-    total = next(ln for ln in lines if ln.startswith("returnrisk_latency_seconds_sum"))
-    assert float(total.split()[-1]) == pytest.approx(0.555)
-
-
 def test_size_fit_reason_names_bracketing() -> None:
     specs = {
         "size_bracketing": Spec("size_fit", "1 when the same product is ordered in 2+ sizes"),

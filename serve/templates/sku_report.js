@@ -33,6 +33,7 @@
     cnt.textContent=shown+' of '+data.rows.length+' SKUs shown';}
   q.addEventListener('input',apply);cat.addEventListener('change',apply);mn.addEventListener('input',apply);
   function csvCell(v){if(v===null||v===undefined)return '';var s=String(v);
+    if(typeof v==='string'&&/^[=+\-@\t\r]/.test(s))s="'"+s;  // as serve/csvsafe.py: no formulas
     return /[",\n\r]/.test(s)?'"'+s.replace(/"/g,'""')+'"':s;}
   document.getElementById('sku-export').addEventListener('click',function(){
     var lines=[data.cols.map(csvCell).join(',')];
