@@ -362,6 +362,36 @@ def test_embedded_data_is_safe_for_any_string(report) -> None:
     assert data["rows"][0][data["cols"].index("supplier_id")] == FORMULA
     # the visible table escapes it too: the hostile text never appears raw in the page
     assert HOSTILE not in page and "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the template's autoescape
+    assert page.count("<script") == 2  # the data block and the page's own script
+
+
+def test_report_measures_lift_and_calibration_as_training_does() -> None:
+    """One definition of top-10 % lift and of the calibration bins: train.evaluate's."""
+    from returnrisk.serve.report_aggregate import _eval_metrics, calibration_table, lift_table
+    from returnrisk.train.evaluate import binary_metrics, reliability_table, top_k_metrics
+
+    rng = np.random.default_rng(3)
+    for n in (97, 250, 1_001):
+        p = rng.random(n).round(1) * 0.5  # many ties, as a calibrated model's scores have
+        y = (rng.random(n) < p).astype("float64")
+        expected = top_k_metrics(y, p)["lift_at_10pct"]
+        assert _eval_metrics(p, y)["top10_lift"] == pytest.approx(expected, rel=1e-12)
+        lift = lift_table(p, y)
+        assert lift["lift"].iloc[0] == pytest.approx(expected, rel=1e-12)
+        assert lift["n"].sum() == n and lift["cases_caught"].iloc[-1] == pytest.approx(1.0)
+        cal = calibration_table(p, y)
+        rel = reliability_table(y, p)
+        np.testing.assert_array_equal(cal["n"], rel["n"])
+        np.testing.assert_allclose(cal["predicted"], rel["mean_predicted"], rtol=1e-12)
+        np.testing.assert_allclose(cal["observed"], rel["observed_rate"], rtol=1e-12)
+        assert (cal["observed_lo"] <= cal["observed"]).all()
+        assert (cal["observed"] <= cal["observed_hi"]).all()
+        m = binary_metrics(y, p)
+        assert (
+            _eval_metrics(p, y)["roc_auc"] == m["auc"]
+            and _eval_metrics(p, y)["brier"] == m["brier"]
+        )
 
 
 def _get(app, *urls: str, headers: dict[str, str] | None = None) -> list:

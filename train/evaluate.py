@@ -69,6 +69,52 @@ def reliability_table(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.Data
     )
 
 
+def calibration_bins(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """The bins of ``expected_calibration_error`` / ``reliability_table`` (equal mass, ties by
+    a stable sort) with what a reader needs: count, cases, mean predicted, observed rate and
+    the predicted range of each bin."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    n = len(y)
+    order = np.argsort(p, kind="stable")
+    bins = np.minimum((np.arange(n) * n_bins) // n, n_bins - 1) if n else np.arange(0)
+    frame = pd.DataFrame({"bin": bins, "p": p[order], "y": y[order]})
+    return (
+        frame.groupby("bin")
+        .agg(
+            n=("y", "size"),
+            cases=("y", "sum"),
+            mean_predicted=("p", "mean"),
+            observed_rate=("y", "mean"),
+            p_min=("p", "min"),
+            p_max=("p", "max"),
+        )
+        .reset_index()
+    )
+
+
+def lift_deciles(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """Orders from riskiest to safest in ``n_bins`` groups, cut where ``top_k_metrics`` cuts
+    (group j ends at ceil(j / n_bins x n), ties broken by position): so the first group's
+    ``lift`` is ``lift_at_10pct``. Per group: count, cases, mean predicted, case rate, lift over
+    the base rate, cumulative share of orders and of cases caught."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    n = len(y)
+    order = np.argsort(-p, kind="stable")
+    ends = np.minimum(np.ceil(np.arange(1, n_bins + 1) / n_bins * n).astype(np.int64), n)
+    group = np.searchsorted(ends, np.arange(n), side="right") + 1
+    frame = pd.DataFrame({"decile": group, "p": p[order], "y": y[order]})
+    t = frame.groupby("decile").agg(n=("y", "size"), cases=("y", "sum"), predicted=("p", "mean"))
+    base = float(y.mean()) if n else float("nan")
+    total = float(y.sum())
+    t["case_rate"] = t["cases"] / t["n"]
+    t["lift"] = t["case_rate"] / base if base > 0 else np.nan
+    t["orders_share"] = t["n"].cumsum() / n
+    t["cases_caught"] = t["cases"].cumsum() / total if total > 0 else np.nan
+    return t.reset_index()
+
+
 def top_k_metrics(
     y: np.ndarray, p: np.ndarray, fractions: Sequence[float] = TOP_FRACTIONS
 ) -> dict[str, float]:
