@@ -18,7 +18,7 @@ export UV_PYTHON_DOWNLOADS := never
 # pip prints this for index locations the machine configures but does not have.
 PIPNOISE := grep -v "is ignored: it is neither" || true
 
-.PHONY: demo test test-fast test-lowest lint format bench lock venv venv-dev clean
+.PHONY: demo test test-fast test-lowest lint typecheck format bench lock venv venv-dev clean
 
 $(UV):
 	@echo "installing uv $(UV_VERSION) into $(TOOLS) (one time) ..."
@@ -71,6 +71,13 @@ lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy over the package as installed (a plain copy in .mypy-site): the stage folders become
+# returnrisk.features / .train / .serve only through pyproject's package-dir.
+typecheck: venv-dev
+	@rm -rf .mypy-site
+	@VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps --target .mypy-site .
+	cd .mypy-site && ../$(BIN)/mypy --config-file ../pyproject.toml --python-executable ../$(BIN)/python -p returnrisk
+
 format: venv-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
@@ -79,4 +86,4 @@ bench: venv-dev
 	@for b in benchmarks/bench_*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(LOWEST) $(TOOLS) demo mlflow.db mlruns .pytest_cache
+	rm -rf $(VENV) $(LOWEST) $(TOOLS) .mypy-site demo mlflow.db mlruns .pytest_cache

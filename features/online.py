@@ -138,6 +138,7 @@ class _Table:
 
     def __init__(self, df: pd.DataFrame, table: str, columns: Sequence[str]):
         schema = SCHEMAS[table]
+        self.key = schema.key
         self.kinds = {c.name: c.kind for c in schema.columns if c.name in columns}
         self.pos = dict(zip(df[schema.key].tolist(), range(len(df)), strict=True))
         self.columns: dict[str, Any] = {}
@@ -162,6 +163,14 @@ class _Table:
                 name: _value(kind, new_rows[key].get(name)) for name, kind in self.kinds.items()
             }
         return None
+
+    def require(self, key: Any, new_rows: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
+        """``row``, for a key the request's validation already found in the history or the
+        request; a miss here is a bug, not bad input."""
+        found = self.row(key, new_rows)
+        if found is None:
+            raise ValueError(f"unknown {self.key} {key!r}")
+        return found
 
     def missing_row(self) -> dict[str, Any]:
         """A row with every value missing."""
@@ -291,11 +300,9 @@ class OnlineFeatures:
         )
 
         carrier = _text(o.get("carrier_id"))
-        ship_with = {"carrier_name": None, "service_level": None, "tracked": np.nan}  # unassigned
+        ship_with: dict[str, Any] = {"carrier_name": None, "service_level": None, "tracked": np.nan}
         if carrier is not None:
-            ship_with = self.tables["carriers"].row(carrier, new_rows["carriers"])
-            if ship_with is None:
-                raise ValueError(f"unknown carrier_id {carrier!r}")
+            ship_with = self.tables["carriers"].require(carrier, new_rows["carriers"])
         out["carrier_name"] = [ship_with["carrier_name"]]
         out["carrier_service_level"] = [ship_with["service_level"]]
         out["carrier_tracked"] = np.asarray([ship_with["tracked"]], dtype=np.float64)
@@ -445,7 +452,7 @@ class OnlineFeatures:
 
         skus = self.tables["skus"]
         rows = [  # a loop over the order's few SKUs, in item order
-            skus.row(sku, new_skus) for sku in dict.fromkeys(sku_ids[i] for i in order)
+            skus.require(sku, new_skus) for sku in dict.fromkeys(sku_ids[i] for i in order)
         ]
         attrs: dict[str, Any] = {c: [r[c] for r in rows] for c in _SKU_COLUMNS}
         attrs["product"] = [  # build: product_id.fillna(sku_id)

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, overload
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -42,13 +42,9 @@ def lookup(keys: pd.Series, table: pd.Series) -> np.ndarray:
     return found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
-@overload
-def to_utc(value: pd.Series) -> pd.Series: ...
-@overload
-def to_utc(value: Any) -> pd.Timestamp: ...
-def to_utc(value: Any) -> pd.Series | pd.Timestamp:
-    """A timestamp (anything ``pd.Timestamp`` reads), or a column of them, in UTC: a naive value
-    is taken as UTC, an aware one converted."""
+def to_utc(value: Any) -> Any:
+    """A timestamp (anything ``pd.Timestamp`` reads) as a UTC ``pd.Timestamp``, or a column of
+    them as a UTC ``pd.Series``: a naive value is taken as UTC, an aware one converted."""
     if isinstance(value, pd.Series):
         s = value if pd.api.types.is_datetime64_any_dtype(value) else pd.to_datetime(value)
         return s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")

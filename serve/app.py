@@ -245,8 +245,9 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = service
-    app.add_exception_handler(RequestValidationError, _on_invalid)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    # Starlette types a handler as taking any Exception; these take the one they are registered for
+    app.add_exception_handler(RequestValidationError, _on_invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)
     paths = {"/openapi.json"}
     for router in (routers.health, routers.score, routers.model, report_router, routers.docs):

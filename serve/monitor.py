@@ -567,7 +567,8 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
             f"only {drift['n_orders']} order(s) in the last {config.days} days",
         )
     enough = drift["n_orders"] >= config.min_drift_orders
-    if enough and t("score_psi") is not None and (drift["score_psi"] or 0) > t("score_psi"):
+    score_psi_max = t("score_psi")
+    if enough and score_psi_max is not None and (drift["score_psi"] or 0) > score_psi_max:
         fire("score_psi", "score", drift["score_psi"], f"score PSI {drift['score_psi']:.3f}")
     for r in drift["features"] if enough else []:
         if not r["alerting"]:

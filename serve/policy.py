@@ -107,9 +107,9 @@ def n_top(n: int, percent: float) -> int:
 def flag(probability: np.ndarray, order_ids: np.ndarray, config: PolicyConfig) -> np.ndarray:
     """Boolean flag per order. Ties in the top-N mode are broken by order_id (deterministic)."""
     p = np.asarray(probability, dtype="float64")
-    if config.mode == "threshold":
+    if config.flag_above is not None:
         return p >= config.flag_above
-    if config.mode == "expected_cost":
+    if config.case_cost is not None and config.action_cost is not None:
         return p * config.case_cost > config.action_cost
     k = n_top(len(p), config.top_percent)
     out = np.zeros(len(p), dtype=bool)

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from returnrisk.features.specs import FeatureSpec
+
 _INT_LIMIT = 2.0**63  # whole numbers below this print as integers (int64)
 
 
@@ -275,7 +277,7 @@ def _reasons_frame(
 def explain(
     frame: pd.DataFrame,
     contributions: pd.DataFrame,
-    specs: Mapping[str, object],
+    specs: Mapping[str, FeatureSpec],
     *,
     top: int = 3,
 ) -> pd.DataFrame:

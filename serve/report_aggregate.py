@@ -514,7 +514,10 @@ def build_sku_report(
             orders[["order_id", "destination_country", "carrier_id"]], on="order_id"
         )
         m_pairs = pairs(m_orders)
-        agg_kw = {"families": families, "min_orders_for_rate": cfg.min_orders_for_rate}
+        agg_kw: dict[str, Any] = {
+            "families": families,
+            "min_orders_for_rate": cfg.min_orders_for_rate,
+        }
 
         skus = aggregate(w_pairs, p_pairs, m_pairs, ["sku_id"], **agg_kw)
         skus = skus.merge(meta_skus, on="sku_id", how="left")

@@ -31,7 +31,7 @@ def report_figures(report: SkuReport, top_n: int = 15) -> dict[str, Any]:
     from matplotlib.figure import Figure
 
     figs: dict[str, Any] = {}
-    style = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
+    style: Any = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}
     with matplotlib.rc_context(style):
         top = report.skus.head(top_n).iloc[::-1]
         if len(top):
@@ -97,9 +97,9 @@ def report_figures(report: SkuReport, top_n: int = 15) -> dict[str, Any]:
             a1.set_xlabel("orders by predicted risk, in tenths (1 = riskiest)")
             a1.set_ylabel("case rate vs average (x)")
             a1.set_title("Lift by risk tenth", loc="left")
-            x = np.concatenate([[0.0], lift["orders_share"].to_numpy()])
-            y = np.concatenate([[0.0], lift["cases_caught"].to_numpy()])
-            a2.plot(x * 100, y * 100, "o-", color="#c0504d", label="model")
+            shares = np.concatenate([[0.0], lift["orders_share"].to_numpy()])
+            caught = np.concatenate([[0.0], lift["cases_caught"].to_numpy()])
+            a2.plot(shares * 100, caught * 100, "o-", color="#c0504d", label="model")
             a2.plot([0, 100], [0, 100], color="#999999", lw=1, ls="--", label="random")
             a2.set_xlabel("% of orders checked (riskiest first)")
             a2.set_ylabel("% of cases caught")

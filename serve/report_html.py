@@ -15,7 +15,7 @@ from .report_aggregate import SkuReport
 from .report_figures import figures_png
 
 
-def _pct(x: float, digits: int = 1) -> str:
+def _pct(x: float | None, digits: int = 1) -> str:
     return "–" if x is None or pd.isna(x) else f"{100 * x:.{digits}f} %"
 
 
@@ -170,7 +170,7 @@ def _cell(row: dict[str, Any], key: str, fmt: Any, cls: str) -> dict[str, Any]:
             cell["ci"] = f"{_pct(row['actual_lo'], 0)}–{_pct(row['actual_hi'], 0)}"
         return cell
     cell["text"] = fmt(v)
-    if key == "risk_trend" and not pd.isna(v):
+    if key == "risk_trend" and v is not None and not pd.isna(v):
         tone = "up" if v > 0.005 else ("down" if v < -0.005 else "")
         cell["cls"] = f"{cls} {tone}".strip()
     elif key == "sku_id" and isinstance(row.get("brand"), str):

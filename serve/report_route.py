@@ -31,17 +31,18 @@ class ReportPages:
         self.renders = 0
 
     async def get(self, key: tuple, render: Any) -> str:
-        page = self._cached(key)
-        if page is not None:
-            return page
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         async with self.lock:
-            page = self._cached(key)  # rendered while this request waited
-            if page is None:
-                page = await anyio.to_thread.run_sync(render, limiter=self.limiter)
-                self.renders += 1
-                self.pages[key] = page
-                while len(self.pages) > CACHE_PAGES:
-                    self.pages.popitem(last=False)
+            cached = self._cached(key)  # rendered while this request waited
+            if cached is not None:
+                return cached
+            page: str = await anyio.to_thread.run_sync(render, limiter=self.limiter)
+            self.renders += 1
+            self.pages[key] = page
+            while len(self.pages) > CACHE_PAGES:
+                self.pages.popitem(last=False)
         return page
 
     def _cached(self, key: tuple) -> str | None:

@@ -10,7 +10,7 @@ Response models document what the service answers, errors included.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
@@ -62,12 +62,24 @@ def _row_model(
     return create_model(name, __base__=_In, **fields, **extra)
 
 
-LineIn = _row_model("order_lines", "LineIn", drop=("order_id",))
-OrderIn = _row_model("orders", "OrderIn", lines=(list[LineIn], Field(max_length=500)))
-SkuIn = _row_model("skus", "SkuIn", key_only=True)
-CustomerIn = _row_model("customers", "CustomerIn", key_only=True)
-CountryIn = _row_model("countries", "CountryIn", key_only=True)
-CarrierIn = _row_model("carriers", "CarrierIn", key_only=True)
+if TYPE_CHECKING:  # models made at run time from the contract: to mypy, rows of any field
+
+    class _Row(_In):
+        def __getattr__(self, name: str) -> Any: ...
+
+    LineIn = _Row
+    OrderIn = _Row
+    SkuIn = _Row
+    CustomerIn = _Row
+    CountryIn = _Row
+    CarrierIn = _Row
+else:
+    LineIn = _row_model("order_lines", "LineIn", drop=("order_id",))
+    OrderIn = _row_model("orders", "OrderIn", lines=(list[LineIn], Field(max_length=500)))
+    SkuIn = _row_model("skus", "SkuIn", key_only=True)
+    CustomerIn = _row_model("customers", "CustomerIn", key_only=True)
+    CountryIn = _row_model("countries", "CountryIn", key_only=True)
+    CarrierIn = _row_model("carriers", "CarrierIn", key_only=True)
 
 Explain = Literal["flagged", "all", "none"]
 

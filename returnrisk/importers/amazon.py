@@ -9,6 +9,7 @@ Rules, the reason-code mapping table and what the reports cannot tell: docs/impo
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +150,7 @@ def reason_case_types(codes: pd.Series) -> pd.Series:
     return out.fillna("other").astype("str")
 
 
-def _read(path: Path, spec: dict[str, tuple[str, ...]], optional: tuple[str, ...]) -> pd.DataFrame:
+def _read(path: Path, spec: Mapping[str, Sequence[str]], optional: tuple[str, ...]) -> pd.DataFrame:
     df = read_table_file(Path(path), encoding="utf-8-sig", sep="\t")
     cols = canonical_columns(df, spec, str(path))
     df = df.rename(columns={v: k for k, v in cols.items()})

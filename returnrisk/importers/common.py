@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,7 +36,7 @@ class ImportResult:
     tables: dict[str, pd.DataFrame]
     refused: dict[str, pd.DataFrame]  # file stem -> refused rows (with a `reason` column)
     n_input_rows: dict[str, int]  # file stem -> rows read
-    figures: dict[str, float | int | str] = field(default_factory=dict)
+    figures: Mapping[str, float | int | str] = field(default_factory=dict)
 
     def refused_counts(self) -> dict[str, dict[str, int]]:
         return {
@@ -185,7 +186,9 @@ def norm_name(name: str) -> str:
     return re.sub(r"[\s_]", "", str(name)).lower()
 
 
-def canonical_columns(df: pd.DataFrame, spec: dict[str, tuple[str, ...]], where: str) -> dict:
+def canonical_columns(
+    df: pd.DataFrame, spec: Mapping[str, Sequence[str]], where: str
+) -> dict[str, str]:
     """Map each canonical column to the file's spelling; raise naming the missing ones."""
     by_norm = {norm_name(c): c for c in df.columns}
     found, missing = {}, []

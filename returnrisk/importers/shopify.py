@@ -288,8 +288,8 @@ def shopify_tables(
             .reset_index(drop=True)
         )
         orders["channel"] = "shopify"
-        orders["incoterm"] = pd.Series(
-            np.where(orders["duties"] > 0, "DDP", None), index=orders.index, dtype="str"
+        orders["incoterm"] = pd.Series(None, index=orders.index, dtype="str").mask(
+            orders["duties"] > 0, "DDP"
         )
         orders["promised_delivery_days"] = pd.array([pd.NA] * len(orders), dtype="Int64")
 

@@ -77,7 +77,7 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
         f"{len(cases.c_ord):,} cases, {len(frames['skus']):,} SKUs"
     )
     scenario = None if plan.stationary else shift.info
-    if scenario is not None:
+    if scenario is not None and shift.affected is not None:
         log.info(f"scenario {json.dumps(scenario)}: {int(shift.affected.sum()):,} orders affected")
     return World(tables=tables, truth=truth, new=new, config=cfg, scenario=scenario)
 
