@@ -57,9 +57,47 @@ def main(
     """Pre-shipment after-sales risk scoring for cross-border e-commerce sellers."""
 
 
+EXIT_NONE_SCORED = 3  # `score`: every order refused (cron jobs tell it from 0 and 1)
+
+
 def _fail(message: str, code: int = 1) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+def _check_out(out: Path, inputs: tuple[Path, ...] = (), **kw: Any) -> None:
+    """Refuse an output path that would overwrite an input or cannot be written (before any
+    reading; see ``returnrisk.paths.check_output_path``)."""
+    from returnrisk.paths import OutputPathError, check_output_path
+
+    try:
+        check_output_path(out, inputs, **kw)
+    except OutputPathError as err:
+        _fail(str(err))
+
+
+def _write_failed(err: OSError, option: str = "--out") -> None:
+    from returnrisk.paths import write_error
+
+    _fail(write_error(err, option))
+
+
+def _as_of_utc(text: str, example: str):  # noqa: ANN202 (pandas is imported lazily)
+    """``--as-of`` as a UTC timestamp, refused when unreadable or after the current time (labels
+    read in the future would count orders of unknown outcome as mature negatives)."""
+    import pandas as pd
+
+    from returnrisk.arrays import to_utc
+    from returnrisk.contract import latest_ts
+
+    try:
+        ts = pd.Timestamp(text)
+    except ValueError:
+        _fail(f"--as-of: cannot read {text!r} as a timestamp (e.g. {example})")
+    ts = to_utc(ts)
+    if ts > latest_ts():
+        _fail(f"--as-of {text}: after the current time; outcomes are not known in the future")
+    return ts
 
 
 def _quiet_environment() -> None:
@@ -87,15 +125,20 @@ def validate(
     """Check a data directory against the contract; exit 0 when valid, 1 when not."""
     from returnrisk.contract import ContractError, load_tables
 
+    if refused_out is not None:
+        _check_out(refused_out, (data,), option="--refused-out", directory=True)
     log = StepLog(quiet)
     try:
         tables = load_tables(data, log=log)
     except ContractError as err:
         typer.echo(err.report(), err=True)
         if refused_out is not None and err.refused:
-            refused_out.mkdir(parents=True, exist_ok=True)
-            for name, rows in err.refused.items():
-                rows.to_csv(refused_out / f"{name}.refused.csv", index=False)
+            try:
+                refused_out.mkdir(parents=True, exist_ok=True)
+                for name, rows in err.refused.items():
+                    rows.to_csv(refused_out / f"{name}.refused.csv", index=False)
+            except OSError as os_err:
+                _write_failed(os_err, "--refused-out")
             typer.echo(f"refused rows written to {refused_out}", err=True)
         raise typer.Exit(1) from None
     typer.echo(tables.summary())
@@ -162,14 +205,20 @@ def synth(
         field, _, rest = str(err).partition(": ")
         option = {"scenario": "--scenario", "scenario_start": "--scenario-start"}.get(field)
         _fail(f"{option}: {rest}" if option else str(err))
-    if out.exists() and not out.is_dir():
-        _fail(f"--out: {out} exists and is not a directory")
+    from returnrisk.paths import CONTRACT_FILES
+
+    _check_out(out, directory=True)
+    if not (out / "truth.parquet").is_file() and any((out / f).is_file() for f in CONTRACT_FILES):
+        _fail(f"--out {out}: holds a data directory synth did not write; choose a new directory")
     log = StepLog(quiet)
     try:
         world = generate_world(cfg, log=log)
     except ScenarioError as err:
         _fail(f"--scenario {scenario}: {str(err).removeprefix('scenario: ')}")
-    write_world(world, out, log=log)
+    try:
+        write_world(world, out, log=log)
+    except OSError as err:
+        _write_failed(err)
     n_hist = len(world.tables["orders"])
     n_new = len(world.new.get("orders", ()))
     n_cases = len(world.tables["after_sales_cases"])
@@ -183,16 +232,21 @@ def synth(
 # --- import (owner: importers) ---
 
 
-def _run_import(run: Callable[..., Any], cfg: object, out: Path, quiet: bool) -> None:
+def _run_import(
+    run: Callable[..., Any], cfg: object, out: Path, quiet: bool, inputs: tuple[Path, ...]
+) -> None:
     """Call an importer; turn its errors into messages; print its summary."""
     from returnrisk.contract import ContractError
     from returnrisk.importers import ImporterError
 
+    _check_out(out, inputs, directory=True)
     log = StepLog(quiet)
     try:
         result = run(cfg, log=log)
     except ImporterError as err:
         _fail(str(err))
+    except OSError as err:
+        _write_failed(err)
     except ContractError as err:
         _fail("the imported tables break the contract (importer bug):\n" + err.report())
     typer.echo(result.report())
@@ -215,7 +269,7 @@ def import_online_retail_cmd(
     from returnrisk.importers import OnlineRetailConfig, import_online_retail
 
     cfg = OnlineRetailConfig(files=tuple(files), out=out)
-    _run_import(import_online_retail, cfg, out, quiet)
+    _run_import(import_online_retail, cfg, out, quiet, tuple(files))
 
 
 @import_app.command("superstore")
@@ -251,7 +305,7 @@ def import_superstore_cmd(
         all_markets=all_markets,
         return_lag_days=return_lag_days,
     )
-    _run_import(import_superstore, cfg, out, quiet)
+    _run_import(import_superstore, cfg, out, quiet, (orders_csv, returns_csv))
 
 
 Salt = Annotated[
@@ -383,20 +437,14 @@ def features(
     quiet: Quiet = False,
 ) -> None:
     """Build the point-in-time feature table (one row per order, with label and maturity)."""
-    import pandas as pd
-
     from returnrisk.contract import ContractError, load_tables
     from returnrisk.features import FeatureConfig, build_features
     from returnrisk.features.build import write_features
 
     if out.suffix.lower() not in (".parquet", ".csv"):
         _fail(f"--out must end in .parquet or .csv, got {out.name!r}")
-    as_of_ts = None
-    if as_of is not None:
-        try:
-            as_of_ts = pd.Timestamp(as_of)
-        except ValueError:
-            _fail(f"--as-of: cannot read {as_of!r} as a timestamp (e.g. 2024-06-30T00:00:00Z)")
+    _check_out(out, (data,))
+    as_of_ts = None if as_of is None else _as_of_utc(as_of, "2024-06-30T00:00:00Z")
     config = FeatureConfig(label_window_days=label_window_days)
     log = StepLog(quiet)
     try:
@@ -408,8 +456,11 @@ def features(
         frame = build_features(tables, as_of=as_of_ts, config=config, log=log)
     except ValueError as err:
         _fail(str(err))
-    with log.step(f"writing {out}"):
-        write_features(frame, out)
+    try:
+        with log.step(f"writing {out}"):
+            write_features(frame, out)
+    except OSError as err:
+        _write_failed(err)
     n_mature = int(frame["mature"].sum())
     rate = frame["label"].mean() if n_mature else float("nan")
     typer.echo(
@@ -438,18 +489,9 @@ TestDays = Annotated[
 def _train_config(
     data: Path, as_of: str | None, tune_trials: int, seed: int, test_days: int | None
 ):  # noqa: ANN202 (lazy import of the config type)
-    import pandas as pd
-
-    from returnrisk.arrays import to_utc
     from returnrisk.train.pipeline import SplitConfig, TrainConfig
 
-    ts = None
-    if as_of is not None:
-        try:
-            ts = pd.Timestamp(as_of)
-        except ValueError:
-            _fail(f"--as-of {as_of!r} is not a timestamp (e.g. 2026-01-31T00:00:00)")
-        ts = to_utc(ts)
+    ts = None if as_of is None else _as_of_utc(as_of, "2026-01-31T00:00:00")
     split = SplitConfig(test_days=test_days) if test_days else SplitConfig()
     return TrainConfig(data=data, as_of=ts, seed=seed, tune_trials=tune_trials, split=split)
 
@@ -648,10 +690,23 @@ def score(
     show: Annotated[int, typer.Option("--show", help="Flagged orders to print.")] = 10,
     quiet: Quiet = False,
 ) -> None:
-    """Screen new orders before shipment: one output row per input order (scored or refused)."""
+    """Screen new orders before shipment: one output row per input order (scored or refused).
+
+    Exit codes: 0 orders scored (some may be refused: see OUT_refused/); 1 bad input, option
+    or model (nothing written); 2 usage error; 3 every order was refused, none scored (OUT and
+    OUT_refused/ are written).
+    """
     _quiet_environment()
     if out.suffix.lower() not in (".parquet", ".csv"):
         _fail(f"--out must end in .parquet or .csv, got {out.name}")
+    _check_out(out, (data, orders))
+    refused_next = out.with_name(f"{out.stem}_refused")
+    _check_out(
+        refused_next,
+        (data, orders),
+        directory=True,
+        label=f"--out {out}: its refused-rows directory {refused_next}",
+    )
     if explain not in ("flagged", "all", "none"):
         _fail(f"--explain must be flagged, all or none, got {explain!r}")
     policy = _policy(flag_top, flag_above, case_cost, action_cost, levels)
@@ -673,6 +728,8 @@ def score(
         raise typer.Exit(1) from None
     except ScoringError as err:
         _fail(str(err))
+    except OSError as err:
+        _write_failed(err)
     except Exception as err:
         from returnrisk.train.registry import RegistryError
 
@@ -683,6 +740,8 @@ def score(
     typer.echo(f"wrote {written} ({len(result.results):,d} rows)")
     if refused_dir is not None:
         typer.echo(f"refused orders written to {refused_dir}/ for fixing and resending")
+    if result.n_scored == 0 and result.n_refused > 0:
+        _fail(f"--orders {orders}: every order was refused, none scored", code=EXIT_NONE_SCORED)
 
 
 @app.command()
@@ -744,6 +803,7 @@ def report_skus(
 ) -> None:
     """Merchandiser SKU risk review: one HTML page ranking SKUs by expected after-sales cases."""
     _quiet_environment()
+    _check_out(out, (data,))
     from mlflow.exceptions import MlflowException
 
     from returnrisk.contract import ContractError
@@ -765,6 +825,8 @@ def report_skus(
         _fail(str(err))
     except (RegistryError, MlflowException) as err:
         _fail(f"cannot load model {model}: {err}")
+    except OSError as err:
+        _write_failed(err)
     typer.echo(str(path))
 
 

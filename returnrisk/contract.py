@@ -58,6 +58,14 @@ _DTYPES: dict[str, object] = {
 }
 _ISO2 = r"^[A-Z]{2}$"
 _LANGS = r"^[a-z]{2}(,[a-z]{2})*$"
+# C0 controls (NUL, tab, newline, ...), DEL and C1 controls: never part of a key
+_CONTROL = r"[\x00-\x1f\x7f-\x9f]"
+# every timestamp lies in [EARLIEST_TS, now + CLOCK_SKEW]: a year-2100 first_seen_ts would
+# otherwise move as_of (the export time) and turn orders of unknown outcome into negatives
+EARLIEST_TS = pd.Timestamp("2000-01-01", tz="UTC")
+CLOCK_SKEW = pd.Timedelta(minutes=5)
+# integers are exact in float64 below 2**53 (the service's JSON numbers, the features' maths)
+MAX_INT = 2**53
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class Column:
     gt: float | None = None
     allowed: tuple[str, ...] | None = None
     pattern: str | None = None
+    no_control: bool = False
     doc: str = ""
 
     @property
@@ -94,6 +103,14 @@ class Column:
             out.append("ISO 3166-1 alpha-2 (two capital letters)")
         if self.pattern == _LANGS:
             out.append("comma-separated ISO 639-1 codes (`en,de`)")
+        if self.kind == "float":
+            out.append("finite (no inf, -inf, NaN)")
+        if self.kind == "int":
+            out.append("whole number, |x| < 2^53")
+        if self.kind == "timestamp":
+            out.append(f"{EARLIEST_TS:%Y-%m-%d} .. now (not in the future)")
+        if self.no_control:
+            out.append("no control characters (NUL, tab, newline, ...)")
         return out
 
 
@@ -118,6 +135,7 @@ class TableSchema:
 
 
 def _c(name: str, kind: Kind, **kw: object) -> Column:
+    kw.setdefault("no_control", name.endswith("_id"))  # every key and reference to one
     return Column(name, kind, **kw)  # type: ignore[arg-type]
 
 
@@ -281,11 +299,20 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.table}.{self.column}" if self.column else self.table
+        if not self.n_rows and self.n_rows_override is None:
+            return f"{where}: {self.rule}"  # about a file or a table, not rows
         rows = "row" if self.n_rows == 1 else "rows"
         text = f"{where}: {self.rule} — {self.n_rows} {rows}"
         if self.examples:
-            text += f", e.g. {self.key_column} " + ", ".join(map(str, self.examples))
+            text += f", e.g. {self.key_column} " + ", ".join(map(_shown, self.examples))
         return text
+
+
+def _shown(key: object) -> str:
+    """A key as printed in a message: quoted with escapes when it holds a control character
+    (a NUL or newline would break the one-line message, or the terminal)."""
+    text = str(key)
+    return repr(text) if re.search(_CONTROL, text) else text
 
 
 class ContractError(ValueError):
@@ -391,14 +418,38 @@ def read_frames(
             continue
         try:
             if file.suffix == ".parquet":
-                frames[name] = pd.read_parquet(file)
+                frame = pd.read_parquet(file)
             else:
-                frames[name] = pd.read_csv(
+                frame = pd.read_csv(
                     file, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
                 )
         except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not raised
-            problems.append(Problem(name, "", f"unreadable {file.name}: {err}", ""))
+            reason = " ".join(str(err).split()) or type(err).__name__  # one line
+            problems.append(Problem(name, "", f"unreadable {file}: {reason}", ""))
+            continue
+        delimiter = _wrong_delimiter(frame) if file.suffix == ".csv" else None
+        if delimiter is not None:
+            problems.append(
+                Problem(
+                    name,
+                    "",
+                    f"{file}: read as one column {frame.columns[0][:60]!r}; the file seems "
+                    f"delimited by {delimiter!r}, the contract's CSV is comma-separated",
+                    "",
+                )
+            )
+            continue
+        frames[name] = frame
     return frames, problems
+
+
+def _wrong_delimiter(frame: pd.DataFrame) -> str | None:
+    """The delimiter a one-column CSV seems to use instead of the comma (``;``, tab, ``|``)."""
+    if frame.shape[1] != 1:
+        return None
+    header = str(frame.columns[0])
+    seen = [d for d in (";", "\t", "|") if d in header]
+    return max(seen, key=header.count) if seen else None
 
 
 def _keys(df: pd.DataFrame, key: str, mask: np.ndarray | pd.Series) -> tuple[str, ...]:
@@ -416,13 +467,17 @@ _FALSE = {"false", "0", "no", "n", "f"}
 
 def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
     """Cast one column to its contract dtype; unparseable values become missing."""
-    if s.dtype == col.dtype or (col.kind == "int" and s.dtype in ("int64", "Int64")):
+    if col.kind == "int" and s.dtype in ("int64", "Int64"):
+        if not (s.abs() >= MAX_INT).any():
+            return s  # already typed (Parquet written by us, frames from the scorer)
+    elif s.dtype == col.dtype:
         return s  # already typed (Parquet written by us, frames from the scorer)
     if col.kind == "str":
         if pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s):
             # numeric codes read from Parquet: render integers without a trailing .0
             as_int = pd.to_numeric(s, errors="coerce")
-            if (as_int.dropna() % 1 == 0).all():
+            whole = as_int.dropna().astype("float64")
+            if ((whole % 1 == 0) & (whole.abs() < MAX_INT)).all():
                 return as_int.astype("Int64").astype("str").where(as_int.notna())
         return s.astype("str").where(s.notna())
     if col.kind == "timestamp":
@@ -443,9 +498,9 @@ def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
     if col.kind == "float":
         return pd.to_numeric(s, errors="coerce").astype("float64")
     if col.kind == "int":
-        num = pd.to_numeric(s, errors="coerce")
-        num = num.where(num % 1 == 0)
-        return num.astype("Int64")
+        # through float64: a value beyond int64 (1e20) or 2**53 is a wrong value, not a crash
+        num = pd.to_numeric(s, errors="coerce").astype("float64")
+        return num.where((num % 1 == 0) & (num.abs() < MAX_INT)).astype("Int64")
     # bool
     if pd.api.types.is_bool_dtype(s):
         return s.astype("boolean")
@@ -475,11 +530,12 @@ def _coerce_table(
         bad = typed.isna().to_numpy() & raw.notna().to_numpy()
         if bad.any() and col.kind != "str":
             unparsed[col.name] = bad
+            expected = "int (a whole number, |x| < 2^53)" if col.kind == "int" else col.kind
             problems.append(
                 Problem(
                     name,
                     col.name,
-                    f"wrong type: expected {col.kind}",
+                    f"wrong type: expected {expected}",
                     schema.key,
                     _keys(df, schema.key, bad),
                 )
@@ -488,8 +544,27 @@ def _coerce_table(
     return out, problems, unparsed
 
 
+def latest_ts(now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The latest timestamp the contract accepts: ``now`` (default: the wall clock, read at the
+    call) plus ``CLOCK_SKEW``."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    return now + CLOCK_SKEW
+
+
+def _has_control(s: pd.Series) -> np.ndarray:
+    """Which values contain a control character (computed in Arrow; missing values: False)."""
+    text = pa.array(s.astype("str").where(s.notna()), from_pandas=True, type=pa.string())
+    found = pc.match_substring_regex(text, _CONTROL)
+    return found.fill_null(False).to_numpy(zero_copy_only=False)
+
+
 def _column_problems(
-    name: str, df: pd.DataFrame, skip: set[str], unparsed: dict[str, np.ndarray]
+    name: str,
+    df: pd.DataFrame,
+    skip: set[str],
+    unparsed: dict[str, np.ndarray],
+    latest: pd.Timestamp,
 ) -> list[Problem]:
     schema = SCHEMAS[name]
     problems: list[Problem] = []
@@ -518,6 +593,14 @@ def _column_problems(
             ok = s.astype("str").str.fullmatch(col.pattern).fillna(False).astype(bool)
             rule = "ISO 3166-1 alpha-2" if col.pattern == _ISO2 else "ISO 639-1 code list"
             add(col, f"format: {rule}", present & ~ok)
+        if col.kind == "float":
+            add(col, "finite (not inf, -inf)", present & ~np.isfinite(s.to_numpy("float64")))
+        if col.kind == "timestamp":
+            add(col, f"not before {EARLIEST_TS:%Y-%m-%d}", present & (s < EARLIEST_TS))
+            future = f"not in the future (after {latest:%Y-%m-%d %H:%M:%S} UTC)"
+            add(col, future, present & (s > latest))
+        if col.no_control:
+            add(col, "no control characters (NUL, tab, newline, ...)", _has_control(s))
     return problems
 
 
@@ -587,11 +670,15 @@ def _cross_table_problems(
     return problems
 
 
-def row_problems(name: str, row: Mapping[str, object]) -> list[str]:
+def row_problems(
+    name: str, row: Mapping[str, object], *, latest: pd.Timestamp | None = None
+) -> list[str]:
     """The column rules of ``SCHEMAS[name]`` that one row of typed Python values breaks, as
     ``"<column>: <rule>"`` texts. The service's fast path screens a request with it and sends
     anything it flags through ``check_frames`` (the reference, which words the refusals); it may
-    flag more than ``check_frames`` (a non-finite float), never less (tested)."""
+    flag more than ``check_frames`` (a numeric string), never less (tested). ``latest``: the
+    latest timestamp accepted (``latest_ts(now)``; default: the wall clock's)."""
+    latest = latest_ts() if latest is None else latest
     out: list[str] = []
     for col in SCHEMAS[name].columns:
         v = row.get(col.name)
@@ -603,9 +690,9 @@ def row_problems(name: str, row: Mapping[str, object]) -> list[str]:
         if col.kind == "str":
             ok = isinstance(v, str)
         elif col.kind == "float":
-            ok = number and abs(v) < float("inf")
+            ok = number
         elif col.kind == "int":
-            ok = isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53
+            ok = isinstance(v, int) and not isinstance(v, bool) and abs(v) < MAX_INT
         elif col.kind == "bool":
             ok = isinstance(v, bool)
         else:
@@ -617,6 +704,16 @@ def row_problems(name: str, row: Mapping[str, object]) -> list[str]:
         if not ok:
             out.append(f"{col.name}: wrong type: expected {col.kind}")
             continue
+        if col.kind == "float" and not abs(v) < float("inf"):
+            out.append(f"{col.name}: finite")
+            continue
+        if col.kind == "timestamp":
+            if ts < EARLIEST_TS:
+                out.append(f"{col.name}: not before {EARLIEST_TS:%Y-%m-%d}")
+            if ts > latest:
+                out.append(f"{col.name}: not in the future")
+        if col.no_control and re.search(_CONTROL, v):
+            out.append(f"{col.name}: no control characters")
         if col.ge is not None and v < col.ge:
             out.append(f"{col.name}: >= {col.ge:g}")
         if col.gt is not None and v <= col.gt:
@@ -629,12 +726,14 @@ def row_problems(name: str, row: Mapping[str, object]) -> list[str]:
 
 
 def check_frames(
-    frames: Mapping[str, pd.DataFrame],
+    frames: Mapping[str, pd.DataFrame], *, now: pd.Timestamp | None = None
 ) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
     """Coerce the given tables to contract dtypes and check every rule; never raises.
 
     Works on any subset of tables (cross-table rules run where both sides are present).
+    ``now``: the clock timestamps may not be after (default: the wall clock, read once here).
     """
+    latest = latest_ts(now)
     typed: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
     broken: set[tuple[str, str]] = set()
@@ -648,7 +747,7 @@ def check_frames(
         typed[name] = out
     for name, df in typed.items():
         skip = {c for (t, c) in broken if t == name}
-        problems += _column_problems(name, df, skip, unparsed[name])
+        problems += _column_problems(name, df, skip, unparsed[name], latest)
     problems += _cross_table_problems(typed, broken)
     for name, df in typed.items():
         schema = SCHEMAS[name]
@@ -659,14 +758,20 @@ def check_frames(
     return typed, problems
 
 
-def coerce_tables(frames: Mapping[str, pd.DataFrame], *, source: str = "tables") -> Tables:
-    """Typed, validated ``Tables`` from in-memory frames; raises ``ContractError``."""
+def coerce_tables(
+    frames: Mapping[str, pd.DataFrame],
+    *,
+    source: str = "tables",
+    now: pd.Timestamp | None = None,
+) -> Tables:
+    """Typed, validated ``Tables`` from in-memory frames; raises ``ContractError``. ``now``: see
+    ``check_frames``."""
     missing = [
         Problem(n, "", "table missing", "")
         for n in TABLE_NAMES
         if n not in frames and n not in OPTIONAL_TABLES
     ]
-    typed, problems = check_frames(frames)
+    typed, problems = check_frames(frames, now=now)
     problems = missing + problems
     if problems:
         raise ContractError(problems, source, refused_rows(typed, problems))
@@ -674,19 +779,22 @@ def coerce_tables(frames: Mapping[str, pd.DataFrame], *, source: str = "tables")
     return Tables(**{n: typed[n] for n in TABLE_NAMES})
 
 
-def find_problems(tables: Tables) -> list[Problem]:
+def find_problems(tables: Tables, *, now: pd.Timestamp | None = None) -> list[Problem]:
     """Every rule checked on already-typed tables."""
-    return check_frames(tables.as_dict())[1]
+    return check_frames(tables.as_dict(), now=now)[1]
 
 
-def load_tables(path: str | Path, *, log: StepLog = QUIET) -> Tables:
-    """Read and validate a data directory; raises ``ContractError`` naming every problem."""
+def load_tables(
+    path: str | Path, *, log: StepLog = QUIET, now: pd.Timestamp | None = None
+) -> Tables:
+    """Read and validate a data directory; raises ``ContractError`` naming every problem.
+    ``now``: the clock no timestamp may be after (default: the wall clock)."""
     with log.step(f"reading {path}"):
         frames, problems = read_frames(path)
     if problems:
         raise ContractError(problems, str(path))
     with log.step("checking the data contract"):
-        return coerce_tables(frames, source=str(path))
+        return coerce_tables(frames, source=str(path), now=now)
 
 
 def write_tables(

@@ -38,6 +38,7 @@ from returnrisk.contract import (
     Problem,
     Tables,
     check_frames,
+    latest_ts,
     read_frames,
     row_problems,
 )
@@ -177,8 +178,11 @@ class HistoryIndex:
         return self.ids[name].get_indexer(values.astype("str")) >= 0
 
 
-def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Validated:
-    """Check new orders row-wise; split them into accepted rows and refused order_ids + reasons."""
+def validate_new(
+    raw: Mapping[str, pd.DataFrame], history: HistoryIndex, *, now: pd.Timestamp | None = None
+) -> Validated:
+    """Check new orders row-wise; split them into accepted rows and refused order_ids + reasons.
+    ``now``: no timestamp may be after it (default: the wall clock)."""
     orders_raw = _fill_nullable(
         "orders", raw["orders"] if "orders" in raw else _empty_raw("orders")
     )
@@ -222,7 +226,7 @@ def validate_new(raw: Mapping[str, pd.DataFrame], history: HistoryIndex) -> Vali
     # checked below against history keys + new rows (so a request costs O(its size))
     frames = {"orders": orders_raw, "order_lines": lines_raw}
     frames.update({name: df for name, df in static_raw.items() if len(df)})
-    typed, problems = check_frames(frames)
+    typed, problems = check_frames(frames, now=now)
 
     # map every problem to the new order_ids it concerns
     orders_t, lines_t = typed["orders"], typed["order_lines"]
@@ -368,9 +372,11 @@ class ScoringState:
         config: ScoreConfig = ScoreConfig(),
         *,
         log: StepLog = QUIET,
+        now: pd.Timestamp | None = None,
     ) -> ScoreResult:
+        """``now``: the clock no timestamp of the new rows may be after (default: wall clock)."""
         with log.step("checking the new orders"):
-            v = validate_new(raw, self.history)
+            v = validate_new(raw, self.history, now=now)
         log.info(f"{len(v.orders):,d} orders accepted, {len(v.reasons):,d} refused")
         return self._score_validated(raw, v, config, log=log)
 
@@ -412,11 +418,13 @@ class ScoringState:
         """Whether ``new`` passes every contract rule the full path would check (its rows', its
         keys' existence, a new order_id), so that the online store can score it."""
         o, online = new.order, self.online
-        if not new.lines or row_problems("orders", o):
+        latest = latest_ts()  # the wall clock, read once per request
+        if not new.lines or row_problems("orders", o, latest=latest):
             return False
         if online.knows("orders", o["order_id"]):
             return False
-        if any(row_problems("order_lines", {**ln, "order_id": o["order_id"]}) for ln in new.lines):
+        lines = ({**ln, "order_id": o["order_id"]} for ln in new.lines)
+        if any(row_problems("order_lines", ln, latest=latest) for ln in lines):
             return False
         new_keys: dict[str, set] = {}
         for name in STATIC_TABLES:
@@ -424,7 +432,8 @@ class ScoringState:
                 r for r in getattr(new, name) if not online.knows(name, r.get(SCHEMAS[name].key))
             ]
             keys = [r.get(SCHEMAS[name].key) for r in rows]
-            if len(set(keys)) != len(keys) or any(row_problems(name, r) for r in rows):
+            bad = any(row_problems(name, r, latest=latest) for r in rows)
+            if len(set(keys)) != len(keys) or bad:
                 return False
             new_keys[name] = set(keys)
 
@@ -576,12 +585,25 @@ def write_result(result: ScoreResult, out: str | Path) -> tuple[Path, Path | Non
     out.parent.mkdir(parents=True, exist_ok=True)
     _write(result.results, out, fmt)
     refused_dir = out.with_name(f"{out.stem}_refused")
+    clear_refused(refused_dir)  # a previous run's refusals are not this run's
     if len(result.refused_orders) or len(result.refused_lines) or result.n_refused:
         refused_dir.mkdir(exist_ok=True)
         _write(result.refused_orders, refused_dir / f"orders.{fmt}", fmt)
         _write(result.refused_lines, refused_dir / f"order_lines.{fmt}", fmt)
         return out, refused_dir
     return out, None
+
+
+def clear_refused(refused_dir: Path) -> None:
+    """Remove what an earlier run wrote into ``refused_dir`` (its orders and order_lines files,
+    in either format) and the directory once empty; anything else in it is left alone."""
+    if not refused_dir.is_dir():
+        return
+    for name in ("orders", "order_lines"):
+        for ext in (".csv", ".parquet"):
+            (refused_dir / f"{name}{ext}").unlink(missing_ok=True)
+    if not any(refused_dir.iterdir()):
+        refused_dir.rmdir()
 
 
 def _write(df: pd.DataFrame, path: Path, fmt: str) -> None:
