@@ -401,6 +401,17 @@ _BAD_VALUES = [
     ("customers", "segment", "vip", "one of"),
     ("carriers", "service_level", "overnight", "one of"),
     ("countries", "duty_de_minimis", -5.0, ">= 0"),
+    ("orders", "order_value", float("inf"), "finite"),
+    ("orders", "shipping_fee", float("-inf"), "finite"),
+    ("order_lines", "unit_price", float("inf"), "finite"),
+    ("skus", "weight_g", float("inf"), "finite"),
+    ("countries", "duty_de_minimis", float("inf"), "finite"),
+    ("order_lines", "quantity", 2**60, "wrong type"),
+    ("orders", "order_ts", pd.Timestamp("2100-01-01", tz="UTC").to_pydatetime(), "not in the"),
+    ("customers", "first_seen_ts", pd.Timestamp("1700-01-01").to_pydatetime(), "not before"),
+    ("orders", "order_id", "o\x001", "no control characters"),
+    ("order_lines", "sku_id", "s1\n", "no control characters"),
+    ("carriers", "carrier_id", "k\x1b1", "no control characters"),
 ]
 
 
