@@ -65,7 +65,7 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _check_out(out: Path, inputs: tuple[Path, ...] = (), **kw: Any) -> None:
+def _check_out(out: Path, inputs: tuple[Path, ...] = (), *, code: int = 1, **kw: Any) -> None:
     """Refuse an output path that would overwrite an input or cannot be written (before any
     reading; see ``returnrisk.paths.check_output_path``)."""
     from returnrisk.paths import OutputPathError, check_output_path
@@ -73,7 +73,7 @@ def _check_out(out: Path, inputs: tuple[Path, ...] = (), **kw: Any) -> None:
     try:
         check_output_path(out, inputs, **kw)
     except OutputPathError as err:
-        _fail(str(err))
+        _fail(str(err), code)
 
 
 def _write_failed(err: OSError, option: str = "--out") -> None:
@@ -82,7 +82,7 @@ def _write_failed(err: OSError, option: str = "--out") -> None:
     _fail(write_error(err, option))
 
 
-def _as_of_utc(text: str, example: str):  # noqa: ANN202 (pandas is imported lazily)
+def _as_of_utc(text: str, example: str, code: int = 1) -> Any:  # a pd.Timestamp
     """``--as-of`` as a UTC timestamp, refused when unreadable or after the current time (labels
     read in the future would count orders of unknown outcome as mature negatives)."""
     import pandas as pd
@@ -93,10 +93,10 @@ def _as_of_utc(text: str, example: str):  # noqa: ANN202 (pandas is imported laz
     try:
         ts = pd.Timestamp(text)
     except ValueError:
-        _fail(f"--as-of: cannot read {text!r} as a timestamp (e.g. {example})")
+        _fail(f"--as-of: cannot read {text!r} as a timestamp (e.g. {example})", code)
     ts = to_utc(ts)
     if ts > latest_ts():
-        _fail(f"--as-of {text}: after the current time; outcomes are not known in the future")
+        _fail(f"--as-of {text}: after the current time; outcomes are not known in the future", code)
     return ts
 
 
@@ -365,7 +365,7 @@ def import_shopify_cmd(
         shop_country=shop_country,
         refund_lag_days=refund_lag_days,
     )
-    _run_import(import_shopify, cfg, out, quiet)
+    _run_import(import_shopify, cfg, out, quiet, tuple(files))
 
 
 @import_app.command("amazon")
@@ -402,7 +402,8 @@ def import_amazon_cmd(
         currency=currency,
         shop_country=shop_country,
     )
-    _run_import(import_amazon, cfg, out, quiet)
+    inputs = tuple(f for f in (*orders, fba_returns, mfn_returns) if f is not None)
+    _run_import(import_amazon, cfg, out, quiet, inputs)
 
 
 @import_app.command("tracking")
@@ -416,8 +417,13 @@ def import_tracking_cmd(
     Example: returnrisk import tracking aftership_export.csv --into data/shop
     """
     from returnrisk.importers import TrackingConfig, import_tracking
+    from returnrisk.paths import CONTRACT_FILES
 
-    _run_import(import_tracking, TrackingConfig(file=file, into=into), into, quiet)
+    # --into is updated in place by design (shipments, after_sales_cases): the export read must
+    # not be one of its tables
+    if file.resolve().parent == into.resolve() and file.name.lower() in CONTRACT_FILES:
+        _fail(f"FILE {file}: is a table of --into {into}; importing it would overwrite it")
+    _run_import(import_tracking, TrackingConfig(file=file, into=into), into, quiet, ())
 
 
 # --- features (owner: features) ---
@@ -856,8 +862,6 @@ def monitor(
     realised metrics of mature cohorts, alerts. Exit 0 no alert, 1 an alert fired, 2 bad input."""
     import dataclasses
 
-    import pandas as pd
-
     from returnrisk.serve.monitor import MonitorInputError, load_config
 
     try:
@@ -866,13 +870,8 @@ def monitor(
             cfg = dataclasses.replace(cfg, days=days)
     except MonitorInputError as err:
         _fail(str(err), 2)
-    ts = None
-    if as_of is not None:
-        try:
-            ts = pd.Timestamp(as_of)
-        except ValueError:
-            _fail(f"--as-of {as_of!r} is not a timestamp (e.g. 2026-01-31T00:00:00)", 2)
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    _check_out(out, (data,), code=2, directory=True)
+    ts = None if as_of is None else _as_of_utc(as_of, "2026-01-31T00:00:00", code=2)
     _train_env()
     from mlflow.exceptions import MlflowException
 

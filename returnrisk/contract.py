@@ -19,6 +19,8 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from returnrisk.arrays import member_mask, to_utc
 from returnrisk.progress import QUIET, StepLog
@@ -548,7 +550,7 @@ def latest_ts(now: pd.Timestamp | None = None) -> pd.Timestamp:
     """The latest timestamp the contract accepts: ``now`` (default: the wall clock, read at the
     call) plus ``CLOCK_SKEW``."""
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    now = to_utc(now)
     return now + CLOCK_SKEW
 
 
