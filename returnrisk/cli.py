@@ -180,7 +180,7 @@ def synth(
     quiet: Quiet = False,
 ) -> None:
     """Generate a synthetic cross-border world: every contract table + truth.parquet + new/."""
-    from datetime import date
+    from datetime import UTC, date, datetime, time, timedelta
 
     from returnrisk.synth import SynthConfig, generate_world, write_world
     from returnrisk.synth.scenarios import ScenarioError
@@ -205,8 +205,15 @@ def synth(
         field, _, rest = str(err).partition(": ")
         option = {"scenario": "--scenario", "scenario_start": "--scenario-start"}.get(field)
         _fail(f"{option}: {rest}" if option else str(err))
+    from returnrisk.contract import EARLIEST_TS, latest_ts
     from returnrisk.paths import CONTRACT_FILES
 
+    end = datetime.combine(cfg.start, time(), UTC) + timedelta(days=cfg.days)
+    if cfg.start < EARLIEST_TS.date() or end > latest_ts():
+        _fail(
+            f"--start {start} --days {days}: the world would run to {end:%Y-%m-%d}; the contract "
+            f"accepts timestamps from {EARLIEST_TS:%Y-%m-%d} to now"
+        )
     _check_out(out, directory=True)
     if not (out / "truth.parquet").is_file() and any((out / f).is_file() for f in CONTRACT_FILES):
         _fail(f"--out {out}: holds a data directory synth did not write; choose a new directory")

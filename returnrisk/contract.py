@@ -556,9 +556,12 @@ def latest_ts(now: pd.Timestamp | None = None) -> pd.Timestamp:
 
 def _has_control(s: pd.Series) -> np.ndarray:
     """Which values contain a control character (computed in Arrow; missing values: False)."""
-    text = pa.array(s.astype("str").where(s.notna()), from_pandas=True, type=pa.string())
+    if isinstance(s.dtype, pd.StringDtype) and s.dtype.storage == "pyarrow":
+        text = pa.chunked_array(pa.array(s.array))  # the column's own Arrow data, no copy
+    else:
+        text = pa.array(s.astype("str").where(s.notna()), from_pandas=True, type=pa.string())
     found = pc.match_substring_regex(text, _CONTROL)
-    return found.fill_null(False).to_numpy(zero_copy_only=False)
+    return np.asarray(found.fill_null(False), dtype=bool)
 
 
 def _column_problems(

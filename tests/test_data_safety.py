@@ -377,6 +377,16 @@ def test_new_orders_in_the_future_are_refused_by_the_scorer(synth_world: Path) -
     assert len(early.orders) == 0 and len(early.reasons) == len(raw["orders"])
 
 
+@pytest.mark.parametrize(("start", "days"), [("2090-01-01", "540"), ("1999-06-01", "30")])
+def test_synth_refuses_a_world_outside_the_timestamp_range(
+    tmp_path: Path, start: str, days: str
+) -> None:
+    args = ["synth", "--out", str(tmp_path / "w"), "--orders", "100"]
+    res = runner.invoke(app, [*args, "--start", start, "--days", days])
+    _one_line_error(res, "--start", "2000-01-01 to now")
+    assert not (tmp_path / "w").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # 4. and 5. each score run's refusals are its own; exit 3 when nothing could be scored
 
