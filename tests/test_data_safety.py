@@ -601,3 +601,44 @@ def test_every_table_file_name_is_guarded() -> None:
     assert {f"{t}.parquet" for t in TABLE_NAMES} | {f"{t}.csv" for t in TABLE_NAMES} == (
         CONTRACT_FILES
     )
+
+
+@pytest.fixture(scope="module")
+def service(synth_world: Path, registry: str):
+    """(a test client of the service on the module's @champion, a one-order body of new/)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette prefers httpx2 at import
+        from fastapi.testclient import TestClient
+
+    from returnrisk.serve.app import ServeConfig, create_app, orders_to_json
+    from returnrisk.serve.scoring import ScoringState, read_new_orders
+    from returnrisk.train.registry import load_model
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", registry)
+        mp.setenv("MLFLOW_REGISTRY_URI", registry)
+        state = ScoringState(load_tables(synth_world), load_model())
+    body = orders_to_json(read_new_orders(synth_world / "new"))
+    with TestClient(create_app(ServeConfig(), state=state)) as client:
+        yield client, {**body, "orders": body["orders"][:1]}
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "rule"),
+    [
+        ("order_ts", "2100-01-01T00:00:00Z", "orders.order_ts: not in the future"),
+        ("order_ts", "1700-01-01T00:00:00Z", "orders.order_ts: not before 2000-01-01"),
+        ("order_id", "A-1\u0000", "orders.order_id: no control characters"),
+        ("customer_id", "C\u001b[31m", "orders.customer_id: no control characters"),
+    ],
+)
+def test_the_service_refuses_what_validate_refuses(service, column: str, value: str, rule: str):
+    """One order over HTTP (the online fast path screens it with row_problems, the full path
+    words the refusal) gets the same rule as `validate` and `score`."""
+    client, body = service
+    clean = client.post("/v1/score", json=body)
+    assert clean.json()["results"][0]["status"] == "scored", clean.text
+    resp = client.post("/v1/score", json={**body, "orders": [{**body["orders"][0], column: value}]})
+    assert resp.status_code == 200, resp.text
+    result = resp.json()["results"][0]
+    assert result["status"] == "refused" and rule in result["reason"], result
