@@ -8,14 +8,16 @@ so ``returnrisk validate`` starts fast.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from returnrisk.labels import LABEL_WINDOW_DAYS
-from returnrisk.progress import StepLog
+from returnrisk.progress import StepLog, library_logs
+from returnrisk.train.names import CHAMPION, CHAMPION_URI, MODEL_NAME
 
 app = typer.Typer(
     help="Pre-shipment after-sales risk scoring for cross-border e-commerce sellers.",
@@ -483,6 +485,14 @@ def features(
 
 
 # --- train / retrain / promote / rollback (owner: train) ---
+TrackingUri = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="MLflow tracking + registry store (default: $MLFLOW_TRACKING_URI, else "
+        "sqlite:///mlflow.db in the working directory).",
+    ),
+]
 AsOf = Annotated[
     str | None,
     typer.Option(
@@ -497,6 +507,7 @@ TestDays = Annotated[
     int | None,
     typer.Option("--test-days", min=1, help="Test slice = last N days of mature orders."),
 ]
+LOCKED_EXIT = 75  # EX_TEMPFAIL: another retrain holds the store's lock; try again later
 
 
 def _train_config(
@@ -518,15 +529,43 @@ def _train_errors() -> tuple[type[Exception], ...]:
     return (ContractError, TrainDataError, RegistryError, ModelInputError, FileNotFoundError)
 
 
-def _train_env() -> str:
+def _train_env() -> None:
     _quiet_environment()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # LightGBM's OpenMP threads sleep instead of spinning at barriers: on a shared 2-core
     # machine spinning makes training several times slower (must be set before import).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from returnrisk.train.registry import configure_tracking
 
-    return configure_tracking()
+
+@contextmanager
+def _mlflow_command(quiet: bool, tracking_uri: str | None, *, must_exist: bool) -> Iterator[Any]:
+    """The entry of every command that touches MLflow: one StepLog (one clock) for the
+    command, library logs routed through it, and the tracking store chosen and set once.
+    ``must_exist``: the command only reads the registry, so a missing store is an error
+    (never created). Yields (log, store)."""
+    _train_env()
+    import mlflow  # noqa: F401  (MLflow sets up its loggers on import; they are routed next)
+
+    from returnrisk.train.registry import RegistryError, open_store
+
+    log = StepLog(quiet)
+    with library_logs(log):
+        try:
+            store = open_store(tracking_uri, must_exist=must_exist)
+        except RegistryError as err:
+            _fail(str(err))
+        yield log, store
+
+
+def _interrupted(what: str, err: BaseException) -> None:
+    from returnrisk.train.pipeline import Terminated
+
+    sigterm = isinstance(err, Terminated)
+    _fail(
+        f"{what} interrupted ({'SIGTERM' if sigterm else 'Ctrl-C'}); its MLflow run was ended "
+        "KILLED and nothing was promoted after that point",
+        143 if sigterm else 130,
+    )
 
 
 @app.command()
@@ -536,24 +575,30 @@ def train(
     tune_trials: TuneTrials = 0,
     seed: Seed = 0,
     test_days: TestDays = None,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on the mature orders (time split), log it to MLflow, register it
     as `return-risk` with alias @challenger."""
-    cfg = _train_config(data, as_of, tune_trials, seed, test_days)
-    uri = _train_env()
-    from returnrisk.train.pipeline import train as run_train
+    from dataclasses import replace
 
-    log = StepLog(quiet)
-    log.info(f"tracking store {uri}")
-    try:
-        result = run_train(cfg, log)
-    except _train_errors() as err:
-        _fail(err.report() if hasattr(err, "report") else str(err))
+    cfg = _train_config(data, as_of, tune_trials, seed, test_days)
+    with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, store):
+        from returnrisk.train.pipeline import sigterm_as_interrupt
+        from returnrisk.train.pipeline import train as run_train
+
+        log.info(f"tracking store {store.describe()}")
+        try:
+            with sigterm_as_interrupt():
+                result = run_train(replace(cfg, tracking_uri=store.uri), log)
+        except _train_errors() as err:
+            _fail(err.report() if hasattr(err, "report") else str(err))
+        except KeyboardInterrupt as err:
+            _interrupted("train", err)
     m = result.metrics
     typer.echo(
-        f"return-risk v{result.version} @challenger (run {result.run_id}): test AUC {m['auc']:.4f}"
-        f" AP {m['ap']:.4f} ECE {m['ece']:.4f} lift@5% {m['lift_at_5pct']:.2f}"
+        f"{MODEL_NAME} v{result.version} @challenger (run {result.run_id}): test AUC "
+        f"{m['auc']:.4f} AP {m['ap']:.4f} ECE {m['ece']:.4f} lift@5% {m['lift_at_5pct']:.2f}"
     )
     for name, b in result.baseline_metrics.items():
         typer.echo(f"  baseline {name:10s} AUC {b['auc']:.4f} AP {b['ap']:.4f} ECE {b['ece']:.4f}")
@@ -579,61 +624,71 @@ def retrain(
     min_ap_lift: Annotated[
         float, typer.Option(help="Absolute gate (no champion): AP >= this x base rate.")
     ] = 1.2,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Weekly job: train a challenger, compare it with @champion on the latest mature window,
-    promote it only when every gate passes. Exit 0 either way; the decision is printed."""
-    cfg = _train_config(data, as_of, tune_trials, seed, test_days)
-    uri = _train_env()
-    from returnrisk.train.pipeline import RetrainConfig
-    from returnrisk.train.pipeline import retrain as run_retrain
-    from returnrisk.train.registry import GateConfig
+    promote it only when every gate passes and @champion is still the version compared with.
+    Exit 0 either way (the decision is printed); 75 when another retrain holds the store."""
+    from dataclasses import replace
 
-    gate = GateConfig(
-        ap_margin=ap_margin,
-        auc_margin=auc_margin,
-        max_ece=max_ece,
-        min_auc=min_auc,
-        min_ap_lift=min_ap_lift,
-    )
-    log = StepLog(quiet)
-    log.info(f"tracking store {uri}")
-    try:
-        result = run_retrain(RetrainConfig(train=cfg, gate=gate), log)
-    except _train_errors() as err:
-        _fail(err.report() if hasattr(err, "report") else str(err))
+    cfg = _train_config(data, as_of, tune_trials, seed, test_days)
+    with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, store):
+        from returnrisk.train.pipeline import RetrainConfig, sigterm_as_interrupt
+        from returnrisk.train.pipeline import retrain as run_retrain
+        from returnrisk.train.registry import GateConfig, StoreLockedError, store_lock
+
+        gate = GateConfig(
+            ap_margin=ap_margin,
+            auc_margin=auc_margin,
+            max_ece=max_ece,
+            min_auc=min_auc,
+            min_ap_lift=min_ap_lift,
+        )
+        log.info(f"tracking store {store.describe()}")
+        config = RetrainConfig(train=replace(cfg, tracking_uri=store.uri), gate=gate)
+        try:
+            with store_lock(store, log=log), sigterm_as_interrupt():
+                result = run_retrain(config, log)
+        except StoreLockedError as err:
+            _fail(str(err), LOCKED_EXIT)
+        except _train_errors() as err:
+            _fail(err.report() if hasattr(err, "report") else str(err))
+        except KeyboardInterrupt as err:
+            _interrupted("retrain", err)
     typer.echo(result.decision.summary)
 
 
 @app.command()
 def promote(
     version: Annotated[str, typer.Argument(help="Registered version of return-risk.")],
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Point return-risk@champion at VERSION (by hand)."""
-    _train_env()
-    from returnrisk.train.registry import RegistryError
-    from returnrisk.train.registry import promote as do_promote
+    with _mlflow_command(quiet, tracking_uri, must_exist=True) as (log, _store):
+        from returnrisk.train.registry import RegistryError
+        from returnrisk.train.registry import promote as do_promote
 
-    try:
-        previous = do_promote(version, reason="manual", log=StepLog(quiet))
-    except RegistryError as err:
-        _fail(str(err))
-    typer.echo(f"return-risk@champion -> v{version} (was {previous or 'none'})")
+        try:
+            previous = do_promote(version, reason="manual", log=log)
+        except RegistryError as err:
+            _fail(str(err))
+    typer.echo(f"{MODEL_NAME}@{CHAMPION} -> v{version} (was {previous or 'none'})")
 
 
 @app.command()
-def rollback(quiet: Quiet = False) -> None:
+def rollback(tracking_uri: TrackingUri = None, quiet: Quiet = False) -> None:
     """Move return-risk@champion back to the previous champion."""
-    _train_env()
-    from returnrisk.train.registry import RegistryError
-    from returnrisk.train.registry import rollback as do_rollback
+    with _mlflow_command(quiet, tracking_uri, must_exist=True) as (log, _store):
+        from returnrisk.train.registry import RegistryError
+        from returnrisk.train.registry import rollback as do_rollback
 
-    try:
-        current, target = do_rollback(log=StepLog(quiet))
-    except RegistryError as err:
-        _fail(str(err))
-    typer.echo(f"return-risk@champion: v{current} -> v{target}")
+        try:
+            current, target = do_rollback(log=log)
+        except RegistryError as err:
+            _fail(str(err))
+    typer.echo(f"{MODEL_NAME}@{CHAMPION}: v{current} -> v{target}")
 
 
 # --- score / serve (owner: serve) ---
@@ -691,7 +746,7 @@ def score(
         Path, typer.Option("--orders", help="Directory of new orders (orders, order_lines, ...).")
     ],
     out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv.")],
-    model: ModelUri = "models:/return-risk@champion",
+    model: ModelUri = CHAMPION_URI,
     flag_top: FlagTop = None,
     flag_above: FlagAbove = None,
     case_cost: CaseCost = None,
@@ -701,6 +756,7 @@ def score(
         str, typer.Option("--explain", help="Which orders get reasons: flagged, all or none.")
     ] = "flagged",
     show: Annotated[int, typer.Option("--show", help="Flagged orders to print.")] = 10,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Screen new orders before shipment: one output row per input order (scored or refused).
@@ -733,22 +789,19 @@ def score(
     )
 
     cfg = BatchConfig(data, orders, out, model, ScoreConfig(policy=policy, explain=explain), show)
-    log = StepLog(quiet)
-    try:
-        result, written, refused_dir = run_batch(cfg, log=log)
-    except ContractError as err:
-        typer.echo(err.report(), err=True)
-        raise typer.Exit(1) from None
-    except ScoringError as err:
-        _fail(str(err))
-    except OSError as err:
-        _write_failed(err)
-    except Exception as err:
+    # the store must exist, but bad input is reported first: load_model checks it
+    with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, _store):
         from returnrisk.train.registry import RegistryError
 
-        if isinstance(err, RegistryError):
-            _fail(f"{err} (train a model first: returnrisk train DIR)")
-        raise
+        try:
+            result, written, refused_dir = run_batch(cfg, log=log)
+        except ContractError as err:
+            typer.echo(err.report(), err=True)
+            raise typer.Exit(1) from None
+        except (ScoringError, RegistryError) as err:
+            _fail(str(err))
+        except OSError as err:
+            _write_failed(err)
     typer.echo(format_flagged(result, show))  # the result, not progress: printed even if quiet
     typer.echo(f"wrote {written} ({len(result.results):,d} rows)")
     if refused_dir is not None:
@@ -762,7 +815,7 @@ def serve(
     data: Annotated[Path, typer.Option("--data", help="History data directory.")],
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    model: ModelUri = "models:/return-risk@champion",
+    model: ModelUri = CHAMPION_URI,
     flag_top: FlagTop = None,
     flag_above: FlagAbove = None,
     case_cost: CaseCost = None,
@@ -771,6 +824,7 @@ def serve(
     max_body: Annotated[
         int, typer.Option("--max-body", help="Request body limit in bytes (413 above).")
     ] = 1_000_000,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Serve POST /v1/score and friends (set RETURNRISK_API_KEY to require a bearer key)."""
@@ -781,9 +835,7 @@ def serve(
     import uvicorn
 
     from returnrisk.serve.app import ServeConfig, create_app, make_loader
-    from returnrisk.train.registry import configure_tracking
 
-    configure_tracking()
     cfg = ServeConfig(
         data=data,
         model_uri=model,
@@ -791,10 +843,11 @@ def serve(
         max_body_bytes=max_body,
         api_key=os.environ.get("RETURNRISK_API_KEY") or None,
     )
-    log = StepLog(quiet)
-    app_ = create_app(cfg, loader=make_loader(data, model, log=log))
-    log.info(f"serving on http://{host}:{port} (ready when GET /readyz answers 200)")
-    uvicorn.run(app_, host=host, port=port, log_level="warning" if quiet else "info")
+    with _mlflow_command(quiet, tracking_uri, must_exist=True) as (log, store):
+        app_ = create_app(cfg, loader=make_loader(data, model, log=log))
+        log.info(f"model {model} from {store.describe()}")
+        log.info(f"serving on http://{host}:{port} (ready when GET /readyz answers 200)")
+        uvicorn.run(app_, host=host, port=port, log_level="warning" if quiet else "info")
 
 
 # --- report skus (owner: report) ---
@@ -809,9 +862,8 @@ def report_skus(
     window: Annotated[
         str, typer.Option("--window", help="Recent orders to review, e.g. 28d or 4w.")
     ] = "28d",
-    model: Annotated[
-        str, typer.Option("--model", help="Registered model URI.")
-    ] = "models:/return-risk@champion",
+    model: ModelUri = CHAMPION_URI,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Merchandiser SKU risk review: one HTML page ranking SKUs by expected after-sales cases."""
@@ -821,25 +873,26 @@ def report_skus(
 
     from returnrisk.contract import ContractError
     from returnrisk.serve.report_skus import ReportConfig, ReportError, parse_window, write_report
-    from returnrisk.train.registry import RegistryError, configure_tracking
+    from returnrisk.train.registry import RegistryError
 
     try:
         config = ReportConfig(window_days=parse_window(window))
     except ReportError as err:
         _fail(str(err))
-    log = StepLog(quiet)
-    configure_tracking()  # $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db
-    try:
-        path = write_report(data, out, config=config, model_uri=model, log=log)
-    except ContractError as err:
-        typer.echo(err.report(), err=True)
-        raise typer.Exit(1) from None
-    except (ReportError, FileNotFoundError, NotADirectoryError) as err:
-        _fail(str(err))
-    except (RegistryError, MlflowException) as err:
-        _fail(f"cannot load model {model}: {err}")
-    except OSError as err:
-        _write_failed(err)
+    with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, _store):
+        try:  # load_model refuses a missing store (never creates one), after the input checks
+            path = write_report(data, out, config=config, model_uri=model, log=log)
+        except ContractError as err:
+            typer.echo(err.report(), err=True)
+            raise typer.Exit(1) from None
+        except (ReportError, FileNotFoundError, NotADirectoryError) as err:
+            _fail(str(err))
+        except RegistryError as err:
+            _fail(f"cannot load model: {err}")
+        except MlflowException as err:
+            _fail(f"cannot load model {model}: {err.message.splitlines()[0]}")
+        except OSError as err:
+            _write_failed(err)
     typer.echo(str(path))
 
 
@@ -919,6 +972,7 @@ def demo(
     ),
     orders: Annotated[int, typer.Option("--orders", help="Orders in the demo world.")] = 30_000,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the demo world.")] = 42,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """The whole journey on built-in demo data: synth, validate, retrain (champion gate),
@@ -928,16 +982,27 @@ def demo(
     steps = [
         ("generate a synthetic cross-border world", lambda: synth(data, orders, seed, quiet=quiet)),
         ("validate it against the data contract", lambda: validate(data, quiet=quiet)),
-        ("weekly retrain: challenger vs champion", lambda: retrain(data, quiet=quiet)),
+        (
+            "weekly retrain: challenger vs champion",
+            lambda: retrain(data, tracking_uri=tracking_uri, quiet=quiet),
+        ),
         (
             "screen today's new orders (top 5 % flagged)",
             lambda: score(
-                data, data / "new", workdir / "screened.csv", flag_top=5.0, show=10, quiet=quiet
+                data,
+                data / "new",
+                workdir / "screened.csv",
+                flag_top=5.0,
+                show=10,
+                tracking_uri=tracking_uri,
+                quiet=quiet,
             ),
         ),
         (
             "write the merchandiser SKU report",
-            lambda: report_skus(data, workdir / "sku_report.html", quiet=quiet),
+            lambda: report_skus(
+                data, workdir / "sku_report.html", tracking_uri=tracking_uri, quiet=quiet
+            ),
         ),
     ]
     for i, (title, run) in enumerate(steps, 1):
@@ -946,5 +1011,5 @@ def demo(
     typer.secho(f"\nSKU report: {(workdir / 'sku_report.html').resolve()}", bold=True)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m returnrisk.cli ...` (what MLproject runs)
     app()

@@ -44,6 +44,7 @@ from returnrisk.contract import (
 )
 from returnrisk.features.online import OnlineFeatures, OnlineOrder, features_frame
 from returnrisk.progress import QUIET, StepLog
+from returnrisk.train.names import CHAMPION_URI
 
 from .csvsafe import write_csv
 from .policy import PolicyConfig, apply_policy, flag, risk_level, risk_score
@@ -647,7 +648,7 @@ class BatchConfig:
     data: Path
     orders: Path
     out: Path
-    model_uri: str = "models:/return-risk@champion"
+    model_uri: str = CHAMPION_URI
     score: ScoreConfig = field(default_factory=ScoreConfig)
     show: int = 10
 
@@ -686,12 +687,11 @@ def run_batch(
 ) -> tuple[ScoreResult, Path, Path | None]:
     """Load history + model, score the new orders, write the results (and the refused rows)."""
     from returnrisk.contract import load_tables
-    from returnrisk.train.registry import configure_tracking, load_model
+    from returnrisk.train.registry import load_model
 
     with log.step(f"reading new orders from {config.orders}"):
         raw = read_new_orders(config.orders)
     tables = load_tables(config.data, log=log)
-    configure_tracking()
     with log.step(f"loading model {config.model_uri}"):
         model = load_model(config.model_uri)
     log.info(f"model version {model.version}")

@@ -7,7 +7,11 @@ train:   load tables -> point-in-time features -> time split of mature orders (t
          ``challenger``.
 retrain: train a challenger as above, score the champion and the challenger on the same latest
          mature window (the challenger's test slice), apply the gates, move ``@champion`` only
-         when every gate passes; the decision and its figures go to the challenger's run.
+         when every gate passes and only if it still points at the champion compared with
+         (compare-and-set); the decision and its figures go to the challenger's run.
+
+Every MLflow run is opened by :func:`mlflow_run`, which ends it FAILED on an error and KILLED on
+an interrupt (Ctrl-C, or SIGTERM under :func:`sigterm_as_interrupt`), never left RUNNING.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import tempfile
-from dataclasses import asdict, dataclass, field
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +36,10 @@ from returnrisk.progress import QUIET, StepLog
 
 from . import evaluate as ev
 from .model import RiskModel
+from .names import CHALLENGER, CHAMPION, EXPERIMENT_NAME, MODEL_NAME
 from .reference import write_reference
 from .registry import (
-    CHAMPION,
-    EXPERIMENT_NAME,
-    MODEL_NAME,
+    ChampionMovedError,
     GateConfig,
     GateDecision,
     alias_version,
@@ -367,14 +374,52 @@ def _flat_params(config: TrainConfig, model: RiskModel) -> dict[str, Any]:
     return params
 
 
-def _start_run(config: TrainConfig, run_name: str) -> Any:
-    """Start (or, under ``mlflow run``, resume) the run."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that runs and locks are released on the way out."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM raises :class:`Terminated` (a KeyboardInterrupt) instead of
+    killing the process where it stands (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def mlflow_run(
+    *, experiment: str = EXPERIMENT_NAME, run_name: str | None = None, run_id: str | None = None
+) -> Iterator[Any]:
+    """Start (``run_id``: reopen; under ``mlflow run``: resume) a run and always end it:
+    FINISHED, FAILED on an exception, KILLED on KeyboardInterrupt / SIGTERM / SystemExit."""
     import mlflow
 
-    if os.environ.get("MLFLOW_RUN_ID"):
-        return mlflow.start_run()
-    mlflow.set_experiment(config.experiment)
-    return mlflow.start_run(run_name=run_name)
+    if run_id is not None:
+        run = mlflow.start_run(run_id=run_id)
+    elif os.environ.get("MLFLOW_RUN_ID"):
+        run = mlflow.start_run()
+    else:
+        mlflow.set_experiment(experiment)
+        run = mlflow.start_run(run_name=run_name)
+    try:
+        yield run
+    except Exception:
+        mlflow.end_run("FAILED")
+        raise
+    except BaseException:
+        mlflow.end_run("KILLED")
+        raise
+    mlflow.end_run("FINISHED")
 
 
 def train_prepared(
@@ -391,7 +436,10 @@ def train_prepared(
         art = Path(tmp)
         result = fit_and_evaluate(prepared, config, log=log, artifacts_dir=art)
         model = result.model
-        with _start_run(config, run_name) as run, log.step("log run to MLflow"):
+        with (
+            mlflow_run(experiment=config.experiment, run_name=run_name) as run,
+            log.step("log run to MLflow"),
+        ):
             result.run_id = run.info.run_id
             mlflow.log_params(_flat_params(config, model))
             mlflow.log_metrics(
@@ -444,12 +492,13 @@ def train_prepared(
                         "data_fingerprint": prepared.fingerprint,
                         "code_version": code_version(),
                     },
+                    log=log,
                 )
                 mlflow.set_tag("registered_version", result.version)
     log.info(
         f"test AUC {result.metrics['auc']:.4f}  AP {result.metrics['ap']:.4f}  "
         f"ECE {result.metrics['ece']:.4f}"
-        + (f"  -> {MODEL_NAME} v{result.version} @challenger" if result.version else "")
+        + (f"  -> {MODEL_NAME} v{result.version} @{CHALLENGER}" if result.version else "")
     )
     return result
 
@@ -475,11 +524,17 @@ def expected_features(config: GateConfig, champion_features: list[str] | None) -
 def retrain_prepared(
     prepared: PreparedData, config: RetrainConfig, *, log: StepLog = QUIET
 ) -> RetrainResult:
-    """Train a challenger; gate it against the champion on the same latest mature window."""
+    """Train a challenger; gate it against the champion on the same latest mature window;
+    promote it only if ``@champion`` still points at the champion it was compared with."""
     import mlflow
+    from mlflow import MlflowClient
 
     champion_version = alias_version(CHAMPION)
-    champion = load_model() if champion_version is not None else None
+    champion = (
+        load_model(f"models:/{MODEL_NAME}/{champion_version}")
+        if champion_version is not None
+        else None
+    )
     challenger = train_prepared(prepared, config.train, log=log, run_name="retrain")
     te = challenger.test
     y = te["label"].to_numpy(dtype=np.float64)
@@ -508,11 +563,30 @@ def retrain_prepared(
         ch_metrics,
         champ_metrics,
         challenger_version=str(challenger.version),
-        champion_version=champion.version if champion else None,
+        champion_version=champion_version,
         missing_features=missing,
         config=config.gate,
     )
-    with mlflow.start_run(run_id=challenger.run_id), tempfile.TemporaryDirectory() as tmp:
+    if decision.promote:
+        try:  # compare-and-set: only over the champion this challenger was compared with
+            promote(
+                str(challenger.version),
+                reason="gate",
+                expected_champion=champion_version,
+                log=log,
+            )
+        except ChampionMovedError as err:
+            decision = replace(decision, champion_moved_to=err.actual or "none")
+            log.info(f"not promoted: {err}")
+    outcome = (
+        "promoted"
+        if decision.promoted
+        else ("superseded" if decision.champion_moved_to is not None else "rejected")
+    )
+    with (
+        mlflow_run(run_id=challenger.run_id),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         art = Path(tmp) / "gate"
         ev.plot_curves(y, scores, art, prefix="gate_")
         ev.plot_gate_metrics(
@@ -532,25 +606,16 @@ def retrain_prepared(
         mlflow.log_artifacts(str(art), artifact_path="gate")
         mlflow.set_tags(
             {
-                "gate_decision": "promoted" if decision.promote else "rejected",
+                "gate_decision": outcome,
                 "gate_champion_version": decision.champion_version or "",
             }
         )
-        mlflow.log_metric("gate_promoted", float(decision.promote))
+        mlflow.log_metric("gate_promoted", float(decision.promoted))
         if champ_metrics:
             mlflow.log_metrics(
                 {f"champion_window_{k}": v for k, v in champ_metrics.items() if np.isfinite(v)}
             )
-    from mlflow import MlflowClient
-
-    MlflowClient().set_model_version_tag(
-        MODEL_NAME,
-        str(challenger.version),
-        "gate",
-        "promoted" if decision.promote else "rejected",
-    )
-    if decision.promote:
-        promote(str(challenger.version), reason="gate", log=log)
+    MlflowClient().set_model_version_tag(MODEL_NAME, str(challenger.version), "gate", outcome)
     return RetrainResult(challenger, decision, champ_metrics, ch_metrics)
 
 

@@ -1,9 +1,14 @@
 """MLflow pyfunc wrapper: plain feature columns in, calibrated probabilities out.
 
 The artifact is one pickled :class:`~returnrisk.train.model.RiskModel` (preprocessing, booster,
-calibrator). Categorical columns arrive as strings; the wrapper casts them to the training
-categories. Unseen categories are treated as missing on purpose, counted per column, logged on
-the ``returnrisk.train`` logger and kept in ``last_unseen_`` (reach it with
+calibrator). The pyfunc is logged as a "model from code" (MLflow 3's convention, no CloudPickle of
+the wrapper): ``pyfunc_code.py`` beside this file is copied into each model version and calls
+``mlflow.models.set_model(RiskModelPyfunc())``; MLflow imports it under a fresh module name per
+load, so two versions load side by side in one process, each with its own artifact.
+
+Categorical columns arrive as strings; the wrapper casts them to the training categories.
+Unseen categories are treated as missing on purpose, counted per column, logged on the
+``returnrisk.train`` logger and kept in ``last_unseen_`` (reach it with
 ``mlflow.pyfunc.load_model(uri).unwrap_python_model().last_unseen_``).
 """
 
@@ -24,6 +29,7 @@ logger = logging.getLogger("returnrisk.train")
 
 MODEL_ARTIFACT = "risk_model"
 MODEL_FILE = "risk_model.pkl"
+MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")
 
 
 def save_risk_model(model: RiskModel, directory: Path) -> Path:
