@@ -12,6 +12,7 @@ from pathlib import Path
 
 from returnrisk.labels import order_outcomes
 from returnrisk.progress import QUIET, StepLog
+from returnrisk.train.names import CHAMPION_URI
 
 from .report_aggregate import (
     CASE_TYPE_LABELS,
@@ -63,7 +64,7 @@ def write_report(
     out: str | Path,
     *,
     config: ReportConfig | None = None,
-    model_uri: str = "models:/return-risk@champion",
+    model_uri: str = CHAMPION_URI,
     log: StepLog = QUIET,
 ) -> Path:
     """Load ``data_dir`` and the model, build and write the page; return the output path.

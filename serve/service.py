@@ -13,11 +13,13 @@ from typing import Any, Literal
 import anyio
 from fastapi.responses import JSONResponse
 
+from returnrisk.train.names import CHAMPION_URI
+
 from .metrics import Metrics
 from .policy import PolicyConfig
 from .scoring import ScoringState
 
-DEFAULT_MODEL_URI = "models:/return-risk@champion"
+DEFAULT_MODEL_URI = CHAMPION_URI
 
 
 @dataclass(frozen=True)

@@ -376,3 +376,20 @@ def test_tuning_resumes_its_study(tmp_path):
     again = tune(df[FEATURES], df["label"].to_numpy(), ["cat"], replace(cfg, n_trials=3))
     assert again.n_trials == 3
     assert set(again.best_params) >= {"learning_rate", "num_leaves", "min_data_in_leaf"}
+
+
+@pytest.mark.parametrize(("n", "k", "gap"), [(1000, 3, 0), (1003, 4, 25), (57, 2, 3)])
+def test_time_folds_are_sklearn_time_series_split(n, k, gap):
+    from sklearn.model_selection import TimeSeriesSplit
+
+    from returnrisk.train.tune import time_folds
+
+    folds = time_folds(n, k, gap)
+    expected = list(TimeSeriesSplit(n_splits=k, gap=gap).split(np.empty((n, 1))))
+    assert len(folds) == k
+    for (tr, va), (etr, eva) in zip(folds, expected, strict=True):
+        np.testing.assert_array_equal(np.arange(n)[tr], etr)
+        np.testing.assert_array_equal(np.arange(n)[va], eva)
+        assert tr.stop + gap == va.start  # time-ordered: training ends before validation
+    assert [va.stop for _, va in folds][-1] == n
+    assert all(a[1].stop == b[1].start for a, b in zip(folds, folds[1:], strict=False))

@@ -1,4 +1,5 @@
-"""Hyper-parameter search: Optuna TPE + median pruning over time-ordered (expanding) folds.
+"""Hyper-parameter search: Optuna TPE + median pruning over time-ordered (expanding) folds
+(scikit-learn's ``TimeSeriesSplit``, optionally with a gap).
 
 The study is persisted in an sqlite file next to the MLflow tracking database (``mlflow.db`` ->
 ``mlflow-optuna.db``; both libraries keep their schema version in a table named
@@ -26,6 +27,7 @@ from .model import RiskModel
 class TuneConfig:
     n_trials: int = 20
     n_folds: int = 3
+    gap: int = 0  # rows left out between each fold's training rows and its validation block
     seed: int = 0
     n_estimators: int = 1000
     early_stopping_rounds: int = 50
@@ -66,11 +68,20 @@ def suggest_params(trial: Any) -> dict[str, Any]:
     }
 
 
-def time_folds(n: int, n_folds: int) -> list[tuple[slice, slice]]:
-    """Expanding-window folds over ``n`` time-sorted rows: fold i trains on blocks [0, i+1)
-    and validates on block i+1 (``n_folds + 1`` equal blocks)."""
-    bounds = np.linspace(0, n, n_folds + 2).astype(int)
-    return [(slice(0, bounds[i + 1]), slice(bounds[i + 1], bounds[i + 2])) for i in range(n_folds)]
+def time_folds(n: int, n_folds: int, gap: int = 0) -> list[tuple[slice, slice]]:
+    """Expanding-window folds over ``n`` time-sorted rows, as scikit-learn's
+    ``TimeSeriesSplit(n_splits=n_folds, gap=gap)`` draws them: fold i validates on the
+    (i+1)-th of ``n_folds`` equal blocks at the end and trains on every row before it, less
+    the ``gap`` rows just before the block. Contiguous and time-ordered, so returned as slices."""
+    from sklearn.model_selection import TimeSeriesSplit
+
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    split = TimeSeriesSplit(n_splits=n_folds, gap=gap)
+    return [
+        (slice(0, int(tr[-1]) + 1), slice(int(va[0]), int(va[-1]) + 1))
+        for tr, va in split.split(np.empty((n, 1)))
+    ]
 
 
 def tune(
@@ -87,7 +98,7 @@ def tune(
     if config.storage is None or config.study_name is None:
         raise ValueError("TuneConfig.storage and study_name must be set by the caller")
     y = np.asarray(y, dtype=np.float64)
-    folds = time_folds(len(X), config.n_folds)
+    folds = time_folds(len(X), config.n_folds, config.gap)
     for i, (tr, va) in enumerate(folds):
         yt, yv = y[tr], y[va]
         if yt.min() == yt.max() or yv.min() == yv.max():
