@@ -686,7 +686,7 @@ def monitor_tables(
             config=FeatureConfig(label_window_days=window),
         )
     with log.step(f"score {len(feats):,d} orders with v{loaded.version}"):
-        p = model.predict_proba(feats[names]) if len(feats) else np.zeros(0)
+        p = model.predict_case(feats[names]) if len(feats) else np.zeros(0)
     fc = feats["first_case_ts"]
     opened = fc.notna() & (fc >= feats["order_ts"]) & (fc - feats["order_ts"] <= window * DAY)
     frame = pd.DataFrame(

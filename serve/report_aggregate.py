@@ -469,7 +469,7 @@ def build_sku_report(
         )
     names = list(model.feature_names_)
     with log.step("predict"):
-        p = np.asarray(model.predict_proba(feats[names]), dtype="float64")
+        p = np.asarray(model.predict_case(feats[names]), dtype="float64")
     scored = pd.DataFrame(
         {
             "order_id": feats["order_id"].to_numpy(),

@@ -213,7 +213,7 @@ def test_report_conserves_expected_cases(world, report) -> None:
     m = report.meta
     end = tables.orders["order_ts"].max()
     recent = feats.loc[feats["order_ts"] > end - pd.Timedelta(days=28)]
-    p = loaded.risk_model.predict_proba(recent[loaded.risk_model.feature_names_])
+    p = loaded.risk_model.predict_case(recent[loaded.risk_model.feature_names_])
     assert m["n_window_orders"] == len(recent)
     assert m["expected_cases"] == pytest.approx(p.sum())
     # every view splits the same total: SKUs (by value share), categories, countries, carriers

@@ -286,7 +286,7 @@ def test_cli_batch_equals_service_equals_training_pipeline(
     ids = new.orders["order_id"].tolist()
     feats = build_features(merged, order_ids=ids, as_of=merged.as_of())
     direct = pd.Series(
-        model.risk_model.predict_proba(feats[model.risk_model.feature_names_]),
+        model.risk_model.predict_case(feats[model.risk_model.feature_names_]),
         index=feats["order_id"],
     )
     assert set(batch.index) == set(service.index) == set(direct.index)

@@ -57,7 +57,7 @@ def fitted(seed: int = 0, n: int = 6000) -> tuple[RiskModel, pd.DataFrame, np.nd
 
 def test_fit_predict_is_calibrated_and_ranks_like_truth():
     model, test, p_true = fitted()
-    proba = model.predict_proba(test[FEATURES])
+    proba = model.predict_case(test[FEATURES])
     assert proba.shape == (len(test),)
     assert np.all((proba >= 0) & (proba <= 1))
     y = test["label"].to_numpy()
@@ -75,9 +75,7 @@ def test_same_data_and_seed_give_identical_model_and_scores():
     m1, test, _ = fitted(seed=3)
     m2, _, _ = fitted(seed=3)
     assert m1.booster_.model_to_string() == m2.booster_.model_to_string()
-    np.testing.assert_array_equal(
-        m1.predict_proba(test[FEATURES]), m2.predict_proba(test[FEATURES])
-    )
+    np.testing.assert_array_equal(m1.predict_case(test[FEATURES]), m2.predict_case(test[FEATURES]))
 
 
 def test_unseen_categories_are_counted_and_treated_as_missing():
@@ -91,7 +89,7 @@ def test_unseen_categories_are_counted_and_treated_as_missing():
     assert prepared["cat"].isna().sum() == X["cat"].isna().sum() + 4 - X["cat"].head(4).isna().sum()
     X_missing = X.copy()
     X_missing.loc[X_missing.index[:4], "cat"] = None
-    np.testing.assert_array_equal(model.predict_proba(X_unseen), model.predict_proba(X_missing))
+    np.testing.assert_array_equal(model.predict_case(X_unseen), model.predict_case(X_missing))
     pd.testing.assert_frame_equal(X, before)  # input untouched
 
 
@@ -338,8 +336,8 @@ def test_registry_round_trip_promote_rollback(tracking_uri):
     assert loaded.version == "2"
     assert loaded.metrics["test_auc"] == 0.7
     assert loaded.data_window == {"n_test": 3}
-    expected = model.predict_proba(X)
-    np.testing.assert_array_equal(loaded.risk_model.predict_proba(X), expected)
+    expected = model.predict_case(X)
+    np.testing.assert_array_equal(loaded.risk_model.predict_case(X), expected)
     pyfunc = mlflow.pyfunc.load_model("models:/return-risk@champion")
     X_plain = X.astype({"cat": "object"})
     np.testing.assert_array_equal(pyfunc.predict(X_plain).to_numpy(), expected)
@@ -393,3 +391,42 @@ def test_time_folds_are_sklearn_time_series_split(n, k, gap):
         assert tr.stop + gap == va.start  # time-ordered: training ends before validation
     assert [va.stop for _, va in folds][-1] == n
     assert all(a[1].stop == b[1].start for a, b in zip(folds, folds[1:], strict=False))
+
+
+def test_risk_model_is_a_scikit_learn_estimator():
+    from sklearn.base import clone, is_classifier
+    from sklearn.exceptions import NotFittedError
+
+    model, test, _ = fitted(seed=1)
+    twin = clone(model)
+    assert is_classifier(model)
+    assert twin.get_params() == model.get_params() and twin.get_params()["seed"] == 1
+    assert not hasattr(twin, "booster_") and hasattr(model, "booster_")
+    with pytest.raises(NotFittedError):
+        twin.predict_proba(test[FEATURES])
+    with pytest.raises(NotFittedError):
+        twin.encode(test[FEATURES])
+    proba = model.predict_proba(test[FEATURES])
+    assert proba.shape == (len(test), 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    p = model.predict_case(test[FEATURES])
+    np.testing.assert_array_equal(proba[:, 1], p)
+    np.testing.assert_array_equal(p, model.predict_matrix(model.encode(test[FEATURES])[0]))
+    np.testing.assert_array_equal(model.predict(test[FEATURES]), (p >= 0.5).astype(float))
+    assert list(model.classes_) == [0.0, 1.0]
+    # the clone refits to the same model (deterministic), with the same validation slice
+    df, _ = feature_table(6000)
+    a, b = int(6000 * 0.6), int(6000 * 0.8)
+    twin.fit(
+        df[FEATURES].iloc[:a], df["label"].iloc[:a], df[FEATURES].iloc[a:b], df["label"].iloc[a:b]
+    )
+    assert twin.booster_.model_to_string() == model.booster_.model_to_string()
+    # fit(X, y) alone: the last valid_fraction of the (time-sorted) rows calibrates, in order
+    alone = RiskModel({"min_data_in_leaf": 30, "num_threads": 1}, seed=1, valid_fraction=0.25).fit(
+        df[FEATURES].iloc[:b], df["label"].iloc[:b]
+    )
+    assert (alone.n_train_, alone.n_valid_) == (a, b - a)
+    assert alone.booster_.model_to_string() == model.booster_.model_to_string()
+    np.testing.assert_array_equal(alone.predict_case(test[FEATURES]), p)
+    with pytest.raises(ValueError, match="both X_valid and y_valid"):
+        RiskModel().fit(df[FEATURES], df["label"], df[FEATURES])

@@ -373,8 +373,8 @@ def test_model_is_logged_from_code_and_two_versions_load_side_by_side(tracking_u
     b = mlflow.pyfunc.load_model(f"models:/return-risk/{v2}")
     plain = X.astype({"cat": "object"})
     pa, pb = a.predict(plain).to_numpy(), b.predict(plain).to_numpy()
-    np.testing.assert_array_equal(pa, m1.predict_proba(X))
-    np.testing.assert_array_equal(pb, m2.predict_proba(X))
+    np.testing.assert_array_equal(pa, m1.predict_case(X))
+    np.testing.assert_array_equal(pb, m2.predict_case(X))
     assert not np.allclose(pa, pb)
     # and the first still answers with its own model after the second was loaded
     np.testing.assert_array_equal(a.predict(plain).to_numpy(), pa)

@@ -9,6 +9,13 @@ categorical features, numbers for the rest) to a calibrated P(after-sales case):
 2. a LightGBM booster trained with early stopping on a time-ordered validation slice;
 3. a calibrator (isotonic or sigmoid/Platt, chosen by time-ordered cross-validation on the
    validation slice) mapping the booster's raw score to a probability.
+
+``RiskModel`` is a scikit-learn estimator (``BaseEstimator`` + ``ClassifierMixin``: parameters
+only in ``__init__``, fitted state ending in ``_``, ``check_is_fitted``, ``clone``,
+``predict_proba`` of shape (n, 2)). ``fit(X, y)`` alone keeps the time-ordered calibration: the
+last ``valid_fraction`` of the (time-sorted) rows is the validation slice; the pipeline passes
+its own validation slice explicitly. The inference fast path (``encode`` -> ``predict_matrix``
+/ ``contributions_matrix``) and ``predict_with_unseen`` give the 1-D P(case).
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
 
 logger = logging.getLogger("returnrisk.train")
 
@@ -177,8 +186,8 @@ def choose_calibration(raw: np.ndarray, y: np.ndarray, n_folds: int = 4) -> dict
     return scores
 
 
-class RiskModel:
-    """Preprocessing + LightGBM booster + calibrator, scikit-learn style.
+class RiskModel(ClassifierMixin, BaseEstimator):
+    """Preprocessing + LightGBM booster + calibrator, a scikit-learn estimator.
 
     Parameters
     ----------
@@ -190,6 +199,8 @@ class RiskModel:
         ``"sigmoid"`` or ``"none"``.
     categorical_features: names of the categorical columns; ``None`` = every string/object/
         category column of ``X_train``.
+    valid_fraction: when ``fit`` gets no validation slice, the last this share of the rows
+        (which must be sorted by time) is held out for early stopping and calibration.
     """
 
     def __init__(
@@ -201,6 +212,7 @@ class RiskModel:
         seed: int = 0,
         calibration: str = "auto",
         categorical_features: Sequence[str] | None = None,
+        valid_fraction: float = 0.2,
     ) -> None:
         self.params = params
         self.n_estimators = n_estimators
@@ -208,6 +220,7 @@ class RiskModel:
         self.seed = seed
         self.calibration = calibration
         self.categorical_features = categorical_features
+        self.valid_fraction = valid_fraction
 
     # ------------------------------------------------------------------ fitting
     def lgb_params(self, n_train: int | None = None) -> dict[str, Any]:
@@ -229,11 +242,22 @@ class RiskModel:
         self,
         X_train: pd.DataFrame,
         y_train: Sequence[float] | np.ndarray | pd.Series,
-        X_valid: pd.DataFrame,
-        y_valid: Sequence[float] | np.ndarray | pd.Series,
+        X_valid: pd.DataFrame | None = None,
+        y_valid: Sequence[float] | np.ndarray | pd.Series | None = None,
     ) -> RiskModel:
+        """Fit on ``X_train`` with early stopping and calibration on ``X_valid`` (the slice
+        after it in time); without one, on the last ``valid_fraction`` of ``X_train``'s rows."""
         if self.calibration not in CALIBRATIONS:
             raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if (X_valid is None) != (y_valid is None):
+            raise ValueError("pass both X_valid and y_valid, or neither")
+        if X_valid is None:
+            if not 0 < self.valid_fraction < 1:
+                raise ValueError(f"valid_fraction must be in (0, 1), got {self.valid_fraction}")
+            y_all = np.asarray(y_train)
+            cut = len(X_train) - int(round(len(X_train) * self.valid_fraction))
+            X_train, X_valid = X_train.iloc[:cut], X_train.iloc[cut:]
+            y_train, y_valid = y_all[:cut], y_all[cut:]
         y_tr = _check_labels(y_train, "y_train", len(X_train))
         y_va = _check_labels(y_valid, "y_valid", len(X_valid))
         if len(X_train) == 0 or len(X_valid) == 0:
@@ -295,12 +319,13 @@ class RiskModel:
         self.calibrator_ = _CALIBRATOR_CLASSES[self.calibration_]().fit(raw_valid, y_va)
         self.n_train_ = len(X_train)
         self.n_valid_ = len(X_valid)
+        self.classes_ = np.array([0.0, 1.0])
+        self.n_features_in_ = len(self.feature_names_)
         return self
 
     # ------------------------------------------------------------------ inference
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "booster_"):
-            raise RuntimeError("RiskModel is not fitted; call fit() first")
+    def _check_fitted(self, attributes: tuple[str, ...] = ("booster_",)) -> None:
+        check_is_fitted(self, attributes)
 
     def prepare(self, X: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         """Cast ``X`` to the training layout; return it and the count of unseen categories.
@@ -309,8 +334,7 @@ class RiskModel:
         A category not seen in training is treated as missing (LightGBM's missing branch)
         and counted per column. ``X`` is not modified.
         """
-        if not hasattr(self, "feature_names_"):
-            raise RuntimeError("RiskModel is not fitted; call fit() first")
+        self._check_fitted(("feature_names_", "categories_"))  # also during fit
         missing = [c for c in self.feature_names_ if c not in X.columns]
         if missing:
             raise ModelInputError(
@@ -341,8 +365,7 @@ class RiskModel:
         category not seen in training becomes missing and is counted, non-str categorical values
         are compared as ``str(value)``, and a missing column raises ``ModelInputError``.
         """
-        if not hasattr(self, "feature_names_"):
-            raise RuntimeError("RiskModel is not fitted; call fit() first")
+        self._check_fitted(("feature_names_", "categories_"))
         names = self.feature_names_
         missing = [c for c in names if c not in X]
         if missing:
@@ -455,9 +478,13 @@ class RiskModel:
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the ``encode`` cache (derived from the fitted attributes)."""
-        state = self.__dict__.copy()
+        state = dict(super().__getstate__())
         state.pop("_encoding_cache", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Models pickled before ``valid_fraction`` existed load with its default."""
+        super().__setstate__({"valid_fraction": 0.2, **state})
 
     def _check_matrix(self, matrix: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -502,11 +529,20 @@ class RiskModel:
         return np.clip(self.calibrator_.predict(raw), 0.0, 1.0)
 
     def predict_proba(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
-        """Calibrated P(case) for each row, shape (n,)."""
+        """scikit-learn's form: shape (n, 2), columns P(no case), P(case) (calibrated)."""
+        p = self.predict_case(X)
+        return np.column_stack([1.0 - p, p])
+
+    def predict_case(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """Calibrated P(case) for each row, shape (n,) (``predict_proba(X)[:, 1]``)."""
         proba, unseen = self.predict_with_unseen(X)
         if any(unseen.values()):
             logger.info("unseen categories treated as missing: %s", _nonzero(unseen))
         return proba
+
+    def predict(self, X: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """1.0 where P(case) >= 0.5, else 0.0 (operations use the probability itself)."""
+        return (self.predict_case(X) >= 0.5).astype(np.float64)
 
     def predict_with_unseen(
         self, X: pd.DataFrame | Mapping[str, Any]

@@ -550,7 +550,7 @@ def retrain_prepared(
                     f"champion v{champion.version} needs feature(s) {absent} that the current "
                     "feature table does not have; promote or roll back by hand"
                 )
-            p_champ = champion.risk_model.predict_proba(te[cols])
+            p_champ = champion.risk_model.predict_case(te[cols])
             champ_metrics = ev.binary_metrics(y, p_champ)
             scores[f"champion v{champion.version}"] = p_champ
     scores[f"challenger v{challenger.version}"] = challenger.test_proba
