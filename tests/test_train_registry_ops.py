@@ -334,6 +334,7 @@ def test_tracking_uri_option_is_used_by_every_step(tmp_path, synth_world, monkey
 
 
 # ------------------------------------------------------------------------------------ item 4
+@pytest.mark.slow  # two retrains in fresh processes (MLflow sets up its logging on import)
 def test_quiet_retrain_prints_only_its_result_and_progress_has_one_clock(tmp_path, synth_world):
     env = {
         "PATH": "/usr/bin:/bin",
