@@ -538,11 +538,13 @@ def _train_env() -> None:
 
 
 @contextmanager
-def _mlflow_command(quiet: bool, tracking_uri: str | None, *, must_exist: bool) -> Iterator[Any]:
+def _mlflow_command(
+    quiet: bool, tracking_uri: str | None, *, must_exist: bool, code: int = 1
+) -> Iterator[Any]:
     """The entry of every command that touches MLflow: one StepLog (one clock) for the
     command, library logs routed through it, and the tracking store chosen and set once.
     ``must_exist``: the command only reads the registry, so a missing store is an error
-    (never created). Yields (log, store)."""
+    (never created; exit ``code``). Yields (log, store)."""
     _train_env()
     import mlflow  # noqa: F401  (MLflow sets up its loggers on import; they are routed next)
 
@@ -553,7 +555,7 @@ def _mlflow_command(quiet: bool, tracking_uri: str | None, *, must_exist: bool) 
         try:
             store = open_store(tracking_uri, must_exist=must_exist)
         except RegistryError as err:
-            _fail(str(err))
+            _fail(str(err), code)
         yield log, store
 
 
@@ -903,7 +905,7 @@ def report_skus(
 def monitor(
     data: DataDir,
     out: Annotated[Path, typer.Option("--out", help="Directory for monitor.json + monitor.html.")],
-    model: ModelUri = "models:/return-risk@champion",
+    model: ModelUri = CHAMPION_URI,
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", help="Monitor as of this time (UTC); nothing later is read."),
@@ -916,6 +918,7 @@ def monitor(
         Path | None,
         typer.Option("--config", help="Alert thresholds etc., YAML or JSON (docs/operations.md)."),
     ] = None,
+    tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
     """Watch the champion before its labels arrive: drift, expected and early-realised cases,
@@ -932,26 +935,30 @@ def monitor(
         _fail(str(err), 2)
     _check_out(out, (data,), code=2, directory=True)
     ts = None if as_of is None else _as_of_utc(as_of, "2026-01-31T00:00:00", code=2)
-    _train_env()
-    from mlflow.exceptions import MlflowException
+    # reads the registry (never creates a store) and logs a monitoring run into that store
+    with _mlflow_command(quiet, tracking_uri, must_exist=True, code=2) as (log, _store):
+        from mlflow.exceptions import MlflowException
 
-    from returnrisk.contract import ContractError
-    from returnrisk.serve.monitor import run_monitor
-    from returnrisk.train.model import ModelInputError
-    from returnrisk.train.registry import RegistryError
+        from returnrisk.contract import ContractError
+        from returnrisk.serve.monitor import run_monitor
+        from returnrisk.train.model import ModelInputError
+        from returnrisk.train.registry import RegistryError
 
-    log = StepLog(quiet)
-    try:
-        result, paths, run_id = run_monitor(
-            data, out, model_uri=model, as_of=ts, config=cfg, log=log
-        )
-    except ContractError as err:
-        typer.echo(err.report(), err=True)
-        raise typer.Exit(2) from None
-    except (MonitorInputError, ModelInputError, FileNotFoundError, NotADirectoryError) as err:
-        _fail(str(err), 2)
-    except (RegistryError, MlflowException) as err:
-        _fail(f"cannot load model {model}: {err} (train one first: returnrisk retrain DIR)", 2)
+        try:
+            result, paths, run_id = run_monitor(
+                data, out, model_uri=model, as_of=ts, config=cfg, log=log
+            )
+        except ContractError as err:
+            typer.echo(err.report(), err=True)
+            raise typer.Exit(2) from None
+        except (MonitorInputError, ModelInputError, FileNotFoundError, NotADirectoryError) as err:
+            _fail(str(err), 2)
+        except RegistryError as err:
+            _fail(f"cannot load model: {err}", 2)
+        except MlflowException as err:
+            _fail(f"cannot load model {model}: {err.message.splitlines()[0]}", 2)
+        except OSError as err:
+            _fail(f"--out: cannot write {err.filename or out}: {err.strerror or err}", 2)
     alerts = result.alerts
     for a in alerts:
         typer.echo(f"ALERT {a['metric']}: {a['message']} (threshold {a['threshold']})")

@@ -156,7 +156,7 @@ def build_reference(
 
     names = list(model.feature_names_)
     cats = set(model.categorical_features_)
-    p = model.predict_proba(valid[names])
+    p = model.predict_case(valid[names])
     y = valid["label"].to_numpy(dtype=np.float64)
     score_edges = quantile_edges(p, SCORE_BINS)
     m = binary_metrics(y, p)
