@@ -4,6 +4,9 @@ and garbage-collector collectors. Names: ``returnrisk_*`` as in docs/operations.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -51,6 +54,12 @@ class Metrics:
         self.orders_refused = Counter(
             "returnrisk_orders_refused", "orders refused (bad input)", registry=r
         )
+        self.refused_by_reason = Counter(
+            "returnrisk_orders_refused_by_reason",
+            "orders refused, by reason (the table.column of the broken rule)",
+            ["reason"],
+            registry=r,
+        )
         self.unseen_categories = Counter(
             "returnrisk_unseen_categories",
             "categorical values unseen in training, by feature",
@@ -63,6 +72,9 @@ class Metrics:
         self.model_info = Gauge(
             "returnrisk_model_info", "the model version being served", ["version"], registry=r
         )
+
+        self.watch: Any = None  # the current ``serve.watch.Watch``: its gauges on scrape
+        r.register(_WatchCollector(lambda: self.watch))
 
     def http(self, endpoint: str, code: int, seconds: float) -> None:
         self.http_requests.labels(endpoint=endpoint, code=str(code)).inc()
@@ -79,6 +91,10 @@ class Metrics:
         self.orders_flagged.inc(flagged)
         self.orders_refused.inc(refused)
 
+    def refusals(self, by_reason: dict[str, int]) -> None:
+        for reason, n in by_reason.items():
+            self.refused_by_reason.labels(reason=reason).inc(n)
+
     def reloaded(self, result: str) -> None:
         self.reloads.labels(result=result).inc()
 
@@ -91,3 +107,18 @@ class Metrics:
         default, OpenMetrics when its ``Accept`` header says so)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+class _WatchCollector:
+    """Yields the rolling-window gauges of the current watch, computed at scrape time."""
+
+    def __init__(self, source: Callable[[], Any]):
+        self.source = source
+
+    def describe(self) -> list:
+        return []  # names vary with the model (one series per feature): not checked upfront
+
+    def collect(self) -> Iterator[Any]:
+        watch = self.source()
+        if watch is not None:
+            yield from watch.families()

@@ -117,12 +117,12 @@ async def score_orders(req: ScoreRequest, service: ServiceDep, st: ReadyState) -
     if len(req.orders) == 1:  # the online case: ~1.6 ms in the event loop, no thread hop
         one = st.score_one(online_order(req), cfg)
         if one is not None:
-            service.count_request("online", one.unseen)
+            service.observe_one(one)
             return service.answer(st.model_version, 1, 0, int(one.flagged), [one.record])
     result = await anyio.to_thread.run_sync(
         st.score, request_frames(req), cfg, limiter=service.limiter
     )
-    service.count_request("batch", result.unseen)
+    service.observe_batch(result)
     return service.answer(
         result.model_version,
         result.n_scored,

@@ -1,5 +1,6 @@
 """The service's settings and its one piece of state: the current scoring state, swapped
-atomically on reload, with the metrics and the scoring thread limiter of the app."""
+atomically on reload, with the metrics, the rolling-window watch of the state's model
+(``serve/watch.py``) and the scoring thread limiter of the app."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from returnrisk.train.names import CHAMPION_URI
 
 from .metrics import Metrics
 from .policy import PolicyConfig
-from .scoring import ScoringState
+from .scoring import OnlineResult, ScoreResult, ScoringState
+from .watch import Watch, model_reference
 
 DEFAULT_MODEL_URI = CHAMPION_URI
 
@@ -34,6 +36,15 @@ class ServeConfig:
     max_orders: int = 1_000
     api_key: str | None = None
     max_concurrent_scoring: int = 2  # full-path scoring threads (CPU-bound: about the cores)
+    watch_window: int = 5_000  # the rolling window of the service's gauges, in orders
+    watch_min_orders: int = 300  # orders before a window gauge (score PSI, rates) is reported
+
+    def __post_init__(self) -> None:
+        if self.watch_window < 1 or self.watch_min_orders < 1:
+            raise ValueError(
+                f"watch_window ({self.watch_window}) and watch_min_orders "
+                f"({self.watch_min_orders}) must be >= 1"
+            )
 
 
 def settle_heap() -> None:
@@ -55,6 +66,8 @@ class Service:
         state: ScoringState | None,
         loader: Callable[[], ScoringState] | None,
         metrics: Metrics,
+        *,
+        reference_of: Callable[[Any], dict[str, Any] | None] = model_reference,
     ):
         self.config = config
         self.state = state
@@ -65,8 +78,21 @@ class Service:
         # the full path is CPU-bound pandas work: at most this many requests at once, in
         # threads (anyio's pool otherwise runs up to 40), so a burst queues instead of thrashing
         self.limiter = anyio.CapacityLimiter(max(1, config.max_concurrent_scoring))
+        self.reference_of = reference_of
+        self.watch: Watch | None = None
         if state is not None:
             metrics.set_model(state.model_version)
+            self._watch(state)
+
+    def _watch(self, state: ScoringState) -> None:
+        """A new, empty window over ``state``'s model and its monitoring reference."""
+        rm = state.risk_model
+        self.watch = self.metrics.watch = Watch(
+            self.config.watch_window,
+            self.config.watch_min_orders,
+            self.reference_of(state.model),
+            list(getattr(rm, "categorical_features_", [])),
+        )
 
     def load(self) -> ScoringState:
         if self.loader is None:
@@ -74,6 +100,7 @@ class Service:
         with self._reload_lock:
             try:
                 new = self.loader()
+                self._watch(new)
             except Exception as err:  # a failed (re)load keeps the old state
                 self.load_error = f"{type(err).__name__}: {err}"
                 self.metrics.reloaded("failed")
@@ -85,8 +112,17 @@ class Service:
             self.metrics.set_model(new.model_version)
             return new
 
-    def count_request(self, path: str, unseen: dict[str, int]) -> None:
-        self.metrics.score_request(path, unseen)
+    def observe_one(self, one: OnlineResult) -> None:
+        """Count one order of the fast path and record it in the window (O(1))."""
+        self.metrics.score_request("online", one.unseen)
+        if self.watch is not None:
+            self.watch.record_one(one.record["probability"], one.flagged, one.unseen)
+
+    def observe_batch(self, result: ScoreResult) -> None:
+        """Count a full-path answer and record its orders (scored and refused) in the window."""
+        self.metrics.score_request("batch", result.unseen)
+        if self.watch is not None:
+            self.metrics.refusals(self.watch.record_batch(result.results, result.unseen))
 
     def answer(
         self, version: str, n_scored: int, n_refused: int, n_flagged: int, results: list[Any]
