@@ -2,10 +2,10 @@
 received (scored or refused) and the gauges Prometheus scrapes from it.
 
 ``Watch`` keeps fixed-size numpy ring buffers -- per slot the order's calibrated probability,
-whether it was flagged, which categorical features had a value unseen in training, and the
-reasons it was refused (a bit mask over the reasons' ``table.column``) -- so recording one order
-is a few array writes under a lock (O(1), about a microsecond: docs/operations.md), a batch of
-``n`` orders O(n) vectorised. The gauges are computed only when ``/metrics`` is scraped
+whether it was flagged, which categorical features had a value unseen in training (a bit mask)
+and the reasons it was refused (a bit mask over the reasons' ``table.column``) -- so recording
+one order is five scalar writes under a lock (O(1), a few microseconds: docs/operations.md), a
+batch of ``n`` orders O(n) vectorised. The gauges are computed only when ``/metrics`` is scraped
 (``families``), over a copy of the window taken under the lock:
 
 - ``returnrisk_watch_score_psi``: PSI of the window's probabilities against the score bins of
@@ -81,13 +81,19 @@ class Watch:
         self.min_orders = int(min_orders)
         self.reference = reference
         self.features = list(categorical)
-        self._col = {f: j for j, f in enumerate(self.features)}
+        if len(self.features) > 64:
+            logger.warning(
+                "watch: %d categorical features, the unseen share is reported for the first 64",
+                len(self.features),
+            )
+            self.features = self.features[:64]
+        self._col = {f: 1 << j for j, f in enumerate(self.features)}  # feature -> its bit
         self._lock = threading.Lock()
         self._pos = 0
         self._status = np.zeros(window, dtype=np.int8)
         self._p = np.full(window, np.nan)
         self._flagged = np.zeros(window, dtype=bool)
-        self._unseen = np.zeros((window, max(1, len(self.features))), dtype=bool)
+        self._unseen = np.zeros(window, dtype=np.uint64)  # bit j: feature j unseen
         self._reasons = np.zeros(window, dtype=np.uint64)
         self._reason_bit: dict[str, int] = {}
         if reference is not None:
@@ -101,16 +107,14 @@ class Watch:
     # -- recording (the request path) ----------------------------------------------------------
     def record_one(self, p: float, flagged: bool, unseen: Mapping[str, int]) -> None:
         """One scored order: O(1)."""
-        cols = [self._col[f] for f, n in unseen.items() if n and f in self._col]
+        col = self._col
+        mask = sum(col[f] for f, n in unseen.items() if n and f in col)
         with self._lock:
             i = self._pos
             self._status[i] = SCORED
             self._p[i] = p
             self._flagged[i] = flagged
-            row = self._unseen[i]
-            row[:] = False
-            if cols:
-                row[cols] = True
+            self._unseen[i] = mask
             self._reasons[i] = 0
             self._pos = i + 1 if i + 1 < self.window else 0
 
@@ -123,21 +127,21 @@ class Watch:
             return {}
         refused = (results["status"] == "refused").to_numpy()
         p = pd.to_numeric(results["probability"], errors="coerce").to_numpy(dtype=np.float64)
-        flagged = results["flagged"].fillna(False).to_numpy(dtype=bool)
+        flagged = results["flagged"].fillna(False).to_numpy(dtype=bool) & ~refused
         masks, counts = self._reason_masks(results["refused_reason"], refused)
-        unseen_block = np.zeros((n, self._unseen.shape[1]), dtype=bool)
+        unseen_bits = np.zeros(n, dtype=np.uint64)
         scored_rows = np.flatnonzero(~refused)
         for f, k in unseen.items():  # a loop over features
             if k and f in self._col:
-                unseen_block[scored_rows[: int(k)], self._col[f]] = True
+                unseen_bits[scored_rows[: int(k)]] |= np.uint64(self._col[f])
         keep = slice(max(0, n - self.window), n)  # a batch longer than the window: its tail
         m = n - keep.start
         with self._lock:
             idx = (self._pos + np.arange(m)) % self.window
             self._status[idx] = np.where(refused[keep], REFUSED, SCORED)
             self._p[idx] = np.where(refused[keep], np.nan, p[keep])
-            self._flagged[idx] = flagged[keep] & ~refused[keep]
-            self._unseen[idx] = unseen_block[keep]
+            self._flagged[idx] = flagged[keep]
+            self._unseen[idx] = unseen_bits[keep]
             self._reasons[idx] = masks[keep]
             self._pos = int((self._pos + m) % self.window)
         return counts
@@ -145,32 +149,38 @@ class Watch:
     def _reason_masks(
         self, reasons: pd.Series, refused: np.ndarray
     ) -> tuple[np.ndarray, dict[str, int]]:
+        """Per order the bit mask of its reasons' keys; refused orders per key."""
         masks = np.zeros(len(reasons), dtype=np.uint64)
         if not refused.any():
             return masks, {}
-        text = pd.Series(reasons.to_numpy()[refused], index=np.flatnonzero(refused), dtype=object)
-        pairs = text.fillna(OTHER_REASON).astype(str).str.split("; ").explode()
-        keys = pairs.map(reason_key)
-        pairs = pd.DataFrame({"row": keys.index, "key": keys.to_numpy()}).drop_duplicates()
-        bits = {k: self._bit(k) for k in pairs["key"].unique()}  # a loop over distinct reasons
-        pairs["bit"] = pairs["key"].map(bits).astype(np.uint64)
-        pairs = pairs.drop_duplicates(["row", "bit"])  # distinct bits: their sum is their OR
-        per_row = (np.uint64(1) << pairs["bit"].to_numpy()).astype(np.uint64)
-        summed = pd.Series(per_row).groupby(pairs["row"].to_numpy()).sum()
-        masks[summed.index.to_numpy()] = summed.to_numpy(dtype=np.uint64)
-        counts = pairs.groupby("key")["row"].nunique()
-        return masks, {str(k): int(v) for k, v in counts.items()}
+        text = reasons.to_numpy(dtype=object)[refused]
+        codes, distinct = pd.factorize(text, use_na_sentinel=False)
+        by_text = np.zeros(len(distinct), dtype=np.uint64)
+        for j, t in enumerate(distinct):  # a loop over distinct reason texts, not orders
+            keys = {reason_key(r) for r in str(t).split("; ")} if isinstance(t, str) else set()
+            for key in keys or {OTHER_REASON}:
+                by_text[j] |= np.uint64(1) << np.uint64(self._bit(key))
+        masks[refused] = by_text[codes]
+        with self._lock:
+            named = self._named_bits()
+        counts = {}
+        for key, bit in named.items():  # a loop over distinct reasons
+            hit = int(np.count_nonzero(masks[refused] & (np.uint64(1) << np.uint64(bit))))
+            if hit:
+                counts[key] = hit
+        return masks, counts
+
+    def _named_bits(self) -> dict[str, int]:
+        bits = dict(self._reason_bit)
+        return {**bits, OTHER_REASON: MAX_REASONS} if len(bits) >= MAX_REASONS else bits
 
     def _bit(self, key: str) -> int:
-        bit = self._reason_bit.get(key)
-        if bit is None:
-            with self._lock:
-                bit = self._reason_bit.get(key)
-                if bit is None:
-                    bit = len(self._reason_bit) if len(self._reason_bit) < MAX_REASONS else None
-                    if bit is None:
-                        return MAX_REASONS
-                    self._reason_bit[key] = bit
+        with self._lock:
+            bit = self._reason_bit.get(key)
+            if bit is None:
+                if len(self._reason_bit) >= MAX_REASONS:
+                    return MAX_REASONS
+                bit = self._reason_bit[key] = len(self._reason_bit)
         return bit
 
     # -- the gauges (on scrape) ----------------------------------------------------------------
@@ -186,7 +196,7 @@ class Watch:
             flagged = self._flagged.copy()
             unseen = self._unseen.copy()
             reasons = self._reasons.copy()
-            bits = dict(self._reason_bit)
+            named = self._named_bits()
         scored = status == SCORED
         n_scored = int(scored.sum())
         n_refused = int((status == REFUSED).sum())
@@ -200,8 +210,10 @@ class Watch:
             "mean_probability": float(p[scored].mean()) if enough else nan,
             "flag_rate": float(flagged[scored].mean()) if enough else nan,
             "unseen_share": {
-                f: float(unseen[scored, j].mean()) if enough else nan
-                for j, f in enumerate(self.features)
+                f: float(np.count_nonzero(unseen[scored] & np.uint64(b)) / n_scored)
+                if enough
+                else nan
+                for f, b in self._col.items()
             },
             "refused_share": {},
         }
@@ -209,7 +221,6 @@ class Watch:
             shares = smoothed_shares(numeric_shares(p[scored], self._edges.tolist()), n_scored)
             out["score_psi"] = psi(shares, self._ref_shares)
         if n_refused:
-            named = {**bits, OTHER_REASON: MAX_REASONS} if len(bits) >= MAX_REASONS else bits
             for key, bit in named.items():  # a loop over distinct reasons
                 hit = int(np.count_nonzero(reasons & (np.uint64(1) << np.uint64(bit))))
                 if hit:
