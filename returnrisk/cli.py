@@ -826,6 +826,20 @@ def serve(
     max_body: Annotated[
         int, typer.Option("--max-body", help="Request body limit in bytes (413 above).")
     ] = 1_000_000,
+    watch_window: Annotated[
+        int,
+        typer.Option(
+            "--watch-window", min=1, help="Orders in the rolling window of the watch gauges."
+        ),
+    ] = 5_000,
+    watch_min_orders: Annotated[
+        int,
+        typer.Option(
+            "--watch-min-orders",
+            min=1,
+            help="Orders in the window before a watch gauge (score PSI, rates) is reported.",
+        ),
+    ] = 300,
     tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
@@ -834,6 +848,11 @@ def serve(
     if not data.is_dir():
         _fail(f"--data: not a directory: {data}")
     policy = _policy(flag_top, flag_above, case_cost, action_cost, levels, default_top=False)
+    if watch_min_orders > watch_window:
+        _fail(
+            f"--watch-min-orders {watch_min_orders} > --watch-window {watch_window}: "
+            "the window could never report; lower it or widen the window"
+        )
     import uvicorn
 
     from returnrisk.serve.app import ServeConfig, create_app, make_loader
@@ -844,6 +863,8 @@ def serve(
         policy=policy,
         max_body_bytes=max_body,
         api_key=os.environ.get("RETURNRISK_API_KEY") or None,
+        watch_window=watch_window,
+        watch_min_orders=watch_min_orders,
     )
     with _mlflow_command(quiet, tracking_uri, must_exist=True) as (log, store):
         app_ = create_app(cfg, loader=make_loader(data, model, log=log))

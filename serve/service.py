@@ -40,10 +40,10 @@ class ServeConfig:
     watch_min_orders: int = 300  # orders before a window gauge (score PSI, rates) is reported
 
     def __post_init__(self) -> None:
-        if self.watch_window < 1 or self.watch_min_orders < 1:
+        if not 1 <= self.watch_min_orders <= self.watch_window:
             raise ValueError(
-                f"watch_window ({self.watch_window}) and watch_min_orders "
-                f"({self.watch_min_orders}) must be >= 1"
+                f"watch_min_orders ({self.watch_min_orders}) must be between 1 and "
+                f"watch_window ({self.watch_window}): the window could never report"
             )
 
 

@@ -340,6 +340,8 @@ def test_the_served_model_reference_is_read_from_its_run(state, registry) -> Non
 def test_watch_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="watch_window"):
         ServeConfig(watch_window=0)
+    with pytest.raises(ValueError, match="could never report"):
+        ServeConfig(watch_window=100, watch_min_orders=101)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,3 +377,15 @@ def test_promtool_checks_and_tests_the_rules() -> None:
     for args in (["check", "rules", str(ALERTS)], ["test", "rules", str(ALERTS_TEST)]):
         done = subprocess.run(["promtool", *args], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_serve_refuses_a_window_that_could_never_report(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from returnrisk.cli import app as cli
+
+    args = ["serve", "--data", str(tmp_path), "--watch-window", "10", "--watch-min-orders", "20"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0
+    assert "--watch-min-orders 20 > --watch-window 10" in result.output
+    assert "Traceback" not in result.output
