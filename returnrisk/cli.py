@@ -845,6 +845,8 @@ def serve(
 ) -> None:
     """Serve POST /v1/score and friends (set RETURNRISK_API_KEY to require a bearer key)."""
     _quiet_environment()
+    # the model and its monitoring reference are downloaded at start and on every reload
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not data.is_dir():
         _fail(f"--data: not a directory: {data}")
     policy = _policy(flag_top, flag_above, case_cost, action_cost, levels, default_top=False)
