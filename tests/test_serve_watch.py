@@ -389,3 +389,21 @@ def test_serve_refuses_a_window_that_could_never_report(tmp_path) -> None:
     assert result.exit_code != 0
     assert "--watch-min-orders 20 > --watch-window 10" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_served_model_without_reference_scores_and_says_so(state, body, caplog) -> None:
+    """A model trained before monitoring existed: one log line at start, no PSI, no crash."""
+    import copy
+    import dataclasses
+
+    old = copy.copy(state)
+    old.model = dataclasses.replace(state.model, run_id="")
+    with caplog.at_level(logging.WARNING, logger="returnrisk.serve"):
+        app = create_app(ServeConfig(watch_window=50, watch_min_orders=5), state=old)
+    assert "returnrisk_watch_score_psi is NaN" in caplog.text and "retrain" in caplog.text
+    with TestClient(app) as c:
+        _send_singles(c, body, 5)
+        assert _gauge(c, "returnrisk_watch_orders", status="scored") == 5
+        assert math.isnan(_gauge(c, "returnrisk_watch_score_psi"))
+        assert _gauge(c, "returnrisk_watch_reference_loaded") == 0.0
+        assert not math.isnan(_gauge(c, "returnrisk_watch_flag_rate"))
