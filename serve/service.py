@@ -82,16 +82,15 @@ class Service:
         self.watch: Watch | None = None
         if state is not None:
             metrics.set_model(state.model_version)
-            self._watch(state)
+            self.watch = metrics.watch = self._new_watch(state)
 
-    def _watch(self, state: ScoringState) -> None:
+    def _new_watch(self, state: ScoringState) -> Watch:
         """A new, empty window over ``state``'s model and its monitoring reference."""
-        rm = state.risk_model
-        self.watch = self.metrics.watch = Watch(
+        return Watch(
             self.config.watch_window,
             self.config.watch_min_orders,
             self.reference_of(state.model),
-            list(getattr(rm, "categorical_features_", [])),
+            list(getattr(state.risk_model, "categorical_features_", [])),
         )
 
     def load(self) -> ScoringState:
@@ -100,12 +99,13 @@ class Service:
         with self._reload_lock:
             try:
                 new = self.loader()
-                self._watch(new)
+                watch = self._new_watch(new)
             except Exception as err:  # a failed (re)load keeps the old state
                 self.load_error = f"{type(err).__name__}: {err}"
                 self.metrics.reloaded("failed")
                 raise
             self.state = new
+            self.watch = self.metrics.watch = watch  # the window starts with the new model
             settle_heap()  # the old state is released: collect it, freeze the new one
             self.load_error = None
             self.metrics.reloaded("ok")
