@@ -512,7 +512,7 @@ LOCKED_EXIT = 75  # EX_TEMPFAIL: another retrain holds the store's lock; try aga
 
 def _train_config(
     data: Path, as_of: str | None, tune_trials: int, seed: int, test_days: int | None
-):  # noqa: ANN202 (lazy import of the config type)
+):  # lazy import of the config type
     from returnrisk.train.pipeline import SplitConfig, TrainConfig
 
     ts = None if as_of is None else _as_of_utc(as_of, "2026-01-31T00:00:00")

@@ -425,7 +425,7 @@ def read_frames(
                 frame = pd.read_csv(
                     file, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8"
                 )
-        except Exception as err:  # noqa: BLE001 - any unreadable file is reported, not raised
+        except Exception as err:  # any unreadable file is reported, not raised
             reason = " ".join(str(err).split()) or type(err).__name__  # one line
             problems.append(Problem(name, "", f"unreadable {file}: {reason}", ""))
             continue

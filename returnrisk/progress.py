@@ -97,7 +97,7 @@ def library_logs(log: StepLog) -> Iterator[None]:
             lg.propagate = propagate
 
 
-def _mlflow_stream():  # noqa: ANN202 (MLflow's own type; None when MLflow is not imported)
+def _mlflow_stream():  # MLflow's own type; None when MLflow is not imported
     """MLflow's ``eprint`` stream, only if MLflow is already imported (never imports it)."""
     module = sys.modules.get("mlflow.utils.logging_utils")
     return getattr(module, "MLFLOW_LOGGING_STREAM", None)

@@ -202,7 +202,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         if not service.config.api_key:
             logger.warning(OPEN_WARNING)
         if service.state is not None:
@@ -212,7 +212,7 @@ def _lifespan(service: Service) -> Callable[[FastAPI], Any]:
             def initial() -> None:
                 try:
                     service.load()
-                except Exception:  # noqa: BLE001 - reported by /readyz
+                except Exception:  # reported by /readyz
                     logger.exception("initial load failed")
 
             threading.Thread(target=initial, name="returnrisk-load", daemon=True).start()

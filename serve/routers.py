@@ -161,7 +161,7 @@ def reload(service: ServiceDep) -> JSONResponse:
     old = service.state
     try:
         new = service.load()
-    except Exception as err:  # noqa: BLE001 - the old state keeps serving
+    except Exception as err:  # the old state keeps serving
         return JSONResponse(
             {
                 "status": "failed",

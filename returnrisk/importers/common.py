@@ -230,7 +230,7 @@ def read_table_file(path: Path, *, encoding: str = "utf-8", sep: str = ",") -> p
             return df
     except ImporterError:
         raise
-    except Exception as err:  # noqa: BLE001 - reported as a clear message, not a traceback
+    except Exception as err:  # reported as a clear message, not a traceback
         raise ImporterError(f"{path}: unreadable: {type(err).__name__}: {err}") from None
     raise ImporterError(f"{path}: unsupported file type (use .parquet, .csv or .csv.zip)")
 
