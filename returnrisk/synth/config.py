@@ -77,3 +77,5 @@ class World:
     new: dict[str, pd.DataFrame] = field(default_factory=dict)
     config: SynthConfig | None = None
     scenario: dict[str, Any] | None = None  # what a non-stationary scenario chose
+    # the generator's truth for actions on the new orders (``synth.actions.action_truth``)
+    truth_actions: pd.DataFrame | None = None

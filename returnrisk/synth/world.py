@@ -9,6 +9,7 @@ import numpy as np
 
 from returnrisk.progress import QUIET, StepLog
 from returnrisk.synth import tables as tb
+from returnrisk.synth.actions import Stages, action_truth
 from returnrisk.synth.catalog import make_catalog
 from returnrisk.synth.config import NEW_TABLES, SynthConfig, World
 from returnrisk.synth.demand import (
@@ -76,16 +77,29 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
         f"{int((~orders.o_new).sum()):,} history orders, {int(orders.o_new.sum()):,} new, "
         f"{len(cases.c_ord):,} cases, {len(frames['skus']):,} SKUs"
     )
+    with log.step("truth for actions"):
+        stages = Stages(
+            cfg.days, cal, geo, cat, orders, lines, prices, car, shift, charges, cfg.scenario_day
+        )
+        truth_actions = action_truth(stages, keys.order_ids, orders.o_new)
     scenario = None if plan.stationary else shift.info
     if scenario is not None and shift.affected is not None:
         log.info(f"scenario {json.dumps(scenario)}: {int(shift.affected.sum()):,} orders affected")
-    return World(tables=tables, truth=truth, new=new, config=cfg, scenario=scenario)
+    return World(
+        tables=tables,
+        truth=truth,
+        new=new,
+        config=cfg,
+        scenario=scenario,
+        truth_actions=truth_actions,
+    )
 
 
 def write_world(world: World, out_dir: str | Path, *, log: StepLog = QUIET) -> Path:
     """Write every table as Parquet into ``out_dir`` (+ ``truth.parquet`` and ``new/``).
 
-    A scenario world also gets ``scenario.json`` (what the scenario chose).
+    A scenario world also gets ``scenario.json`` (what the scenario chose); the new orders'
+    truth for actions goes to ``truth_actions.parquet``.
     """
     out = Path(out_dir)
     with log.step(f"writing {out}"):
@@ -93,6 +107,10 @@ def write_world(world: World, out_dir: str | Path, *, log: StepLog = QUIET) -> P
         for name, df in world.tables.items():
             df.to_parquet(out / f"{name}.parquet", index=False)
         world.truth.to_parquet(out / "truth.parquet", index=False)
+        if world.truth_actions is not None and len(world.truth_actions):
+            world.truth_actions.to_parquet(out / "truth_actions.parquet", index=False)
+        else:  # no new orders: do not leave a previous run's truth for actions behind
+            (out / "truth_actions.parquet").unlink(missing_ok=True)
         if world.new:
             (out / "new").mkdir(exist_ok=True)
             for name, df in world.new.items():

@@ -1,0 +1,94 @@
+"""The generator's truth for actions: same hidden variables, same causes, another carriage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from returnrisk.synth import SynthConfig, generate_world, write_world
+from returnrisk.synth.actions import FAMILY_CAUSES, family_truth
+
+
+@pytest.fixture(scope="module")
+def world():
+    return generate_world(SynthConfig(n_orders=6000, seed=4, new_days=20))
+
+
+def test_ship_rows_are_the_worlds_truth_and_cover_every_new_order(world) -> None:
+    ta, truth = world.truth_actions, world.truth.set_index("order_id")
+    ship = ta[ta["action"] == "ship"].set_index("order_id")
+    new_ids = set(world.new["orders"]["order_id"])
+    assert set(ship.index) == new_ids and ship.index.is_unique
+    assert set(ta[ta["action"] == "ship_ddp"]["order_id"]) == new_ids
+    np.testing.assert_array_equal(ship["p_case_true"], truth.loc[ship.index, "p_case"])
+    fam = family_truth(truth.loc[ship.index])
+    for f in FAMILY_CAUSES:
+        np.testing.assert_array_equal(ship[f"p_{f}"], fam[f"p_{f}"])
+
+
+def test_ship_ddp_removes_duty_risk_only_where_duties_were_due(world) -> None:
+    ta = world.truth_actions
+    new = world.new["orders"].set_index("order_id")
+    ship = ta[ta["action"] == "ship"].set_index("order_id")
+    ddp = ta[ta["action"] == "ship_ddp"].set_index("order_id").loc[ship.index]
+    was_ddp = (new.loc[ship.index, "incoterm"] == "DDP").fillna(False).to_numpy()
+    # an order already DDP is unchanged; a DDU one never gets more duty disputes
+    np.testing.assert_array_equal(
+        ship["p_case_true"].to_numpy()[was_ddp], ddp["p_case_true"].to_numpy()[was_ddp]
+    )
+    assert (ddp["p_duties"] <= ship["p_duties"] + 1e-15).all()
+    drop = ship["p_duties"] - ddp["p_duties"]
+    assert drop.max() > 0.1  # DDU above the de minimis: a large part of the risk is duties
+    # the causes stay: a parcel no longer refused at customs is delivered, and can arrive damaged
+    assert (ddp["p_logistics"] >= ship["p_logistics"]).all()
+    np.testing.assert_array_equal(ship["p_other"], ddp["p_other"])
+
+
+def test_switch_carrier_offers_the_services_seen_on_the_lane_and_keeps_the_order(world) -> None:
+    ta = world.truth_actions
+    hist = world.tables["orders"]
+    seen = set(zip(hist["destination_country"], hist["carrier_id"].astype(object), strict=True))
+    sw = ta[ta["action"] == "switch_carrier"]
+    dest = sw["order_id"].map(world.new["orders"].set_index("order_id")["destination_country"])
+    assert len(sw) > len(world.new["orders"])  # several alternatives per order
+    assert all((d, c) in seen for d, c in zip(dest, sw["carrier_id"], strict=True))
+    own = ta[ta["action"] == "ship"].set_index("order_id")["carrier_id"]
+    assert (sw["carrier_id"].to_numpy() != own.loc[sw["order_id"]].to_numpy()).all()
+    # the same customer and items: a cause independent of the carrier stays exactly the same
+    # ("other" cases: miscellaneous ones, and refused cash on delivery, which needs a delivery)
+    pay = sw["order_id"].map(world.new["orders"].set_index("order_id")["payment_method"])
+    not_cod = (pay != "cod").to_numpy()
+    ship_other = ta[ta["action"] == "ship"].set_index("order_id")["p_other"]
+    np.testing.assert_array_equal(
+        sw["p_other"].to_numpy()[not_cod], ship_other.loc[sw["order_id"]].to_numpy()[not_cod]
+    )
+    # and the carrier matters: logistics risk varies across the alternatives of an order
+    spread = sw.groupby("order_id")["p_logistics"].agg(lambda s: s.max() - s.min())
+    assert spread.median() > 0.005
+
+
+def test_lane_collapse_follows_the_carrier_not_the_order() -> None:
+    w = generate_world(SynthConfig(n_orders=6000, seed=4, new_days=20, scenario="lane_collapse"))
+    carrier, lanes = w.scenario["carrier_id"], w.scenario["countries"]
+    ta = w.truth_actions
+    dest = ta["order_id"].map(w.new["orders"].set_index("order_id")["destination_country"])
+    on_lane = dest.isin(lanes).to_numpy()
+    ship = ta[(ta["action"] == "ship") & on_lane & (ta["carrier_id"] == carrier)]
+    assert len(ship), "no new order on a collapsed lane"
+    alt = ta[(ta["action"] == "switch_carrier") & ta["order_id"].isin(ship["order_id"])]
+    best = alt.groupby("order_id")["p_logistics"].min()
+    assert (best < ship.set_index("order_id").loc[best.index, "p_logistics"]).mean() > 0.9
+
+
+def test_written_with_new_orders_and_deterministic(tmp_path: Path) -> None:
+    cfg = SynthConfig(n_orders=2000, seed=9, new_days=2)
+    write_world(generate_world(cfg), tmp_path / "a")
+    write_world(generate_world(cfg), tmp_path / "b")
+    a = pd.read_parquet(tmp_path / "a" / "truth_actions.parquet")
+    pd.testing.assert_frame_equal(a, pd.read_parquet(tmp_path / "b" / "truth_actions.parquet"))
+    assert list(a.columns[:4]) == ["order_id", "action", "carrier_id", "p_case_true"]
+    write_world(generate_world(SynthConfig(n_orders=2000, seed=9, new_days=0)), tmp_path / "a")
+    assert not (tmp_path / "a" / "truth_actions.parquet").exists()
