@@ -1,0 +1,87 @@
+"""Risk by case-type family: the families add up to P(case), and they are informative."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from returnrisk.contract import load_tables
+from returnrisk.costs import FAMILIES
+from returnrisk.train.case_types import (
+    CaseTypeModel,
+    evaluate_families,
+    family_risk,
+    first_case_family,
+    fit_case_types,
+)
+from returnrisk.train.model import RiskModel
+from returnrisk.train.pipeline import SplitConfig, prepare_data, time_split
+
+
+@pytest.fixture(scope="module")
+def fitted(synth_world: Path):
+    prepared = prepare_data(load_tables(synth_world))
+    parts = time_split(prepared.features, SplitConfig())
+    names, cats = prepared.feature_names, prepared.categorical
+    tr, va, te = parts["train"], parts["valid"], parts["test"]
+    risk = RiskModel({"num_threads": 1}, n_estimators=200, categorical_features=cats)
+    risk.fit(tr[names], tr["label"].to_numpy(), va[names], va["label"].to_numpy())
+    ct = fit_case_types(tr, va, prepared.tables, names, cats, num_threads=1)
+    return prepared, te, risk, ct
+
+
+def test_first_case_family_is_the_labelling_case() -> None:
+    orders = pd.DataFrame({"order_id": ["a", "b", "c"]})
+    ts = pd.to_datetime(["2024-01-05", "2024-01-02", "2024-01-02", "2024-01-03"], utc=True)
+    cases = pd.DataFrame(
+        {
+            "case_id": ["k4", "k2", "k1", "k3"],
+            "order_id": ["a", "a", "a", "b"],
+            "opened_ts": ts,
+            "case_type": ["return", "damaged", "duty_dispute", "wrong_item"],
+        }
+    )
+    fam = first_case_family(orders, cases, ["c", "a", "b"])
+    # a: two cases at the same time, the lower case_id (k1, duty_dispute) first
+    assert list(fam.index) == ["c", "a", "b"]
+    assert pd.isna(fam["c"]) and fam["a"] == "duties" and fam["b"] == "product"
+
+
+def test_family_probabilities_add_up_to_p_case(fitted) -> None:
+    prepared, te, risk, ct = fitted
+    names = prepared.feature_names
+    given = ct.predict_family_proba(te[names])
+    assert given.shape == (len(te), len(FAMILIES))
+    np.testing.assert_allclose(given.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    p_case = risk.predict_proba(te[names])
+    fam = family_risk(p_case, given)
+    assert list(fam.columns) == [f"p_{f}" for f in FAMILIES]
+    np.testing.assert_allclose(fam.sum(axis=1).to_numpy(), p_case, rtol=1e-12, atol=1e-15)
+    assert (fam.to_numpy() >= 0).all()
+
+
+def test_families_are_informative_and_evaluated(fitted) -> None:
+    prepared, te, risk, ct = fitted
+    names = prepared.feature_names
+    p = family_risk(risk.predict_proba(te[names]), ct.predict_family_proba(te[names]))
+    fam = first_case_family(
+        prepared.tables.orders, prepared.tables.after_sales_cases, te["order_id"]
+    )
+    fam = fam.where(te["label"].to_numpy() == 1)  # only the case inside the label window counts
+    rep = evaluate_families(fam.to_numpy(dtype=object), p)
+    assert set(rep) == set(FAMILIES)
+    assert sum(r["n_pos"] for r in rep.values()) == te["label"].sum()
+    # duty disputes follow DDU above the de minimis: the model must see that
+    assert rep["duties"]["auc"] > 0.75
+    assert all(0 <= r["ece"] < 0.1 for r in rep.values())
+
+
+def test_bad_family_and_unfitted_model_are_refused() -> None:
+    X = pd.DataFrame({"x": [1.0, 2.0]})
+    with pytest.raises(ValueError, match="unknown case-type family"):
+        CaseTypeModel().fit(X, ["logistics", "shoes"])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        CaseTypeModel().predict_family_proba(X)

@@ -1,0 +1,195 @@
+"""Risk by case-type family: P(family) = P(case) x P(family | case).
+
+``CaseTypeModel`` is a second LightGBM (multiclass) fitted on the *positive* training orders
+only: given that an order gets a case, which family is its first one (the case that makes the
+label; ``first_case_family``). Multiplying its probabilities by the calibrated P(case) of the
+risk model gives, per order, one probability per family that add up to P(case) exactly
+(``family_risk``). ``evaluate_families`` reports AUC and calibration per family.
+
+The interface is small and stable so the registered model can carry it: ``fit(X, family)``,
+``predict_family_proba(X)`` (rows add up to 1), ``families_``, ``feature_names_``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from returnrisk.costs import CASE_FAMILY, FAMILIES
+
+from . import evaluate as ev
+
+FAMILY_PARAMS: dict[str, Any] = {
+    "objective": "multiclass",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.5,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 10.0,
+    "cat_smooth": 100.0,
+    "cat_l2": 10.0,
+    "max_cat_to_onehot": 4,
+    "verbose": -1,
+    "deterministic": True,
+    "force_col_wise": True,
+    "num_threads": 2,
+}
+
+
+def first_case_family(
+    orders: pd.DataFrame, cases: pd.DataFrame, order_ids: Sequence[str] | pd.Series
+) -> pd.Series:
+    """Per order in ``order_ids``: the family of its first case (earliest ``opened_ts``, ties by
+    ``case_id``), missing when it has none. The first case is the one that sets the label of
+    ``build_features`` (a case is never before its order), so for every positive order its
+    family is that of the case inside the label window."""
+    c = cases[["case_id", "order_id", "opened_ts", "case_type"]]
+    c = c.sort_values(["order_id", "opened_ts", "case_id"], kind="stable")
+    first = c.drop_duplicates("order_id", keep="first").set_index("order_id")["case_type"]
+    fam = first.astype("str").map(CASE_FAMILY)
+    ids = pd.Index(pd.Series(order_ids).astype("str"))
+    return pd.Series(fam.reindex(ids).to_numpy(), index=ids, name="family", dtype="str")
+
+
+class CaseTypeModel:
+    """LightGBM multiclass: P(first case's family | the order gets a case).
+
+    Categorical columns are cast to the categories seen in training (unseen -> missing), as the
+    risk model does; numeric ones to float64.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, Any] | None = None,
+        *,
+        n_estimators: int = 400,
+        early_stopping_rounds: int = 40,
+        seed: int = 0,
+        categorical_features: Sequence[str] = (),
+    ) -> None:
+        self.params = params
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.seed = seed
+        self.categorical_features = categorical_features
+
+    def _prepare(self, X: pd.DataFrame) -> pd.DataFrame:
+        missing = [c for c in self.feature_names_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature table lacks case-type model column(s): {missing[:10]}")
+        out: dict[str, Any] = {}
+        for c in self.feature_names_:
+            if c in self.categories_:
+                values = X[c].astype("str")
+                values = values.where(values.isin(self.categories_[c]))
+                out[c] = pd.Categorical(values, categories=self.categories_[c])
+            else:
+                out[c] = pd.to_numeric(X[c], errors="raise").to_numpy(dtype=np.float64)
+        return pd.DataFrame(out, index=X.index)
+
+    def _codes(self, family: Sequence[str] | pd.Series, what: str) -> np.ndarray:
+        fam = pd.Series(family, dtype="object").to_numpy()
+        codes = pd.Index(FAMILIES).get_indexer(fam)
+        if (codes < 0).any():
+            bad = sorted({str(v) for v in fam[codes < 0]})
+            raise ValueError(f"{what}: unknown case-type family {bad[:5]}; known: {FAMILIES}")
+        return codes
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        family: Sequence[str] | pd.Series,
+        X_valid: pd.DataFrame | None = None,
+        family_valid: Sequence[str] | pd.Series | None = None,
+    ) -> CaseTypeModel:
+        """Fit on orders that got a case (``family``: the family of each one's first case)."""
+        y = self._codes(family, "family")
+        if len(y) != len(X) or len(y) == 0:
+            raise ValueError(f"need one family per row of X, got {len(y)} for {len(X)} rows")
+        self.feature_names_ = [str(c) for c in X.columns]
+        cats = set(self.categorical_features)
+        self.categories_ = {
+            c: sorted(X[c].dropna().astype("str").unique().tolist())
+            for c in self.feature_names_
+            if c in cats
+        }
+        self.families_ = FAMILIES
+        # a family never seen still gets a tiny share: LightGBM needs every class index
+        self.class_counts_ = np.bincount(y, minlength=len(FAMILIES))
+        params = {**FAMILY_PARAMS, **(self.params or {})}
+        params.update(num_class=len(FAMILIES), seed=self.seed)
+        dtrain = lgb.Dataset(self._prepare(X), label=y, categorical_feature=sorted(cats))
+        callbacks, valid_sets = [], []
+        if X_valid is not None and family_valid is not None and len(X_valid):
+            yv = self._codes(family_valid, "family_valid")
+            valid_sets = [lgb.Dataset(self._prepare(X_valid), label=yv, reference=dtrain)]
+            callbacks = [lgb.early_stopping(self.early_stopping_rounds, verbose=False)]
+        self.booster_ = lgb.train(
+            params,
+            dtrain,
+            num_boost_round=self.n_estimators,
+            valid_sets=valid_sets,
+            callbacks=callbacks,
+        )
+        self.best_iteration_ = int(self.booster_.best_iteration or self.n_estimators)
+        return self
+
+    def predict_family_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """(n, len(FAMILIES)) P(family | case); every row adds up to 1."""
+        if not hasattr(self, "booster_"):
+            raise RuntimeError("CaseTypeModel is not fitted; call fit() first")
+        p = self.booster_.predict(self._prepare(X), num_iteration=self.best_iteration_)
+        p = np.asarray(p, dtype=np.float64).reshape(len(X), len(FAMILIES))
+        return p / p.sum(axis=1, keepdims=True)
+
+
+def family_risk(p_case: np.ndarray, p_family_given_case: np.ndarray) -> pd.DataFrame:
+    """Per order and family: P(case) x P(family | case), columns ``p_<family>``.
+
+    The columns add up to ``p_case`` per order (up to float rounding)."""
+    p = np.asarray(p_case, dtype=np.float64)[:, None] * np.asarray(p_family_given_case)
+    return pd.DataFrame(p, columns=[f"p_{f}" for f in FAMILIES])
+
+
+def evaluate_families(
+    family: Sequence[str | None] | pd.Series, p_family: pd.DataFrame | np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Per family: AUC, ECE, mean predicted and observed rate of "first case of this family"
+    over every order (missing ``family``: no case), from ``family_risk``'s columns."""
+    fam = pd.Series(family, dtype="object").to_numpy()
+    p = np.asarray(p_family, dtype=np.float64)
+    out: dict[str, dict[str, float]] = {}
+    for j, f in enumerate(FAMILIES):
+        y = (fam == f).astype(np.float64)
+        m = ev.binary_metrics(y, p[:, j])
+        out[f] = {k: m[k] for k in ("n_pos", "base_rate", "mean_pred", "auc", "ece")}
+    return out
+
+
+def fit_case_types(
+    train: pd.DataFrame,
+    valid: pd.DataFrame,
+    tables: Any,
+    feature_names: Sequence[str],
+    categorical: Sequence[str],
+    *,
+    seed: int = 0,
+    num_threads: int = 2,
+) -> CaseTypeModel:
+    """The case-type model of a time split: fitted on the positive ``train`` orders, early
+    stopping on the positive ``valid`` ones (the slices of ``train.pipeline.time_split``)."""
+    fits = []
+    for part in (train, valid):
+        pos = part[part["label"].to_numpy(dtype=np.float64) == 1]
+        fam = first_case_family(tables.orders, tables.after_sales_cases, pos["order_id"])
+        fits.append((pos[list(feature_names)], fam.to_numpy(dtype=object)))
+    model = CaseTypeModel(
+        {"num_threads": num_threads}, seed=seed, categorical_features=list(categorical)
+    )
+    return model.fit(fits[0][0], fits[0][1], fits[1][0], fits[1][1])
