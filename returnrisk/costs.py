@@ -61,11 +61,12 @@ DEFAULT_ACTIONS: dict[str, dict[str, Any]] = {
         "value_share": 0.0,
         "efficacy": {"duties": 0.4, "return_refund": 0.15, "product": 0.1, "other": 0.1},
     },
-    "ship_ddp": {"cost": 2.0, "value_share": 0.1, "efficacy": {"duties": 0.9}},
+    # the duties and clearance the seller now pays, net of what it passes on in its prices
+    "ship_ddp": {"cost": 3.0, "value_share": 0.05, "efficacy": {"duties": 0.9}},
     "switch_carrier": {"cost": 2.5, "value_share": 0.0, "efficacy": {"logistics": 0.3}},
     "cancel": {
         "cost": 2.0,
-        "value_share": 0.3,  # the margin lost on a cancelled sale
+        "value_share": 0.5,  # the margin lost on a cancelled sale, and the buyer's goodwill
         "efficacy": dict.fromkeys(FAMILIES, 1.0),
     },
 }
