@@ -992,6 +992,66 @@ def monitor(
     raise typer.Exit(1 if alerts else 0)
 
 
+# --- backtest (owner: decisions; code in serve/backtest.py) ---
+
+
+@app.command()
+def backtest(
+    data: DataDir,
+    out: Annotated[Path, typer.Option("--out", help="Directory for backtest.json + .html.")],
+    policy: Annotated[
+        list[Path] | None,
+        typer.Option("--policy", help="Policy YAML file (repeatable; default: top 5 %/day)."),
+    ] = None,
+    costs: Annotated[
+        Path | None, typer.Option("--costs", help="Cost model YAML file (default: assumptions).")
+    ] = None,
+    date_from: Annotated[
+        str | None, typer.Option("--from", help="First day, YYYY-MM-DD (default: 12 weeks).")
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (default: last mature).")
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Replay a registered model (default: train one as of --from)."
+        ),
+    ] = None,
+    tracking_uri: TrackingUri = None,
+    quiet: Quiet = False,
+) -> None:
+    """Replay screening policies over a past window of mature orders: what would they have saved?"""
+    inputs = (data, *(policy or ()), *((costs,) if costs else ()))
+    _check_out(out, inputs, directory=True)
+    # a replayed model is read from the registry (never creating a store); else none is touched
+    with _mlflow_command(quiet, tracking_uri, must_exist=model is not None) as (log, _store):
+        from returnrisk.contract import ContractError
+        from returnrisk.costs import CostFileError
+        from returnrisk.serve.backtest import BacktestError, backtest_dir
+        from returnrisk.train.registry import RegistryError
+
+        try:
+            result, j, h = backtest_dir(
+                data, out, policy_files=policy or (), costs_file=costs, date_from=date_from,
+                date_to=date_to, model_uri=model, log=log,
+            )  # fmt: skip
+        except ContractError as err:
+            typer.echo(err.report(), err=True)
+            raise typer.Exit(1) from None
+        except (BacktestError, CostFileError, RegistryError) as err:
+            _fail(str(err))
+        except OSError as err:
+            _write_failed(err)
+    for name, pol in result.report["policies"].items():
+        lo, hi = pol["net_saving_ci90"]
+        typer.echo(
+            f"{name}: net saving {pol['net_saving']:,.0f} (90 % interval {lo:,.0f} .. {hi:,.0f}),"
+            f" {pol['flagged']:,} orders flagged"
+        )
+    typer.echo(f"{j}\n{h}")
+
+
 # --- demo (owner: integrator) ---
 
 
