@@ -236,3 +236,32 @@ def test_cli_trains_as_of_the_window_and_writes_json_and_html(tmp_path: Path, wo
     page = (out / "backtest.html").read_text()
     assert "<svg" in page and "http" not in page.replace("http-equiv", "")
     assert "net saving" in r.output
+
+
+@pytest.mark.slow
+def test_cli_model_option_refuses_a_model_trained_on_the_window(
+    tmp_path: Path, world: Path, tables, window, tracking_uri
+) -> None:
+    from returnrisk.train.pipeline import TrainConfig, train_prepared
+    from returnrisk.train.registry import MODEL_NAME, configure_tracking
+
+    configure_tracking(tracking_uri)
+    cfg = TrainConfig(seed=0, num_threads=1, baselines=False, figures=False, n_estimators=80)
+    on_all = train_prepared(prepare_data(tables), cfg)  # its training reaches into the window
+    before = train_prepared(prepare_data(cut_tables(tables, window.start), as_of=window.start), cfg)
+    # a window inside the first model's calibration (validation) slice
+    start = pd.Timestamp(on_all.data_window["valid_start"]).floor("D")
+    inside = ["--from", str(start.date()), "--to", str((start + pd.Timedelta(days=7)).date())]
+    r = CliRunner().invoke(app, ["backtest", str(world), *inside, "--quiet", "--model",
+                                 f"models:/{MODEL_NAME}/{on_all.version}", "--out",
+                                 str(tmp_path / "a")])  # fmt: skip
+    assert r.exit_code == 1
+    assert f"overlaps the window starting {start.date()}" in r.output
+    assert on_all.data_window["valid_end"][:10] in r.output
+    args = ["backtest", str(world), "--from", FROM, "--to", TO, "--quiet", "--model"]
+    assert not (tmp_path / "a").exists()
+    r = CliRunner().invoke(app, [*args, f"models:/{MODEL_NAME}/{before.version}", "--out",
+                                 str(tmp_path / "b")])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    rep = json.loads((tmp_path / "b" / "backtest.json").read_text())
+    assert rep["model"] == f"models:/{MODEL_NAME}/{before.version}"
