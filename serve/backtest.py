@@ -27,7 +27,7 @@ import html
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -426,10 +426,18 @@ def _bootstrap_ci(per_day: np.ndarray, seed: int) -> list[float]:
     return [float(np.quantile(sums, 0.05)), float(np.quantile(sums, 0.95))]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Evaluated:
-    summary: dict[str, Any]
-    flagged: np.ndarray = field(repr=False)
+    """One (policy, scorer): which orders are flagged, with which action, and their saving."""
+
+    flagged: np.ndarray
+    action: np.ndarray  # index into ACTIONS (rules' actions applied)
+    net: np.ndarray  # realised net saving per order (0 when not flagged)
+    per_day: np.ndarray  # net saving per day, in day order
+
+    @property
+    def net_saving(self) -> float:
+        return float(self.net.sum())
 
 
 def _evaluate(
@@ -439,12 +447,11 @@ def _evaluate(
     action_idx: np.ndarray,
     saving: np.ndarray,
     mean_case_cost: float,
-    seed: int,
     *,
     capacity: float | None = None,
     hindsight: bool = False,
 ) -> Evaluated:
-    """One (policy, scorer): flags per day, the chosen actions' realised net saving."""
+    """Flags per day (the rules first, then the flag rule), the chosen actions' saving."""
     day = frame["day"].to_numpy()
     ids = frame["order_id"].to_numpy(dtype=str)
     hit, then = _rule_masks(policy, frame)
@@ -457,15 +464,13 @@ def _evaluate(
         flagged[free] = _flags(
             rule, value, score[free], score[free] * mean_case_cost, day[free], ids[free]
         )
-    act = action_idx.copy()
     by_rule = (hit >= 0) & (then != "allow")
     flagged |= by_rule
-    act = np.where(by_rule, pd.Index(ACTIONS).get_indexer(then.astype(str)), act)
+    act = np.where(by_rule, pd.Index(ACTIONS).get_indexer(then.astype(str)), action_idx)
     net = np.where(flagged, saving[np.arange(len(frame)), act], 0.0)
-    days = pd.Index(pd.unique(day))
-    d_idx = days.get_indexer(day)
-    per_day = np.bincount(d_idx, weights=net, minlength=len(days))
-    return Evaluated({"net_saving": float(net.sum()), "per_day": per_day}, flagged)
+    d_idx = pd.Index(np.unique(day)).get_indexer(day)
+    per_day = np.bincount(d_idx, weights=net, minlength=int(d_idx.max(initial=-1)) + 1)
+    return Evaluated(flagged, act, net, per_day)
 
 
 def evaluate(
@@ -497,6 +502,9 @@ def evaluate(
     has = outcome[[f"n_{f}" for f in FAMILIES]].to_numpy() > 0
     n_cases = outcome[[f"n_{f}" for f in FAMILIES]].to_numpy(dtype=np.float64)
     eff = costs.efficacy_matrix()
+    fixed_cost = np.array([costs.action_cost[a] for a in ACTIONS])
+    value_share = np.array([costs.action_value_share[a] for a in ACTIONS])
+    value_0 = np.where(np.isfinite(value), value, 0.0)
     recommended = pd.Index(ACTIONS).get_indexer(frame["recommended_action"].astype("str"))
     hindsight_action = saving.argmax(axis=1)
     out: dict[str, Any] = {}
@@ -514,21 +522,15 @@ def evaluate(
             hs = name == "hindsight"
             if hs:  # the best realised saving of each order, with its best action
                 score = saving.max(axis=1)
-            ev = _evaluate(policy, frame, score, act, saving, mean_case_cost, seed, hindsight=hs)
-            flagged = ev.flagged
-            act_used = act.copy()
-            hit, then = _rule_masks(policy, frame)
-            by_rule = (hit >= 0) & (then != "allow")
-            act_used = np.where(by_rule, pd.Index(ACTIONS).get_indexer(then.astype(str)), act_used)
+            ev = _evaluate(policy, frame, score, act, saving, mean_case_cost, hindsight=hs)
+            flagged, act_used = ev.flagged, ev.action
             rows = np.flatnonzero(flagged)
             per_day_flags = (
                 pd.Series(flagged).groupby(frame["day"].dt.strftime("%Y-%m-%d").to_numpy()).sum()
             )
             avoided_cases = float((n_cases[rows] * eff[act_used[rows]]).sum())
-            action_cost = float(
-                sum(costs.costs_of(ACTIONS[a], value[rows][act_used[rows] == a]).sum()
-                    for a in range(len(ACTIONS)))
-            )  # fmt: skip
+            a = act_used[rows]
+            action_cost = float((fixed_cost[a] + value_share[a] * value_0[rows]).sum())
             fam = {}
             for j, f in enumerate(FAMILIES):
                 tp = float(has[rows, j].sum())
@@ -539,15 +541,14 @@ def evaluate(
             curve = []
             for c in CURVE_CAPACITIES:
                 e = _evaluate(
-                    policy, frame, score, act, saving, mean_case_cost, seed, capacity=c,
-                    hindsight=hs,
-                )  # fmt: skip
-                curve.append({"capacity": c, "net_saving": e.summary["net_saving"]})
+                    policy, frame, score, act, saving, mean_case_cost, capacity=c, hindsight=hs
+                )
+                curve.append({"capacity": c, "net_saving": e.net_saving})
             n = len(frame)
             sc = {
-                "net_saving": ev.summary["net_saving"],
-                "net_saving_ci90": _bootstrap_ci(ev.summary["per_day"], seed),
-                "net_saving_per_1000_orders": 1000 * ev.summary["net_saving"] / n,
+                "net_saving": ev.net_saving,
+                "net_saving_ci90": _bootstrap_ci(ev.per_day, seed),
+                "net_saving_per_1000_orders": 1000 * ev.net_saving / n,
                 "flagged": int(flagged.sum()),
                 "flagged_per_day": {k: int(v) for k, v in per_day_flags.items()},
                 "cases_avoided": avoided_cases,

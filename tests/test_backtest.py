@@ -130,6 +130,9 @@ def test_policies_in_money(tables, window, replayer, world: Path) -> None:
     )
     everything = pol["cancel everything"]["scorers"]["model"]
     assert everything["net_saving"] == pytest.approx(want)
+    paid = replayer.costs.costs_of("cancel", value).sum()
+    assert everything["action_cost"] == pytest.approx(paid)
+    assert everything["actions"] == {"cancel": len(ids)}
     assert everything["flagged"] == len(ids)
     assert everything["families"]["duties"]["recall"] == 1.0
     n_cases = real[[f"n_{f}" for f in FAMILIES]].to_numpy().sum()
