@@ -758,6 +758,17 @@ def score(
         str, typer.Option("--explain", help="Which orders get reasons: flagged, all or none.")
     ] = "flagged",
     show: Annotated[int, typer.Option("--show", help="Flagged orders to print.")] = 10,
+    actions: Annotated[
+        str,
+        typer.Option(
+            "--actions",
+            help="What-if actions: none, flagged (recommended_action + expected_saving for the "
+            "flagged orders) or all (every scored order, + FILE_actions: the whole table).",
+        ),
+    ] = "none",
+    costs: Annotated[
+        Path | None, typer.Option("--costs", help="Cost model YAML file (with --actions).")
+    ] = None,
     tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
@@ -781,6 +792,15 @@ def score(
     if explain not in ("flagged", "all", "none"):
         _fail(f"--explain must be flagged, all or none, got {explain!r}")
     policy = _policy(flag_top, flag_above, case_cost, action_cost, levels)
+    if actions not in ("none", "flagged", "all"):
+        _fail(f"--actions must be none, flagged or all, got {actions!r}")
+    if costs is not None:  # a bad cost file: refused before any work
+        from returnrisk.costs import CostFileError, read_cost_file
+
+        try:
+            read_cost_file(costs)
+        except CostFileError as err:
+            _fail(str(err))
     from returnrisk.contract import ContractError
     from returnrisk.serve.scoring import (
         BatchConfig,
@@ -790,7 +810,8 @@ def score(
         run_batch,
     )
 
-    cfg = BatchConfig(data, orders, out, model, ScoreConfig(policy=policy, explain=explain), show)
+    score_cfg = ScoreConfig(policy=policy, explain=explain)
+    cfg = BatchConfig(data, orders, out, model, score_cfg, show, actions=actions, costs=costs)
     # the store must exist, but bad input is reported first: load_model checks it
     with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, _store):
         from returnrisk.train.registry import RegistryError

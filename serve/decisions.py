@@ -314,3 +314,52 @@ def compare_to_truth(model_table: pd.DataFrame, truth_table: pd.DataFrame) -> di
         "recommended_true_saving": float(got.sum()),
         "regret_share": float((best - got).sum() / best.sum()) if best.sum() > 0 else 0.0,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# the hook of ``returnrisk score --actions``
+
+ACTION_COLUMNS = ("recommended_action", "recommended_carrier", "expected_saving", "p_case_if")
+ACTIONS_FOR = ("none", "flagged", "all")
+
+
+def with_actions(
+    state: Any,
+    raw: Mapping[str, pd.DataFrame],
+    result: Any,
+    costs: CostModel,
+    which: str = "flagged",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``result.results`` with ``ACTION_COLUMNS`` for the flagged (or all scored) orders, and
+    their whole action table. ``state``: the ``ScoringState`` that scored ``raw``. The what-if
+    builds cover those orders only (see the module's docstring)."""
+    from .scoring import validate_new
+
+    if which not in ACTIONS_FOR[1:]:
+        raise ValueError(f"actions must be one of {', '.join(ACTIONS_FOR)}, not {which!r}")
+    res = result.results
+    scored = res["status"] == "scored"
+    pick = scored & (res["flagged"].fillna(False).astype(bool) if which == "flagged" else True)
+    ids = pd.Index(res.loc[pick, "order_id"].astype("str"))
+    v = validate_new(raw, state.history)
+    o = v.orders
+    as_of = max(state.as_of, o["order_ts"].max()) if len(o) else state.as_of
+    keep_o = ids.get_indexer(o["order_id"].astype("str")) >= 0
+    keep_l = ids.get_indexer(v.order_lines["order_id"].astype("str")) >= 0
+    new = {"orders": o[keep_o], "order_lines": v.order_lines[keep_l]}
+    new.update({k: df for k, df in v.static.items() if len(df)})
+    out = res.copy()
+    if not keep_o.any():
+        for c in ACTION_COLUMNS:
+            dtype = "str" if c.startswith("recommended_") else "float64"
+            out[c] = pd.Series(np.nan, index=out.index, dtype=dtype)
+        return out, pd.DataFrame(columns=list(TABLE_COLUMNS))
+    decider = Decider.build(state.feature_history, state.risk_model, costs)
+    table = decider.action_table(new, as_of=as_of)
+    rec = recommend(table).set_index("order_id")
+    key = out["order_id"].astype("str")
+    for c in ACTION_COLUMNS:
+        out[c] = rec[c].reindex(key).to_numpy()
+    for c in ("recommended_action", "recommended_carrier"):
+        out[c] = out[c].astype("str")
+    return out, table

@@ -651,6 +651,8 @@ class BatchConfig:
     model_uri: str = CHAMPION_URI
     score: ScoreConfig = field(default_factory=ScoreConfig)
     show: int = 10
+    actions: str = "none"  # none | flagged | all: what-if actions (serve/decisions.py)
+    costs: Path | None = None  # the cost model's YAML file (default: the assumptions)
 
 
 def format_flagged(result: ScoreResult, limit: int = 10) -> str:
@@ -697,6 +699,21 @@ def run_batch(
     log.info(f"model version {model.version}")
     state = ScoringState(tables, model, log=log)
     result = state.score(raw, config.score, log=log)
+    if config.actions != "none":  # the decisions hook (serve/decisions.py)
+        from dataclasses import replace as _replace
+
+        from returnrisk.costs import load_costs
+
+        from .decisions import with_actions
+
+        costs = load_costs(config.costs, tables.after_sales_cases)
+        with log.step(f"what-if actions for the {config.actions} orders"):
+            results, table = with_actions(state, raw, result, costs, config.actions)
+        result = _replace(result, results=results)
+        if config.actions == "all":
+            fmt = "csv" if config.out.suffix.lower() == ".csv" else "parquet"
+            config.out.parent.mkdir(parents=True, exist_ok=True)
+            _write(table, config.out.with_name(f"{config.out.stem}_actions.{fmt}"), fmt)
     with log.step(f"writing {config.out}"):
         out, refused = write_result(result, config.out)
     return result, out, refused

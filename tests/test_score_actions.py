@@ -1,0 +1,82 @@
+"""``returnrisk score --actions``: recommended_action and expected_saving next to the score."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from returnrisk.cli import app
+from returnrisk.costs import ACTIONS
+from returnrisk.serve.decisions import ACTION_COLUMNS, TABLE_COLUMNS, recommend
+
+
+@pytest.fixture(scope="module")
+def registry(synth_world: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    from returnrisk.train.pipeline import TrainConfig, train
+    from returnrisk.train.registry import configure_tracking, promote
+
+    tmp = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's own warnings while logging a model
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        mp.chdir(tmp)
+        configure_tracking(uri)
+        cfg = TrainConfig(data=synth_world, n_estimators=40, early_stopping_rounds=10,
+                          baselines=False, figures=False, tracking_uri=uri)  # fmt: skip
+        promote(str(train(cfg).version))
+    return uri
+
+
+def _score(world: Path, out: Path, *extra: str):
+    args = ["score", str(world), "--orders", str(world / "new"), "--out", str(out)]
+    return CliRunner().invoke(app, [*args, "--flag-top", "30", "--quiet", *extra])
+
+
+def test_score_with_actions(synth_world: Path, registry: str, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
+    r = _score(synth_world, tmp_path / "plain.csv")
+    assert r.exit_code == 0, r.output
+    plain = pd.read_csv(tmp_path / "plain.csv", dtype={"order_id": str})
+    assert not set(ACTION_COLUMNS) & set(plain.columns)  # unchanged without --actions
+
+    r = _score(synth_world, tmp_path / "flagged.csv", "--actions", "flagged")
+    assert r.exit_code == 0, r.output
+    got = pd.read_csv(tmp_path / "flagged.csv", dtype={"order_id": str})
+    pd.testing.assert_frame_equal(got[plain.columns], plain)  # the scores stay as they are
+    flagged = got["flagged"].fillna(False).astype(bool)
+    assert flagged.any() and (~flagged).any()
+    assert got.loc[flagged, "recommended_action"].isin(ACTIONS).all()
+    assert (got.loc[flagged, "expected_saving"] >= 0).all()
+    assert got.loc[~flagged, list(ACTION_COLUMNS)].isna().all().all()
+
+    r = _score(synth_world, tmp_path / "all.csv", "--actions", "all")
+    assert r.exit_code == 0, r.output
+    every = pd.read_csv(tmp_path / "all.csv", dtype={"order_id": str})
+    scored = every["status"] == "scored"
+    assert every.loc[scored, "recommended_action"].isin(ACTIONS).all()
+    table = pd.read_csv(tmp_path / "all_actions.csv", dtype={"order_id": str})
+    assert list(table.columns) == list(TABLE_COLUMNS)
+    rec = recommend(table).set_index("order_id")
+    by_id = every.set_index("order_id")
+    ids = rec.index
+    pd.testing.assert_series_equal(
+        by_id.loc[ids, "recommended_action"], rec["recommended_action"], check_dtype=False,
+        check_names=False,
+    )  # fmt: skip
+
+
+def test_score_refuses_bad_actions_and_cost_file(synth_world: Path, tmp_path: Path) -> None:
+    r = _score(synth_world, tmp_path / "o.csv", "--actions", "some")
+    assert r.exit_code == 1 and "--actions must be none, flagged or all" in r.output
+    f = tmp_path / "c.yaml"
+    f.write_text("case_cost: {lost: 3}\n", encoding="utf-8")
+    r = _score(synth_world, tmp_path / "o.csv", "--actions", "all", "--costs", str(f))
+    assert r.exit_code == 1 and str(f) in r.output and "'lost'" in r.output
+    assert not (tmp_path / "o.csv").exists()
