@@ -268,7 +268,8 @@ def train_as_of(tables: Any, start: pd.Timestamp, costs: CostModel, *, seed: int
     except TrainDataError as err:
         msg = f"--from {start.date()}: cannot train on the history before: {err}"
         raise BacktestError(msg) from None
-    with log.step("fit the case-type model"):
+    ct = getattr(result.model, "case_types_", None)  # the training code fits it
+    if ct is None:
         ct = fit_case_types(
             parts["train"], parts["valid"], cut, prepared.feature_names, prepared.categorical,
             seed=seed,
@@ -795,7 +796,8 @@ def backtest_dir(
         loaded = load_model(model_uri)
         check_model_window(loaded.data_window, model_uri, window.start)
         fit = _labelled_before(tables, window.start, log=log)
-        replayer = Replayer(loaded.risk_model, None, costs, model_uri, fit)
+        ct = getattr(loaded.risk_model, "case_types_", None)  # None: the history's shares
+        replayer = Replayer(loaded.risk_model, ct, costs, model_uri, fit)
     truth_path = data / "truth.parquet"
     truth = pd.read_parquet(truth_path) if truth_path.is_file() else None
     result = run_backtest(

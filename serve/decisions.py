@@ -82,6 +82,9 @@ class Decider:
     def build(
         cls, history: Any, risk_model: Any, costs: CostModel, case_types: Any = None
     ) -> Decider:
+        """``case_types`` defaults to the one the risk model carries (``case_types_``)."""
+        if case_types is None:
+            case_types = getattr(risk_model, "case_types_", None)
         return cls(
             history,
             risk_model,

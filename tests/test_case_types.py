@@ -85,3 +85,35 @@ def test_bad_family_and_unfitted_model_are_refused() -> None:
         CaseTypeModel().fit(X, ["logistics", "shoes"])
     with pytest.raises(RuntimeError, match="not fitted"):
         CaseTypeModel().predict_family_proba(X)
+
+
+def test_the_registered_model_carries_its_case_type_model(tracking_uri, synth_world: Path):
+    """Same model, same version: the training code fits the family model into the RiskModel."""
+    from returnrisk.train.pipeline import TrainConfig, train
+    from returnrisk.train.registry import configure_tracking, load_model
+
+    configure_tracking(tracking_uri)
+    cfg = TrainConfig(data=synth_world, n_estimators=40, early_stopping_rounds=10,
+                      baselines=False, figures=False, tracking_uri=tracking_uri)  # fmt: skip
+    result = train(cfg)
+    loaded = load_model(f"models:/return-risk/{result.version}")
+    ct = loaded.risk_model.case_types_
+    te = result.test
+    given = ct.predict_family_proba(te)
+    np.testing.assert_allclose(given, result.model.case_types_.predict_family_proba(te))
+    p = family_risk(loaded.risk_model.predict_proba(te), given)
+    np.testing.assert_allclose(p.sum(axis=1), result.test_proba, rtol=1e-12)
+
+
+def test_positive_orders_without_cases_are_left_out_and_counted(synth_world: Path) -> None:
+    prepared = prepare_data(load_tables(synth_world))
+    parts = time_split(prepared.features, SplitConfig())
+    tr, va = parts["train"], parts["valid"]
+    names, cats = prepared.feature_names, prepared.categorical
+    # labels from elsewhere: a few negative orders called positive (they have no case)
+    fake = tr.index[tr["label"] == 0][:7]
+    tr2 = tr.copy()
+    tr2.loc[fake, "label"] = 1.0
+    ct = fit_case_types(tr2, va, prepared.tables, names, cats, num_threads=1)
+    assert ct.n_without_family_ == 7
+    assert fit_case_types(tr2.loc[fake], va.iloc[0:0], prepared.tables, names, cats) is None

@@ -181,15 +181,25 @@ def fit_case_types(
     *,
     seed: int = 0,
     num_threads: int = 2,
-) -> CaseTypeModel:
+) -> CaseTypeModel | None:
     """The case-type model of a time split: fitted on the positive ``train`` orders, early
-    stopping on the positive ``valid`` ones (the slices of ``train.pipeline.time_split``)."""
-    fits = []
+    stopping on the positive ``valid`` ones (the slices of ``train.pipeline.time_split``).
+
+    A positive order whose cases the tables do not hold (labels given from elsewhere) has no
+    family: it is left out and counted in ``n_without_family_``; ``None`` when no positive
+    training order has one."""
+    fits, missing = [], 0
     for part in (train, valid):
         pos = part[part["label"].to_numpy(dtype=np.float64) == 1]
         fam = first_case_family(tables.orders, tables.after_sales_cases, pos["order_id"])
-        fits.append((pos[list(feature_names)], fam.to_numpy(dtype=object)))
+        known = fam.notna().to_numpy()
+        missing += int((~known).sum())
+        fits.append((pos.loc[known, list(feature_names)], fam.to_numpy(dtype=object)[known]))
+    if len(fits[0][1]) == 0:
+        return None
     model = CaseTypeModel(
         {"num_threads": num_threads}, seed=seed, categorical_features=list(categorical)
     )
-    return model.fit(fits[0][0], fits[0][1], fits[1][0], fits[1][1])
+    model.fit(fits[0][0], fits[0][1], fits[1][0], fits[1][1])
+    model.n_without_family_ = missing
+    return model

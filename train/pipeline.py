@@ -307,6 +307,13 @@ def fit_and_evaluate(
         f"best iteration {model.best_iteration_}, calibration {model.calibration_} "
         f"{ {k: round(v, 5) for k, v in model.calibration_scores_.items()} }"
     )
+    # risk by case-type family (train/case_types.py): carried by the model, in its pickle
+    from .case_types import fit_case_types
+
+    with log.step("fit the case-type model on the positive orders"):
+        model.case_types_ = fit_case_types(
+            tr, va, prepared.tables, names, cats, seed=config.seed, num_threads=config.num_threads
+        )
     if artifacts_dir is not None:  # the monitoring reference (returnrisk monitor)
         write_reference(model, parts, artifacts_dir)
     y_te = te["label"].to_numpy(dtype=np.float64)
