@@ -68,7 +68,7 @@ def family_shares(tables: Any) -> np.ndarray:
 @dataclass(frozen=True)
 class Decider:
     """Everything a decision needs: the prepared feature history, the risk model (anything with
-    ``predict_proba(X)`` and ``feature_names_``), optionally a case-type model
+    ``predict_case(X)`` (1-D P(case)) and ``feature_names_``), optionally a case-type model
     (``predict_family_proba(X)``; else the history's family shares), the cost model."""
 
     history: Any  # returnrisk.features.History
@@ -144,7 +144,7 @@ class Decider:
     def family_proba(self, features: pd.DataFrame) -> np.ndarray:
         """(n, families) P(case) x P(family | case) of feature rows; rows add up to P(case)."""
         names = list(self.risk_model.feature_names_)
-        p = np.asarray(self.risk_model.predict_proba(features[names]), dtype=np.float64)
+        p = np.asarray(self.risk_model.predict_case(features[names]), dtype=np.float64)
         if self.case_types is not None:
             given = self.case_types.predict_family_proba(features)
         else:

@@ -56,7 +56,7 @@ def test_family_probabilities_add_up_to_p_case(fitted) -> None:
     given = ct.predict_family_proba(te[names])
     assert given.shape == (len(te), len(FAMILIES))
     np.testing.assert_allclose(given.sum(axis=1), 1.0, rtol=0, atol=1e-12)
-    p_case = risk.predict_proba(te[names])
+    p_case = risk.predict_case(te[names])
     fam = family_risk(p_case, given)
     assert list(fam.columns) == [f"p_{f}" for f in FAMILIES]
     np.testing.assert_allclose(fam.sum(axis=1).to_numpy(), p_case, rtol=1e-12, atol=1e-15)
@@ -66,7 +66,7 @@ def test_family_probabilities_add_up_to_p_case(fitted) -> None:
 def test_families_are_informative_and_evaluated(fitted) -> None:
     prepared, te, risk, ct = fitted
     names = prepared.feature_names
-    p = family_risk(risk.predict_proba(te[names]), ct.predict_family_proba(te[names]))
+    p = family_risk(risk.predict_case(te[names]), ct.predict_family_proba(te[names]))
     fam = first_case_family(
         prepared.tables.orders, prepared.tables.after_sales_cases, te["order_id"]
     )
@@ -101,7 +101,7 @@ def test_the_registered_model_carries_its_case_type_model(tracking_uri, synth_wo
     te = result.test
     given = ct.predict_family_proba(te)
     np.testing.assert_allclose(given, result.model.case_types_.predict_family_proba(te))
-    p = family_risk(loaded.risk_model.predict_proba(te), given)
+    p = family_risk(loaded.risk_model.predict_case(te), given)
     np.testing.assert_allclose(p.sum(axis=1), result.test_proba, rtol=1e-12)
 
 
