@@ -816,7 +816,7 @@ def backtest_dir(
 
 def _labelled_before(tables: Any, start: pd.Timestamp, *, log: StepLog = QUIET) -> pd.DataFrame:
     """The orders whose label was known at ``start`` (for the look-back heuristic)."""
-    from returnrisk.features import order_outcomes
+    from returnrisk.labels import order_outcomes
 
     cut = cut_tables(tables, start)
     oc = order_outcomes(cut.orders, cut.after_sales_cases, as_of=start)
