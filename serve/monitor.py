@@ -114,8 +114,11 @@ ALERT_METRICS: dict[str, tuple[float, str]] = {
         0.25,
         "... and |opened / expected - 1| > threshold (both must hold)",
     ),
-    "auc_drop": (0.05, "a mature cohort's AUC is below the model's test AUC by > threshold"),
-    "ece": (0.05, "a mature cohort's expected calibration error > threshold"),
+    "auc_drop": (
+        0.05,
+        "a newly mature cohort's AUC is below the model's test AUC by > threshold",
+    ),
+    "ece": (0.05, "a newly mature cohort's expected calibration error > threshold"),
     "min_recent_orders": (1.0, "fewer than threshold orders in the last days"),
 }
 DEFAULT_THRESHOLDS: dict[str, float | None] = {k: v[0] for k, v in ALERT_METRICS.items()}
@@ -142,6 +145,8 @@ class MonitorConfig:
     # cohorts the model was not trained on (0: the probabilities as they are)
     top_features: int = 5  # drifting features named
     min_drift_orders: int = 300  # drift and expected-* alerts need this many recent orders
+    min_month_orders: int = 500  # feature drift is judged against the same calendar months of
+    # the reference's history when each month of the window has this many mature orders there
     drift_exclude: tuple[str, ...] = DRIFT_EXCLUDE  # features without drift alerts
     thresholds: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
 
@@ -156,6 +161,7 @@ class MonitorConfig:
             "recalibrate_weeks": self.recalibrate_weeks >= 0,
             "top_features": self.top_features >= 0,
             "min_drift_orders": self.min_drift_orders >= 1,
+            "min_month_orders": self.min_month_orders >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -196,6 +202,7 @@ _CONFIG_KEYS = (
     "recalibrate_weeks",
     "top_features",
     "min_drift_orders",
+    "min_month_orders",
 )
 
 
@@ -338,6 +345,20 @@ def smoothed_shares(shares: np.ndarray, n: int, pseudocount: float = PSI_PSEUDOC
     return (shares * n + pseudocount) / (n + pseudocount * len(shares))
 
 
+def month_weights(
+    order_ts: pd.Series, reference: dict[str, Any], min_month_orders: int
+) -> np.ndarray | None:
+    """The recent orders' shares per calendar month (12), when the reference has monthly shares
+    (``by_month``) and at least ``min_month_orders`` mature orders in every month the recent
+    orders fall in; else ``None`` (compare with the validation slice)."""
+    by_month = reference.get("by_month")
+    if not by_month or len(order_ts) == 0:
+        return None
+    w = np.bincount(order_ts.dt.month.to_numpy() - 1, minlength=12) / len(order_ts)
+    have = np.asarray(by_month["n_orders"], dtype=np.float64)
+    return w if bool(np.all(have[w > 0] >= min_month_orders)) else None
+
+
 def drift_report(
     features: pd.DataFrame,
     p: np.ndarray,
@@ -346,10 +367,15 @@ def drift_report(
     config: MonitorConfig,
 ) -> dict[str, Any]:
     """Score PSI and per-feature PSI, missing-rate change, unseen share over ``features`` (the
-    recent orders). PSI uses ``smoothed_shares`` of the recent orders against the reference."""
+    recent orders). PSI uses ``smoothed_shares`` of the recent orders against the reference:
+    each feature's shares in the same calendar months of the reference's history (mixed by the
+    recent orders' months, ``month_weights``) when there are enough, else the validation
+    slice's. The score is always compared with the validation slice's."""
     from returnrisk.train.reference import categorical_shares, numeric_shares
 
     n = len(features)
+    weights = month_weights(features["order_ts"], reference, config.min_month_orders)
+    monthly = reference["by_month"]["features"] if weights is not None else {}
     known = {s["name"]: s.get("categories") for s in model.feature_schema()}
     ref_score = reference["score"]
     score_shares = smoothed_shares(numeric_shares(p, ref_score["edges"]), n)
@@ -364,15 +390,18 @@ def drift_report(
         else:
             shares = numeric_shares(pd.to_numeric(col, errors="coerce").to_numpy(), ref["edges"])
             unseen_share = None
+        expected = ref["shares"]
+        if name in monthly:
+            expected = (weights @ np.asarray(monthly[name], dtype=np.float64)).tolist()
         rows.append(
             {
                 "feature": name,
                 "kind": ref["kind"],
                 "alerting": name not in config.drift_exclude,
-                "psi": _f(psi(smoothed_shares(shares, n), ref["shares"])) if n else None,
+                "psi": _f(psi(smoothed_shares(shares, n), expected)) if n else None,
                 "null_rate": _f(shares[-1]) if n else None,
-                "null_rate_reference": _f(ref["shares"][-1]),
-                "null_rate_change": _f(shares[-1] - ref["shares"][-1]) if n else None,
+                "null_rate_reference": _f(expected[-1]),
+                "null_rate_change": _f(shares[-1] - expected[-1]) if n else None,
                 "unseen_share": _f(unseen_share),
             }
         )
@@ -380,8 +409,13 @@ def drift_report(
         (r for r in rows if r["psi"] is not None and r["alerting"]),
         key=lambda r: (-r["psi"], r["feature"]),
     )
+    basis = "validation slice"
+    if weights is not None:
+        months = ", ".join(str(m + 1) for m in np.flatnonzero(weights > 0))
+        basis = f"months {months} of {reference['by_month']['over']}"
     return {
         "n_orders": n,
+        "feature_reference": basis,
         "score_psi": _f(psi(score_shares, ref_score["shares"])) if n else None,
         "top_drifting": [r["feature"] for r in ranked[: config.top_features]],
         "features": rows,
@@ -415,9 +449,12 @@ def early_realised(
     reference: dict[str, Any],
     window_days: int,
     ratio: float = 1.0,
+    rel_sd: float = 0.0,
 ) -> list[dict[str, Any]]:
     """Weekly cohorts of the last ``window_days`` days (cohort 0 = the last 7 days): opened cases
     vs expected by now (``ratio * p * F(age)``), with a 95 % normal-approximation interval and z.
+    The variance is the Poisson-binomial's ``sum q (1 - q)`` plus ``(rel_sd * expected)^2``: the
+    week-to-week error of the expectation itself (``recalibration``'s ``rel_sd``).
     ``expected_model`` is the expectation from the probabilities alone (``ratio`` 1)."""
     age = (as_of - frame["order_ts"]).dt.total_seconds().to_numpy() / 86_400.0
     keep = age < window_days
@@ -434,6 +471,7 @@ def early_realised(
     full = np.bincount(week, weights=p, minlength=n_weeks)
     raw = np.bincount(week, weights=q_model, minlength=n_weeks)
     out = []
+    var = var + (rel_sd * exp) ** 2
     for k in range(n_weeks):
         sd = math.sqrt(var[k])
         start = as_of - pd.Timedelta(days=min(7 * (k + 1), window_days))
@@ -529,7 +567,8 @@ def recalibration(real: list[dict[str, Any]], weeks: int) -> dict[str, Any]:
     on: the factor the early expectation is scaled by, so that the early-realised check watches
     what changed in the last 90 days rather than a calibration error the realised check (ECE)
     already reports. 1 when there is no such cohort."""
-    use = [c for c in real if not c["seen_in_training"] and c["n_orders"]][:weeks]
+    unseen = [c for c in real if not c["seen_in_training"] and c["n_orders"]]
+    use = unseen[:weeks]
     cases = sum(c["n_cases"] for c in use)
     expected = sum(c["expected_case_rate"] * c["n_orders"] for c in use)
     ratio = cases / expected if use and expected > 0 and cases > 0 else 1.0
@@ -538,7 +577,23 @@ def recalibration(real: list[dict[str, Any]], weeks: int) -> dict[str, Any]:
         "cases": cases,
         "expected": _f(expected),
         "ratio": _f(ratio),
+        **dispersion(unseen),
     }
+
+
+def dispersion(cohorts: list[dict[str, Any]], min_cohorts: int = 3) -> dict[str, Any]:
+    """The relative SD of a weekly cohort's case count around its (pooled-recalibrated)
+    expectation beyond the Poisson-binomial's, over the mature cohorts the model was not trained
+    on: the moment estimate ``tau^2 = max(0, sum((c - rE)^2 - rE) / sum((rE)^2))``. It carries
+    what a week's expectation gets wrong (season, mix, calibration drift) into the early-realised
+    interval; 0 with fewer than ``min_cohorts`` cohorts."""
+    c = np.array([x["n_cases"] for x in cohorts], dtype=np.float64)
+    e = np.array([x["expected_case_rate"] * x["n_orders"] for x in cohorts], dtype=np.float64)
+    if len(c) < min_cohorts or e.sum() <= 0 or c.sum() <= 0:
+        return {"dispersion_weeks": len(c), "rel_sd": 0.0}
+    re = e * (c.sum() / e.sum())
+    tau2 = max(0.0, float(np.sum((c - re) ** 2 - re) / np.sum(re**2)))
+    return {"dispersion_weeks": len(c), "rel_sd": _f(math.sqrt(tau2))}
 
 
 # ---------------------------------------------------------------------------------- alerts
@@ -603,7 +658,10 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
                     f"({c['low']:.1f}-{c['high']:.1f}), z {c['z']:+.1f}",
                 )
     ref_auc = report["reference"]["auc"]
-    for c in report["realised"]:
+    # a mature cohort's figures are final: it is judged by the run(s) of the week it matured in
+    # (cohort k matured 7 k days before as_of), not again by every later weekly run
+    newly = math.ceil(config.days / 7)
+    for c in report["realised"][:newly]:
         if (
             c["seen_in_training"]
             or c["n_orders"] < config.min_cohort_orders
@@ -728,8 +786,9 @@ def monitor_tables(
         }
         real = realised(frame, T, window, config.realised_weeks, seen_until)
         report["recalibration"] = recalibration(real, config.recalibrate_weeks)
+        cal = report["recalibration"]
         report["early_realised"] = early_realised(
-            frame, T, reference, window, report["recalibration"]["ratio"]
+            frame, T, reference, window, cal["ratio"], cal["rel_sd"]
         )
         report["realised"] = real
         report["alerts"] = evaluate_alerts(report, config)

@@ -427,11 +427,62 @@ def test_realised_alerts_judge_only_large_unseen_cohorts():
             cohort("2025-01-01", 900, 90, 0.50, 0.20, True),  # trained on
         ],
     }
-    cfg = replace(MonitorConfig(), thresholds={"min_recent_orders": None})
+    # a 35-day run judges the cohorts that matured in its 5 weeks
+    cfg = replace(MonitorConfig(), days=35, thresholds={"min_recent_orders": None})
     fired = [(a["metric"], a["subject"]) for a in evaluate_alerts(report, cfg)]
     assert fired == [("auc_drop", "cohort 2025-03-01"), ("ece", "cohort 2025-02-22")]
     off = replace(cfg, thresholds={"min_recent_orders": None, "auc_drop": None, "ece": None})
     assert evaluate_alerts(report, off) == []
+    # the weekly run judges only the cohort that matured this week: the one before was judged
+    # (and alerted on) by last week's run, its figures have not changed since
+    weekly = replace(cfg, days=7)
+    fired = [(a["metric"], a["subject"]) for a in evaluate_alerts(report, weekly)]
+    assert fired == [("auc_drop", "cohort 2025-03-01")]
     assert [a["metric"] for a in evaluate_alerts(report, MonitorConfig())][0] == (
         "min_recent_orders"
     )
+
+
+def test_month_matched_feature_reference():
+    from returnrisk.serve.monitor import month_weights
+    from returnrisk.train.reference import feature_summary, monthly_feature_shares
+
+    # January orders discount little, June orders a lot; the reference's bins come from a mix
+    ts = pd.to_datetime(["2024-01-10"] * 600 + ["2024-06-10"] * 600, utc=True)
+    x = np.r_[np.zeros(600), np.ones(600)]
+    frame = pd.DataFrame({"order_ts": ts, "x": x, "c": ["a"] * 900 + [None] * 300})
+    summaries = {
+        "x": feature_summary(frame["x"], "numeric"),
+        "c": feature_summary(frame["c"], "categorical"),
+    }
+    by_month = monthly_feature_shares(frame, summaries)
+    assert by_month["n_orders"][0] == 600 and by_month["n_orders"][5] == 600
+    assert sum(by_month["n_orders"]) == 1200
+    np.testing.assert_allclose(
+        by_month["features"]["x"][0], [1.0, 0.0, 0.0, 0.0]
+    )  # edges [0, 1]: (-inf, 0], (0, 1], (1, inf), missing
+    np.testing.assert_allclose(by_month["features"]["x"][5], [0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_allclose(by_month["features"]["c"][5], [0.5, 0.0, 0.5])  # a, other, missing
+    assert by_month["features"]["x"][2] == [0.0, 0.0, 0.0, 0.0]  # no March orders
+    ref = {"by_month": by_month}
+    june = pd.Series(pd.to_datetime(["2025-06-02"] * 30 + ["2025-05-30"] * 10, utc=True))
+    assert month_weights(june.iloc[:30], ref, 500).tolist() == [0.0] * 5 + [1.0] + [0.0] * 6
+    assert month_weights(june, ref, 500) is None  # no May in the reference's history
+    assert month_weights(june.iloc[:30], ref, 601) is None  # too few June orders there
+    assert month_weights(june.iloc[:30], {}, 1) is None  # a reference without monthly shares
+
+
+def test_dispersion_is_the_extra_relative_sd_of_the_cohorts():
+    from returnrisk.serve.monitor import dispersion
+
+    def cohorts(cases):
+        return [{"n_cases": c, "n_orders": 1000, "expected_case_rate": 0.15} for c in cases]
+
+    # expected 150 each; (c - 150)^2 - 150 = 2350 per cohort, over 4 * 150^2
+    got = dispersion(cohorts([100, 200, 100, 200]))
+    assert got["rel_sd"] == pytest.approx(math.sqrt(2350 / 22500), rel=1e-5)
+    assert got["dispersion_weeks"] == 4
+    # Poisson-sized deviations (|c - e| ~ sqrt(e)) carry no extra dispersion
+    assert dispersion(cohorts([150, 162, 138, 150]))["rel_sd"] < 0.03
+    assert dispersion(cohorts([150, 150, 150, 150]))["rel_sd"] == 0.0
+    assert dispersion(cohorts([100, 200]))["rel_sd"] == 0.0  # too few cohorts to tell

@@ -11,7 +11,11 @@ never been fitted on, only early-stopped and calibrated on) into one JSON docume
   case opened within 3, 7, 10, 14, 21, 30, 45, 60 days (and 1.0 at the window's end), over
   every mature order of the time split (see ``build_reference``);
 - the expected and realised case rate, and the expected and realised precision at the screening
-  capacity (the top ``capacity_pct`` % by probability), plus AUC / AP / ECE on the slice.
+  capacity (the top ``capacity_pct`` % by probability), plus AUC / AP / ECE on the slice;
+- ``by_month``: each feature's shares in the same bins, per calendar month (1-12) of the order,
+  over every mature order of the time split (see ``monthly_feature_shares``): the monitor
+  compares a June window with the Junes of the history rather than with a peak-season
+  validation slice, where one full year is mature.
 
 ``write_reference`` writes it as ``monitor_reference.json`` into the run's artifact folder;
 ``returnrisk monitor`` reads it back with ``load_reference(run_id)``. Pure functions on frames;
@@ -36,6 +40,7 @@ SCORE_BINS = 10
 NUMERIC_BINS = 10
 MAX_CATEGORIES = 30
 DEFAULT_CAPACITY_PCT = 5.0
+MONTHS = 12
 OTHER = "__other__"
 MISSING = "__missing__"
 
@@ -136,6 +141,40 @@ def feature_summary(values: pd.Series, kind: str) -> dict[str, Any]:
     return {"kind": "numeric", "edges": edges, "shares": numeric_shares(v, edges).tolist()}
 
 
+def _bin_index(values: pd.Series, summary: dict[str, Any]) -> np.ndarray:
+    """Per row, the bin of ``summary`` (a ``feature_summary``) it falls into, missing last."""
+    if summary["kind"] == "categorical":
+        cats = summary["categories"]
+        obj = values.astype("object")
+        missing = obj.isna().to_numpy()
+        idx = pd.Index(cats, dtype="object").get_indexer(obj.where(~missing, None))
+        idx = np.where(idx < 0, len(cats), idx)
+        return np.where(missing, len(cats) + 1, idx)
+    edges = np.asarray(summary["edges"], dtype=np.float64)
+    v = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    idx = np.searchsorted(edges, v, side="left")
+    return np.where(~np.isfinite(v), len(edges) + 1, idx)
+
+
+def monthly_feature_shares(
+    frame: pd.DataFrame, summaries: Mapping[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """Per calendar month of ``order_ts`` (UTC, 1-12): the number of orders and each feature's
+    shares in the bins of ``summaries`` (the validation slice's ``feature_summary``). Months
+    without orders get all-zero shares (and ``n_orders`` 0)."""
+    month = frame["order_ts"].dt.month.to_numpy() - 1
+    n = np.bincount(month, minlength=MONTHS)
+    features = {}
+    for name, summary in summaries.items():
+        n_bins = len(summary["shares"])
+        counts = np.bincount(
+            month * n_bins + _bin_index(frame[name], summary), minlength=MONTHS * n_bins
+        ).reshape(MONTHS, n_bins)
+        shares = counts / np.maximum(n, 1)[:, None]
+        features[name] = [[float(x) for x in row] for row in shares]
+    return {"n_orders": [int(x) for x in n], "features": features}
+
+
 def build_reference(
     model: Any,
     valid: pd.DataFrame,
@@ -162,6 +201,11 @@ def build_reference(
     m = binary_metrics(y, p)
     cols = ["order_ts", "first_case_ts", "label"]
     ttc = pd.concat([f[cols] for f in mature], ignore_index=True) if mature else valid[cols]
+    features = {
+        c: feature_summary(valid[c], "categorical" if c in cats else "numeric") for c in names
+    }
+    hcols = ["order_ts", *names]
+    history = pd.concat([f[hcols] for f in mature], ignore_index=True) if mature else valid[hcols]
     return {
         "version": REFERENCE_VERSION,
         "slice": "valid",
@@ -175,9 +219,11 @@ def build_reference(
         "precision_at_capacity": precision_at_capacity(p, y, capacity_pct),
         "metrics": {k: _finite(m[k]) for k in ("auc", "ap", "ece")},
         "score": {"edges": score_edges, "shares": numeric_shares(p, score_edges).tolist()},
-        "features": {
-            c: feature_summary(valid[c], "categorical" if c in cats else "numeric") for c in names
-        },
+        "features": features,
+        "by_month": monthly_feature_shares(history, features)
+        | {"over": f"{history['order_ts'].min():%Y-%m-%d}..{history['order_ts'].max():%Y-%m-%d}"}
+        if len(history)
+        else None,
         "time_to_case": time_to_case_curve(
             ttc["order_ts"], ttc["first_case_ts"], ttc["label"], label_window_days=label_window_days
         )
