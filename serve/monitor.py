@@ -114,6 +114,11 @@ ALERT_METRICS: dict[str, tuple[float, str]] = {
         0.25,
         "... and |opened / expected - 1| > threshold (both must hold)",
     ),
+    "new_destination_orders": (
+        2.0,
+        "more than threshold orders in the last days to a destination with no mature order in "
+        "the reference's history",
+    ),
     "auc_drop": (
         0.05,
         "a newly mature cohort's AUC is below the model's test AUC by > threshold",
@@ -494,6 +499,23 @@ def early_realised(
     return out
 
 
+def new_destinations(
+    recent: pd.DataFrame, reference: dict[str, Any], top: int = 10
+) -> list[dict[str, Any]]:
+    """Destinations of the recent orders with no mature order in the reference's history
+    (``reference["destinations"]``), by orders; empty when the reference has no such list."""
+    known = reference.get("destinations")
+    if known is None or len(recent) == 0:
+        return []
+    dest = recent["destination_country"].astype("object")
+    counts = dest[dest.notna() & ~dest.isin(known)].astype(str).value_counts()
+    frame = pd.DataFrame({"d": counts.index.astype(str), "n": counts.to_numpy()})
+    frame = frame.sort_values(["n", "d"], ascending=[False, True], kind="stable").iloc[:top]
+    return [
+        {"destination": d, "n_orders": int(n)} for d, n in zip(frame["d"], frame["n"], strict=True)
+    ]
+
+
 def realised(
     frame: pd.DataFrame,
     as_of: pd.Timestamp,
@@ -657,6 +679,16 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
                     f"cases opened, {c['expected']:.1f} expected by now "
                     f"({c['low']:.1f}-{c['high']:.1f}), z {c['z']:+.1f}",
                 )
+    tn = t("new_destination_orders")
+    for c in report.get("new_destinations", []) if tn is not None else []:
+        if c["n_orders"] > tn:
+            fire(
+                "new_destination_orders",
+                f"destination {c['destination']}",
+                c["n_orders"],
+                f"{c['n_orders']} orders in the last {config.days} days to {c['destination']}, "
+                "a destination the model has no mature order of",
+            )
     ref_auc = report["reference"]["auc"]
     # a mature cohort's figures are final: it is judged by the run(s) of the week it matured in
     # (cohort k matured 7 k days before as_of), not again by every later weekly run
@@ -782,6 +814,7 @@ def monitor_tables(
                 "alerts": {k: config.threshold(k) for k in ALERT_METRICS},
             },
             "drift": drift_report(feats.loc[recent], p[recent], model, reference, config),
+            "new_destinations": new_destinations(feats.loc[recent], reference),
             "expected": expected_report(p[recent], reference, config.capacity_pct),
         }
         real = realised(frame, T, window, config.realised_weeks, seen_until)

@@ -486,3 +486,79 @@ def test_dispersion_is_the_extra_relative_sd_of_the_cohorts():
     assert dispersion(cohorts([150, 162, 138, 150]))["rel_sd"] < 0.03
     assert dispersion(cohorts([150, 150, 150, 150]))["rel_sd"] == 0.0
     assert dispersion(cohorts([100, 200]))["rel_sd"] == 0.0  # too few cohorts to tell
+
+
+# ---------------------------------------------------------------------------------- scenarios
+SCENARIO_ORDERS, SCENARIO_DAYS, SCENARIO_SEED = 20_000, 300, 5  # ~67 orders a day
+
+
+def _scenario_world(scenario: str):
+    """A world of ``returnrisk synth --scenario`` (20k orders, 300 days, the change from 56 days
+    before the end), a model trained at the onset on what was known then (never retrained, no
+    MLflow) and its reference; returns (tables, loaded, reference, onset, what was chosen)."""
+    from datetime import date, timedelta
+
+    from returnrisk.contract import coerce_tables
+    from returnrisk.features import FEATURE_SPECS, build_features
+    from returnrisk.serve.monitor import cut_tables
+    from returnrisk.synth import SynthConfig, generate_world
+    from returnrisk.train.evaluate import binary_metrics
+    from returnrisk.train.model import RiskModel
+    from returnrisk.train.pipeline import SplitConfig, time_split
+    from returnrisk.train.reference import build_reference
+    from returnrisk.train.registry import LoadedModel
+
+    start = date(2024, 1, 1) + timedelta(days=SCENARIO_DAYS - 56)
+    world = generate_world(
+        SynthConfig(
+            n_orders=SCENARIO_ORDERS,
+            seed=SCENARIO_SEED,
+            days=SCENARIO_DAYS,
+            scenario=scenario,
+            scenario_start=start,
+        )
+    )
+    tables = coerce_tables(world.tables)
+    onset = pd.Timestamp(start, tz="UTC")
+    parts = time_split(build_features(cut_tables(tables, onset), as_of=onset), SplitConfig())
+    names = list(FEATURE_SPECS)
+    tr, va = parts["train"], parts["valid"]
+    model = RiskModel({"num_threads": 1}, n_estimators=300, early_stopping_rounds=30, seed=0)
+    model.fit(tr[names], tr["label"], va[names], va["label"])
+    reference = build_reference(model, va, mature=list(parts.values()))
+    te = parts["test"]
+    test_auc = binary_metrics(te["label"].to_numpy(float), model.predict_proba(te[names]))["auc"]
+    loaded = LoadedModel(
+        model,
+        "test",
+        "test",
+        "",
+        {"test_auc": test_auc},  # as training logs it: mature cohorts are judged against it
+        {"valid_end": va["order_ts"].max().isoformat()},
+    )
+    return tables, loaded, reference, onset, world.scenario or {}
+
+
+def _alerts_at(world, days_after_onset: int) -> list[tuple[str, str]]:
+    from returnrisk.serve.monitor import monitor_tables
+
+    tables, loaded, reference, onset, _ = world
+    T = onset + pd.Timedelta(days=days_after_onset)
+    report = monitor_tables(tables, loaded, reference, as_of=T).report
+    return [(a["metric"], a["subject"]) for a in report["alerts"]]
+
+
+def test_scenario_stationary_fires_no_alert_in_the_weeks_after_the_default_onset():
+    world = _scenario_world("stationary")
+    for days in (0, 7, 14, 21):
+        assert _alerts_at(world, days) == [], days
+
+
+def test_scenario_new_market_fires_new_destination_orders_in_the_first_week():
+    world = _scenario_world("new_market")
+    country = world[4]["country"]
+    assert country not in world[2]["destinations"]  # nobody there before the onset
+    assert _alerts_at(world, 0) == []
+    fired = _alerts_at(world, 7)
+    assert ("new_destination_orders", f"destination {country}") in fired
+    assert {m for m, _ in fired} == {"new_destination_orders"}

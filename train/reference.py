@@ -12,6 +12,7 @@ never been fitted on, only early-stopped and calibrated on) into one JSON docume
   every mature order of the time split (see ``build_reference``);
 - the expected and realised case rate, and the expected and realised precision at the screening
   capacity (the top ``capacity_pct`` % by probability), plus AUC / AP / ECE on the slice;
+- ``destinations``: the destination countries of the mature orders (a new market shows);
 - ``by_month``: each feature's shares in the same bins, per calendar month (1-12) of the order,
   over every mature order of the time split (see ``monthly_feature_shares``): the monitor
   compares a June window with the Junes of the history rather than with a peak-season
@@ -223,6 +224,11 @@ def build_reference(
         "by_month": monthly_feature_shares(history, features)
         | {"over": f"{history['order_ts'].min():%Y-%m-%d}..{history['order_ts'].max():%Y-%m-%d}"}
         if len(history)
+        else None,
+        "destinations": sorted(
+            {str(x) for f in mature for x in f["destination_country"].dropna().unique()}
+        )
+        if mature and all("destination_country" in f for f in mature)
         else None,
         "time_to_case": time_to_case_curve(
             ttc["order_ts"], ttc["first_case_ts"], ttc["label"], label_window_days=label_window_days
