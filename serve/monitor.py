@@ -5,16 +5,18 @@ known at ``T`` (``cut_tables``: orders placed after ``T`` are not scored, cases 
 do not count, deliveries after ``T`` are unknown), scores the recent orders with the model and
 compares them with the model's reference (``returnrisk.train.reference``, logged at training):
 
-- **drift** over the last ``days`` days: PSI of the score and of every feature, the share of
+- **drift** over the last ``days`` days: PSI of the score and of every feature (features
+  against the same calendar months of the reference's history when it has them), the share of
   categories the model never saw, the change of each feature's missing rate; the top drifting
-  features by PSI;
+  features by PSI; destinations with no mature order in the reference's history;
 - **expected without labels**: the expected case rate (mean calibrated probability) and the
   expected precision at the screening capacity (mean probability of the top ``capacity_pct`` %)
   against the reference's;
 - **early realised**: for each weekly cohort of the last ``label_window_days`` days, the cases
   already opened against the model's expectation by now, ``sum_i p_i * F(age_i)`` with ``F`` the
   reference's time-to-case curve (linear between its points), and a 95 % interval from the
-  normal approximation of the Poisson-binomial (variance ``sum q_i (1 - q_i)``);
+  normal approximation of the Poisson-binomial (variance ``sum q_i (1 - q_i)``) plus the
+  measured week-to-week error of the expectation (``dispersion``);
 - **realised**, once mature: AUC, AP and ECE per weekly cohort (overall; AUC and AP per case-type
   family), as a time series.
 
