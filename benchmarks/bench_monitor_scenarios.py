@@ -51,7 +51,7 @@ def train_at(tables, T, seed: int = 0):
     model = RiskModel({"num_threads": 1}, n_estimators=300, early_stopping_rounds=30, seed=seed)
     model.fit(tr[names], tr["label"], va[names], va["label"])
     reference = build_reference(model, va, mature=list(parts.values()))
-    test_auc = binary_metrics(te["label"].to_numpy(float), model.predict_proba(te[names]))["auc"]
+    test_auc = binary_metrics(te["label"].to_numpy(float), model.predict_case(te[names]))["auc"]
     window = {"valid_end": pd.Timestamp(va["order_ts"].max()).isoformat()}
     return LoadedModel(model, "bench", "bench", "", {"test_auc": test_auc}, window), reference
 

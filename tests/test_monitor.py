@@ -527,7 +527,7 @@ def _scenario_world(scenario: str):
     model.fit(tr[names], tr["label"], va[names], va["label"])
     reference = build_reference(model, va, mature=list(parts.values()))
     te = parts["test"]
-    test_auc = binary_metrics(te["label"].to_numpy(float), model.predict_proba(te[names]))["auc"]
+    test_auc = binary_metrics(te["label"].to_numpy(float), model.predict_case(te[names]))["auc"]
     loaded = LoadedModel(
         model,
         "test",
