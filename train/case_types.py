@@ -22,23 +22,14 @@ import pandas as pd
 from returnrisk.costs import CASE_FAMILY, FAMILIES
 
 from . import evaluate as ev
+from .model import DEFAULT_PARAMS
 
+# the risk model's LightGBM settings, as a multiclass model with a fixed leaf size (the positive
+# orders are few; the risk model's "auto" sizes are resolved from its own training rows)
 FAMILY_PARAMS: dict[str, Any] = {
+    **{k: v for k, v in DEFAULT_PARAMS.items() if k != "min_data_per_group"},
     "objective": "multiclass",
-    "learning_rate": 0.05,
-    "num_leaves": 15,
     "min_data_in_leaf": 40,
-    "feature_fraction": 0.5,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "lambda_l2": 10.0,
-    "cat_smooth": 100.0,
-    "cat_l2": 10.0,
-    "max_cat_to_onehot": 4,
-    "verbose": -1,
-    "deterministic": True,
-    "force_col_wise": True,
-    "num_threads": 2,
 }
 
 
