@@ -127,6 +127,205 @@ def _category(descriptions: pd.Series) -> pd.Series:
     )
 
 
+def _parse_rows(raw: pd.DataFrame) -> pd.DataFrame:
+    """The raw text parsed, one column per field (same index as ``raw``)."""
+    inv = raw["Invoice"].astype("str").str.strip().str.upper()
+    code = raw["StockCode"].astype("str").str.strip().str.upper()
+    desc = raw["Description"].astype("str").str.strip()
+    cust = raw["Customer ID"].astype("str").str.strip().str.replace(r"\.0+$", "", regex=True)
+    is_product = code.str.fullmatch(PRODUCT_CODE).fillna(False) & ~code.str.startswith("TEST")
+    return pd.DataFrame(
+        {
+            "invoice": inv,
+            "stock_code": code,
+            "description": desc,
+            "quantity": pd.to_numeric(raw["Quantity"], errors="coerce"),
+            "price": pd.to_numeric(raw["Price"], errors="coerce"),
+            "ts": _parse_shop_time(raw["InvoiceDate"].astype("str").str.strip()),
+            "customer_id": cust.where(cust.notna() & (cust != "") & (cust.str.lower() != "nan")),
+            "country": country_codes(raw["Country"]),
+            "file_index": raw["file_index"],
+            "is_cancel": inv.str.startswith("C"),
+            "is_product": is_product,
+            "is_postage": ~is_product
+            & desc.str.upper().str.contains(POSTAGE_DESCRIPTION).fillna(False),
+        }
+    )
+
+
+def _refusal_reasons(rows: pd.DataFrame) -> pd.Series:
+    """Each parsed row's first refusal reason (NaN: kept), before cancellation matching."""
+    inv, qty, price, is_cancel = rows["invoice"], rows["quantity"], rows["price"], rows["is_cancel"]
+    is_postage = rows["is_postage"]
+    first_file = rows["file_index"].groupby(inv).transform("min")
+    reason = pd.Series(np.nan, index=rows.index, dtype="str")
+    rules: list[tuple[str, pd.Series]] = [
+        ("duplicate_invoice_in_earlier_file", rows["file_index"] > first_file),
+        ("unparseable_invoice_date", rows["ts"].isna()),
+        ("unparseable_quantity", qty.isna() | (qty % 1 != 0)),
+        ("unparseable_price", price.isna()),
+        ("not_a_sales_or_cancellation_invoice", ~inv.str.fullmatch(r"C?\d+").fillna(False)),
+        ("missing_customer_id", rows["customer_id"].isna()),
+        ("postage_line_summed_into_shipping_fee", is_postage & ~is_cancel),
+        ("postage_refund_line", is_postage & is_cancel),
+        ("non_product_stock_code", ~rows["is_product"]),
+        ("non_positive_price", price <= 0),
+        ("zero_quantity", qty == 0),
+        ("negative_quantity_on_sales_invoice", (qty < 0) & ~is_cancel),
+        ("positive_quantity_on_cancellation", (qty > 0) & is_cancel),
+        ("country_not_mappable", rows["country"].isna()),
+    ]
+    for name, mask in rules:
+        reason = first_reason(reason, mask, name)
+    return reason
+
+
+def _sale_lines(rows: pd.DataFrame, reason: pd.Series) -> pd.DataFrame:
+    """The kept sales-invoice rows as order lines (with ``ts``, customer, country, value)."""
+    sale = reason.isna() & ~rows["is_cancel"]
+    lines = pd.DataFrame(
+        {
+            "order_id": rows["invoice"][sale],
+            "sku_id": rows["stock_code"][sale],
+            "quantity": rows["quantity"][sale].astype("int64"),
+            "unit_price": rows["price"][sale].astype("float64"),
+            "ts": rows["ts"][sale],
+            "customer_id": rows["customer_id"][sale],
+            "country": rows["country"][sale],
+        }
+    )
+    return lines.assign(value=lines["quantity"] * lines["unit_price"])
+
+
+def _orders(lines: pd.DataFrame, rows: pd.DataFrame, reason: pd.Series) -> pd.DataFrame:
+    """One row per invoice; the postage lines' sum is its shipping fee."""
+    orders = (
+        lines.groupby("order_id", sort=True)
+        .agg(
+            customer_id=("customer_id", "first"),
+            order_ts=("ts", "min"),
+            destination_country=("country", "first"),
+            order_value=("value", "sum"),
+        )
+        .reset_index()
+    )
+    qty, price = rows["quantity"], rows["price"]
+    postage = (reason == "postage_line_summed_into_shipping_fee") & (price > 0) & (qty > 0)
+    fee = (qty[postage] * price[postage]).groupby(rows["invoice"][postage]).sum()
+    orders["shipping_fee"] = orders["order_id"].map(fee).fillna(0.0).astype("float64")
+    orders["channel"] = "own_site"
+    orders["carrier_id"] = UNKNOWN_CARRIER
+    for col in ("incoterm", "payment_method"):
+        orders[col] = pd.Series(np.nan, index=orders.index, dtype="str")
+    orders["discount_value"] = np.nan
+    orders["promised_delivery_days"] = pd.array([pd.NA] * len(orders), dtype="Int64")
+    return orders
+
+
+def _match_cancellations(
+    rows: pd.DataFrame, reason: pd.Series, lines: pd.DataFrame, orders: pd.DataFrame
+) -> pd.DataFrame:
+    """Each kept cancellation row (index: its row) with the latest earlier order of the same
+    customer and SKU (``order_id`` NaN: none)."""
+    cancel = reason.isna() & rows["is_cancel"]
+    left = pd.DataFrame(
+        {
+            "row": rows.index[cancel],
+            "customer_id": rows["customer_id"][cancel],
+            "sku_id": rows["stock_code"][cancel],
+            "opened_ts": rows["ts"][cancel],
+        }
+    ).sort_values(["opened_ts", "row"], kind="stable")
+    order_ts = orders.set_index("order_id")["order_ts"]
+    right = (
+        lines[["order_id", "customer_id", "sku_id"]]
+        .drop_duplicates()
+        .assign(order_ts=lambda d: d["order_id"].map(order_ts))
+        .sort_values(["order_ts", "order_id"], kind="stable")
+    )
+    return pd.merge_asof(
+        left,
+        right,
+        left_on="opened_ts",
+        right_on="order_ts",
+        by=["customer_id", "sku_id"],
+        direction="backward",
+        allow_exact_matches=True,
+    ).set_index("row")
+
+
+def _cases(matched: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """One case per matched cancellation line: a refund within ``REFUND_WITHIN``, else a return."""
+    hit = matched.loc[matched["order_id"].notna()].sort_index()
+    idx = hit.index
+    cases = pd.DataFrame(
+        {
+            "order_id": hit["order_id"].astype("str"),
+            "opened_ts": hit["opened_ts"],
+            "sku_id": hit["sku_id"],
+            "amount": (rows["quantity"][idx] * rows["price"][idx]).abs().astype("float64"),
+            "cancellation_invoice": rows["invoice"][idx],
+        }
+    )
+    cases["case_type"] = np.where(
+        cases["opened_ts"] - hit["order_ts"] < REFUND_WITHIN, "refund", "return"
+    )
+    line_no = cases.groupby("cancellation_invoice").cumcount() + 1
+    cases["case_id"] = cases["cancellation_invoice"] + ":" + line_no.astype("str")
+    return cases.reset_index(drop=True)
+
+
+def _customers(orders: pd.DataFrame) -> pd.DataFrame:
+    """Each customer at their first order."""
+    first = orders.sort_values(["order_ts", "order_id"]).drop_duplicates("customer_id")
+    return pd.DataFrame(
+        {
+            "customer_id": first["customer_id"],
+            "first_seen_ts": first["order_ts"],
+            "country_code": first["destination_country"],
+            "segment": pd.Series(np.nan, index=first.index, dtype="str"),
+        }
+    ).sort_values("customer_id", ignore_index=True)
+
+
+def _skus(lines: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per sold SKU: median price, most frequent description, its category."""
+    sold = pd.DataFrame(
+        {"sku_id": lines["sku_id"], "description": rows["description"].loc[lines.index]}
+    )
+    top_desc = (
+        sold.dropna()
+        .value_counts(["sku_id", "description"])
+        .reset_index()
+        .sort_values(["sku_id", "count", "description"], ascending=[True, False, True])
+        .drop_duplicates("sku_id")
+        .set_index("sku_id")["description"]
+    )
+    skus = lines.groupby("sku_id", sort=True)["unit_price"].median().rename("list_price")
+    skus = skus.reset_index()
+    skus["description"] = skus["sku_id"].map(top_desc).astype("str")
+    skus["category"] = _category(skus["description"])
+    skus["product_id"] = pd.Series(np.nan, index=skus.index, dtype="str")
+    for col in ("brand", "supplier_id", "size", "color"):
+        skus[col] = pd.Series(np.nan, index=skus.index, dtype="str")
+    skus["weight_g"] = np.nan
+    skus["n_images"] = pd.array([pd.NA] * len(skus), dtype="Int64")
+    skus["has_size_chart"] = pd.array([pd.NA] * len(skus), dtype="boolean")
+    skus["listing_languages"] = "en"
+    return skus
+
+
+def _carriers() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "carrier_id": [UNKNOWN_CARRIER],
+            "carrier_name": ["unknown (not in the export)"],
+            "service_level": ["standard"],
+            "tracked": pd.array([pd.NA], dtype="boolean"),
+        }
+    )
+
+
 def online_retail_tables(
     raw: pd.DataFrame,
     *,
@@ -137,152 +336,23 @@ def online_retail_tables(
     """Contract tables from stacked Online Retail rows (see ``read_online_retail``)."""
     n_in = len(raw)
     with log.step("online-retail: parsing and applying the refusal rules"):
-        inv = raw["Invoice"].astype("str").str.strip().str.upper()
-        code = raw["StockCode"].astype("str").str.strip().str.upper()
-        desc = raw["Description"].astype("str").str.strip()
-        qty = pd.to_numeric(raw["Quantity"], errors="coerce")
-        price = pd.to_numeric(raw["Price"], errors="coerce")
-        ts = _parse_shop_time(raw["InvoiceDate"].astype("str").str.strip())
-        cust = raw["Customer ID"].astype("str").str.strip().str.replace(r"\.0+$", "", regex=True)
-        cust = cust.where(cust.notna() & (cust != "") & (cust.str.lower() != "nan"))
-        country = country_codes(raw["Country"])
-        is_cancel = inv.str.startswith("C")
-        is_product = code.str.fullmatch(PRODUCT_CODE).fillna(False) & ~code.str.startswith("TEST")
-        is_postage = ~is_product & desc.str.upper().str.contains(POSTAGE_DESCRIPTION).fillna(False)
-
-        first_file = raw["file_index"].groupby(inv).transform("min")
-        reason = pd.Series(np.nan, index=raw.index, dtype="str")
-        rules: list[tuple[str, pd.Series]] = [
-            ("duplicate_invoice_in_earlier_file", raw["file_index"] > first_file),
-            ("unparseable_invoice_date", ts.isna()),
-            ("unparseable_quantity", qty.isna() | (qty % 1 != 0)),
-            ("unparseable_price", price.isna()),
-            ("not_a_sales_or_cancellation_invoice", ~inv.str.fullmatch(r"C?\d+").fillna(False)),
-            ("missing_customer_id", cust.isna()),
-            ("postage_line_summed_into_shipping_fee", is_postage & ~is_cancel),
-            ("postage_refund_line", is_postage & is_cancel),
-            ("non_product_stock_code", ~is_product),
-            ("non_positive_price", price <= 0),
-            ("zero_quantity", qty == 0),
-            ("negative_quantity_on_sales_invoice", (qty < 0) & ~is_cancel),
-            ("positive_quantity_on_cancellation", (qty > 0) & is_cancel),
-            ("country_not_mappable", country.isna()),
-        ]
-        for name, mask in rules:
-            reason = first_reason(reason, mask, name)
+        rows = _parse_rows(raw)
+        reason = _refusal_reasons(rows)
 
     with log.step("online-retail: orders, lines, customers, SKUs"):
-        sale = reason.isna() & ~is_cancel
-        lines = pd.DataFrame(
-            {
-                "order_id": inv[sale],
-                "sku_id": code[sale],
-                "quantity": qty[sale].astype("int64"),
-                "unit_price": price[sale].astype("float64"),
-                "ts": ts[sale],
-                "customer_id": cust[sale],
-                "country": country[sale],
-            }
-        )
-        lines["value"] = lines["quantity"] * lines["unit_price"]
-        orders = (
-            lines.groupby("order_id", sort=True)
-            .agg(
-                customer_id=("customer_id", "first"),
-                order_ts=("ts", "min"),
-                destination_country=("country", "first"),
-                order_value=("value", "sum"),
-            )
-            .reset_index()
-        )
-        postage = (reason == "postage_line_summed_into_shipping_fee") & (price > 0) & (qty > 0)
-        fee = (qty[postage] * price[postage]).groupby(inv[postage]).sum()
-        orders["shipping_fee"] = orders["order_id"].map(fee).fillna(0.0).astype("float64")
-        orders["channel"] = "own_site"
-        orders["carrier_id"] = UNKNOWN_CARRIER
-        for col in ("incoterm", "payment_method"):
-            orders[col] = pd.Series(np.nan, index=orders.index, dtype="str")
-        orders["discount_value"] = np.nan
-        orders["promised_delivery_days"] = pd.array([pd.NA] * len(orders), dtype="Int64")
+        lines = _sale_lines(rows, reason)
+        orders = _orders(lines, rows, reason)
 
     with log.step("online-retail: matching cancellations to earlier orders"):
-        cancel = reason.isna() & is_cancel
-        left = pd.DataFrame(
-            {
-                "row": raw.index[cancel],
-                "customer_id": cust[cancel],
-                "sku_id": code[cancel],
-                "opened_ts": ts[cancel],
-            }
-        ).sort_values(["opened_ts", "row"], kind="stable")
-        order_ts = orders.set_index("order_id")["order_ts"]
-        right = (
-            lines[["order_id", "customer_id", "sku_id"]]
-            .drop_duplicates()
-            .assign(order_ts=lambda d: d["order_id"].map(order_ts))
-            .sort_values(["order_ts", "order_id"], kind="stable")
-        )
-        matched = pd.merge_asof(
-            left,
-            right,
-            left_on="opened_ts",
-            right_on="order_ts",
-            by=["customer_id", "sku_id"],
-            direction="backward",
-            allow_exact_matches=True,
-        ).set_index("row")
-        unmatched = matched["order_id"].isna()
+        matched = _match_cancellations(rows, reason, lines, orders)
         no_match = pd.Series(False, index=raw.index)
-        no_match[matched.index[unmatched]] = True
+        no_match[matched.index[matched["order_id"].isna()]] = True
         reason = first_reason(reason, no_match, "cancellation_without_earlier_order")
-        hit = matched.loc[~unmatched].sort_index()
-        rows = hit.index
-        cases = pd.DataFrame(
-            {
-                "order_id": hit["order_id"].astype("str"),
-                "opened_ts": hit["opened_ts"],
-                "sku_id": hit["sku_id"],
-                "amount": (qty[rows] * price[rows]).abs().astype("float64"),
-                "cancellation_invoice": inv[rows],
-            }
-        )
-        cases["case_type"] = np.where(
-            cases["opened_ts"] - hit["order_ts"] < REFUND_WITHIN, "refund", "return"
-        )
-        line_no = cases.groupby("cancellation_invoice").cumcount() + 1
-        cases["case_id"] = cases["cancellation_invoice"] + ":" + line_no.astype("str")
-        cases = cases.reset_index(drop=True)
+        cases = _cases(matched, rows)
 
     with log.step("online-retail: customers, SKUs, countries, carrier"):
-        first = orders.sort_values(["order_ts", "order_id"]).drop_duplicates("customer_id")
-        customers = pd.DataFrame(
-            {
-                "customer_id": first["customer_id"],
-                "first_seen_ts": first["order_ts"],
-                "country_code": first["destination_country"],
-                "segment": pd.Series(np.nan, index=first.index, dtype="str"),
-            }
-        ).sort_values("customer_id", ignore_index=True)
-        sold = pd.DataFrame({"sku_id": lines["sku_id"], "description": desc[sale]})
-        top_desc = (
-            sold.dropna()
-            .value_counts(["sku_id", "description"])
-            .reset_index()
-            .sort_values(["sku_id", "count", "description"], ascending=[True, False, True])
-            .drop_duplicates("sku_id")
-            .set_index("sku_id")["description"]
-        )
-        skus = lines.groupby("sku_id", sort=True)["unit_price"].median().rename("list_price")
-        skus = skus.reset_index()
-        skus["description"] = skus["sku_id"].map(top_desc).astype("str")
-        skus["category"] = _category(skus["description"])
-        skus["product_id"] = pd.Series(np.nan, index=skus.index, dtype="str")
-        for col in ("brand", "supplier_id", "size", "color"):
-            skus[col] = pd.Series(np.nan, index=skus.index, dtype="str")
-        skus["weight_g"] = np.nan
-        skus["n_images"] = pd.array([pd.NA] * len(skus), dtype="Int64")
-        skus["has_size_chart"] = pd.array([pd.NA] * len(skus), dtype="boolean")
-        skus["listing_languages"] = "en"
+        customers = _customers(orders)
+        skus = _skus(lines, rows)
         countries = build_countries(
             orders["destination_country"],
             reference,
@@ -290,14 +360,7 @@ def online_retail_tables(
             domestic=SHOP_COUNTRY,
             duty_free=EU_MEMBERS_2010,
         )
-        carriers = pd.DataFrame(
-            {
-                "carrier_id": [UNKNOWN_CARRIER],
-                "carrier_name": ["unknown (not in the export)"],
-                "service_level": ["standard"],
-                "tracked": pd.array([pd.NA], dtype="boolean"),
-            }
-        )
+        carriers = _carriers()
 
     refused_rows = reason.notna()
     # assign the refused rows' reasons only: an empty frame would take the whole index of `reason`
