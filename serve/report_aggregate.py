@@ -397,6 +397,164 @@ def _eval_start(loaded_model: Any) -> pd.Timestamp | None:
     return None
 
 
+def _report_window(
+    orders: pd.DataFrame, as_of: pd.Timestamp, window_days: int
+) -> tuple[pd.Timestamp, pd.Timestamp, pd.Series, pd.Series]:
+    """``(start, end, in_window, in_prev)``: the window ends at the latest order known at
+    ``as_of`` (the export may be a little later); the previous window is as long, just before."""
+    if orders.empty:
+        raise ReportError("orders: the table is empty, nothing to report on")
+    win = pd.Timedelta(days=window_days)
+    ts = orders["order_ts"]
+    end = ts.loc[ts <= as_of].max()
+    if pd.isna(end):
+        raise ReportError(f"orders: no order placed before as_of {as_of:%Y-%m-%d %H:%M} UTC")
+    start = end - win
+    prev_start = start - win
+    return start, end, (ts > start) & (ts <= end), (ts > prev_start) & (ts <= start)
+
+
+def _eval_pool(
+    outcomes: pd.DataFrame, eval_from: pd.Timestamp | None, max_orders: int
+) -> tuple[pd.DataFrame, bool]:
+    """The mature orders calibration and lift are measured on, and whether they all come after
+    the model's data (at least 200 such orders), the latest ``max_orders`` of them."""
+    pool = outcomes.loc[outcomes["mature"]]
+    out_of_time = False
+    if eval_from is not None:
+        after = pool.loc[pool["order_ts"] > eval_from]
+        if len(after) >= 200:
+            pool, out_of_time = after, True
+    return pool.sort_values(["order_ts", "order_id"]).tail(max_orders), out_of_time
+
+
+def _scored(feats: pd.DataFrame, p: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "order_id": feats["order_id"].to_numpy(),
+            "order_ts": feats["order_ts"].to_numpy(),
+            "destination_country": feats["destination_country"].astype("str").to_numpy(),
+            "carrier_id": feats["carrier_id"].to_numpy(),
+            "p": p,
+        }
+    )
+
+
+def _eval_scored(
+    scored: pd.DataFrame, feats: pd.DataFrame, eval_pool: pd.DataFrame
+) -> pd.DataFrame:
+    """Scored orders of the evaluation pool that have a label."""
+    out = (
+        scored[["order_id", "p"]]
+        .merge(feats[["order_id", "label"]], on="order_id")
+        .merge(eval_pool[["order_id"]], on="order_id")
+    )
+    return out.loc[out["label"].notna()]
+
+
+def _sku_pairs(frame: pd.DataFrame, shares: pd.DataFrame, meta_skus: pd.DataFrame) -> pd.DataFrame:
+    """Orders split into (order, SKU) pairs with their line shares and the SKU's category."""
+    return frame.merge(shares, on="order_id", how="inner").merge(
+        meta_skus[["sku_id", "category"]], on="sku_id", how="left"
+    )
+
+
+def _per_sku(
+    pairs: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    meta_skus: pd.DataFrame,
+    cases: pd.DataFrame,
+    outcomes: pd.DataFrame,
+    label_window_days: int,
+    agg_kw: dict[str, Any],
+) -> pd.DataFrame:
+    """The SKU table: aggregates, attributes and the top case type of mature orders."""
+    skus = aggregate(*pairs, ["sku_id"], **agg_kw)
+    skus = skus.merge(meta_skus, on="sku_id", how="left")
+    ct = top_case_types(cases, pairs[2], ["sku_id"], outcomes, label_window_days)
+    skus = skus.merge(ct, on="sku_id", how="left")
+    return skus.assign(top_case_type=skus["top_case_type"].fillna("").astype("str"))
+
+
+def _hotspots(
+    pairs: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    meta_skus: pd.DataFrame,
+    n: int,
+    agg_kw: dict[str, Any],
+) -> pd.DataFrame:
+    """The top ``n`` (SKU, destination country) pairs."""
+    hot = aggregate(*pairs, ["sku_id", "destination_country"], **agg_kw)
+    hot = hot.merge(meta_skus[["sku_id", "category"]], on="sku_id", how="left")
+    return hot.head(n).reset_index(drop=True)
+
+
+def _per_category(
+    pairs: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    window_orders: pd.DataFrame,
+    agg_kw: dict[str, Any],
+) -> pd.DataFrame:
+    """Per category: several SKUs of one order may share a category: sum their shares first."""
+    w_pairs, p_pairs, m_pairs = pairs
+    w_cat = (
+        w_pairs.groupby(["order_id", "category"], observed=True, dropna=False)[
+            ["share", "value", "quantity"]
+        ]
+        .sum()
+        .reset_index()
+        .merge(window_orders.drop(columns=["destination_country", "carrier_id"]), on="order_id")
+    )
+    p_cat = p_pairs.drop_duplicates(["order_id", "category"])
+    m_cat = m_pairs.drop_duplicates(["order_id", "category"])
+    return aggregate(w_cat, p_cat, m_cat, ["category"], **agg_kw)
+
+
+def _order_level(frame: pd.DataFrame, order_value: pd.DataFrame) -> pd.DataFrame:
+    """Whole orders (share 1) with their value and quantity; no carrier -> ``NO_CARRIER``."""
+    out = frame.merge(order_value, on="order_id", how="left").assign(share=1.0)
+    return out.assign(carrier_id=out["carrier_id"].fillna(NO_CARRIER).astype("str"))
+
+
+def _per_carrier(
+    levels: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+    carriers: pd.DataFrame,
+    agg_kw: dict[str, Any],
+) -> pd.DataFrame:
+    by_carrier = aggregate(*levels, ["carrier_id"], **agg_kw)
+    by_carrier = by_carrier.merge(
+        carriers[["carrier_id", "carrier_name", "service_level"]], on="carrier_id", how="left"
+    )
+    return by_carrier.assign(
+        carrier_name=by_carrier["carrier_name"].fillna(by_carrier["carrier_id"])
+    )
+
+
+def _global_drivers(window_orders: pd.DataFrame, families: list[str]) -> pd.DataFrame:
+    """Each driver family's mean |contribution| over the window's orders, largest first."""
+    fam_values = window_orders[families].to_numpy(dtype="float64")
+    drivers = pd.DataFrame(
+        {
+            "family": families,
+            "label": [FAMILY_LABELS.get(f, f) for f in families],
+            "mean_abs": np.abs(fam_values).mean(axis=0),
+            "mean_signed": fam_values.mean(axis=0),
+            "share_raising": (fam_values > 0).mean(axis=0),
+        }
+    )
+    drivers["weight"] = drivers["mean_abs"] / drivers["mean_abs"].sum()
+    return drivers.sort_values(["mean_abs", "family"], ascending=[False, True]).reset_index(
+        drop=True
+    )
+
+
+def _calibration(
+    eval_scored: pd.DataFrame,
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, float]]:
+    """``(calibration, lift, metrics)``; empty with fewer than 20 orders or a single class."""
+    if len(eval_scored) >= 20 and eval_scored["label"].nunique() == 2:
+        pe, ye = eval_scored["p"].to_numpy(), eval_scored["label"].to_numpy(dtype="float64")
+        return calibration_table(pe, ye), lift_table(pe, ye), _eval_metrics(pe, ye)
+    return pd.DataFrame(), pd.DataFrame(), {}
+
+
 def build_sku_report(
     tables: Tables,
     loaded_model: Any,
@@ -422,39 +580,20 @@ def build_sku_report(
     fam_map, fam_order = _feature_families()
     as_of = tables.as_of() if as_of is None else as_of
     orders = tables.orders
-    if orders.empty:
-        raise ReportError("orders: the table is empty, nothing to report on")
-
-    win = pd.Timedelta(days=cfg.window_days)
-    lw = pd.Timedelta(days=cfg.label_window_days)
-    ts = orders["order_ts"]
-    # The window ends at the latest order known at ``as_of`` (the export may be a little later).
-    end = ts.loc[ts <= as_of].max()
-    if pd.isna(end):
-        raise ReportError(f"orders: no order placed before as_of {as_of:%Y-%m-%d %H:%M} UTC")
-    start = end - win
-    prev_start = start - win
-    in_window = (ts > start) & (ts <= end)
-    in_prev = (ts > prev_start) & (ts <= start)
+    start, end, in_window, in_prev = _report_window(orders, as_of, cfg.window_days)
 
     with log.step("outcomes of mature orders"):
         outcomes = order_outcomes(
             orders, tables.after_sales_cases, as_of=as_of, label_window_days=cfg.label_window_days
         )
-        mature_cut = as_of - lw
+        mature_cut = as_of - pd.Timedelta(days=cfg.label_window_days)
         look = outcomes["mature"] & (
             outcomes["order_ts"] > mature_cut - pd.Timedelta(days=cfg.actual_lookback_days)
         )
         mature_orders = outcomes.loc[look, ["order_id", "label"]]
-
-        eval_from = _eval_start(loaded_model)
-        eval_pool = outcomes.loc[outcomes["mature"]]
-        out_of_time = False
-        if eval_from is not None:
-            after = eval_pool.loc[eval_pool["order_ts"] > eval_from]
-            if len(after) >= 200:
-                eval_pool, out_of_time = after, True
-        eval_pool = eval_pool.sort_values(["order_ts", "order_id"]).tail(cfg.eval_max_orders)
+        eval_pool, out_of_time = _eval_pool(
+            outcomes, _eval_start(loaded_model), cfg.eval_max_orders
+        )
 
     ids = pd.concat(
         [orders.loc[in_window | in_prev, "order_id"], eval_pool["order_id"]], ignore_index=True
@@ -469,16 +608,7 @@ def build_sku_report(
         )
     names = list(model.feature_names_)
     with log.step("predict"):
-        p = np.asarray(model.predict_case(feats[names]), dtype="float64")
-    scored = pd.DataFrame(
-        {
-            "order_id": feats["order_id"].to_numpy(),
-            "order_ts": feats["order_ts"].to_numpy(),
-            "destination_country": feats["destination_country"].astype("str").to_numpy(),
-            "carrier_id": feats["carrier_id"].to_numpy(),
-            "p": p,
-        }
-    )
+        scored = _scored(feats, np.asarray(model.predict_case(feats[names]), dtype="float64"))
     window_mask = member_mask(scored["order_id"], orders.loc[in_window, "order_id"])
     prev_mask = member_mask(scored["order_id"], orders.loc[in_prev, "order_id"])
 
@@ -490,92 +620,33 @@ def build_sku_report(
         [scored.loc[window_mask].reset_index(drop=True), fam.reset_index(drop=True)], axis=1
     )
     prev_orders = scored.loc[prev_mask, ["order_id", "destination_country", "carrier_id", "p"]]
-
-    eval_scored = (
-        scored[["order_id", "p"]]
-        .merge(feats[["order_id", "label"]], on="order_id")
-        .merge(eval_pool[["order_id"]], on="order_id")
-    )
-    eval_scored = eval_scored.loc[eval_scored["label"].notna()]
+    eval_scored = _eval_scored(scored, feats, eval_pool)
 
     with log.step("aggregate per SKU, category, country, carrier"):
         meta_skus = _sku_attributes(tables.skus)
-        carriers = tables.carriers[["carrier_id", "carrier_name", "service_level"]]
         shares = line_shares(tables.order_lines)
         cases = tables.after_sales_cases.loc[tables.after_sales_cases["opened_ts"] <= as_of]
-
-        def pairs(frame: pd.DataFrame) -> pd.DataFrame:
-            return frame.merge(shares, on="order_id", how="inner").merge(
-                meta_skus[["sku_id", "category"]], on="sku_id", how="left"
-            )
-
-        w_pairs, p_pairs = pairs(window_orders), pairs(prev_orders)
         m_orders = mature_orders.merge(
             orders[["order_id", "destination_country", "carrier_id"]], on="order_id"
         )
-        m_pairs = pairs(m_orders)
+        frames = (window_orders, prev_orders, m_orders)
+        w_pairs, p_pairs, m_pairs = (_sku_pairs(f, shares, meta_skus) for f in frames)
+        pairs = (w_pairs, p_pairs, m_pairs)
         agg_kw: dict[str, Any] = {
             "families": families,
             "min_orders_for_rate": cfg.min_orders_for_rate,
         }
-
-        skus = aggregate(w_pairs, p_pairs, m_pairs, ["sku_id"], **agg_kw)
-        skus = skus.merge(meta_skus, on="sku_id", how="left")
-        ct = top_case_types(cases, m_pairs, ["sku_id"], outcomes, cfg.label_window_days)
-        skus = skus.merge(ct, on="sku_id", how="left")
-        skus["top_case_type"] = skus["top_case_type"].fillna("").astype("str")
-
-        hot = aggregate(w_pairs, p_pairs, m_pairs, ["sku_id", "destination_country"], **agg_kw)
-        hot = hot.merge(meta_skus[["sku_id", "category"]], on="sku_id", how="left")
-        hot = hot.head(cfg.hotspots_n).reset_index(drop=True)
-
-        # Category: several SKUs of one order may share a category: sum their shares first.
-        w_cat = (
-            w_pairs.groupby(["order_id", "category"], observed=True, dropna=False)[
-                ["share", "value", "quantity"]
-            ]
-            .sum()
-            .reset_index()
-            .merge(window_orders.drop(columns=["destination_country", "carrier_id"]), on="order_id")
-        )
-        p_cat = p_pairs.drop_duplicates(["order_id", "category"])
-        m_cat = m_pairs.drop_duplicates(["order_id", "category"])
-        by_category = aggregate(w_cat, p_cat, m_cat, ["category"], **agg_kw)
-
+        skus = _per_sku(pairs, meta_skus, cases, outcomes, cfg.label_window_days, agg_kw)
+        hot = _hotspots(pairs, meta_skus, cfg.hotspots_n, agg_kw)
+        by_category = _per_category(pairs, window_orders, agg_kw)
         order_value = shares.groupby("order_id", as_index=False)[["value", "quantity"]].sum()
-
-        def order_level(frame: pd.DataFrame) -> pd.DataFrame:
-            out = frame.merge(order_value, on="order_id", how="left").assign(share=1.0)
-            return out.assign(carrier_id=out["carrier_id"].fillna(NO_CARRIER).astype("str"))
-
-        w_o, p_o, m_o = order_level(window_orders), order_level(prev_orders), order_level(m_orders)
+        w_o, p_o, m_o = (_order_level(f, order_value) for f in frames)
         by_country = aggregate(w_o, p_o, m_o, ["destination_country"], **agg_kw)
-        by_carrier = aggregate(w_o, p_o, m_o, ["carrier_id"], **agg_kw)
-        by_carrier = by_carrier.merge(carriers, on="carrier_id", how="left")
-        by_carrier["carrier_name"] = by_carrier["carrier_name"].fillna(by_carrier["carrier_id"])
-
-        fam_values = window_orders[families].to_numpy(dtype="float64")
-        global_drivers = pd.DataFrame(
-            {
-                "family": families,
-                "label": [FAMILY_LABELS.get(f, f) for f in families],
-                "mean_abs": np.abs(fam_values).mean(axis=0),
-                "mean_signed": fam_values.mean(axis=0),
-                "share_raising": (fam_values > 0).mean(axis=0),
-            }
-        )
-        global_drivers["weight"] = global_drivers["mean_abs"] / global_drivers["mean_abs"].sum()
-        global_drivers = global_drivers.sort_values(
-            ["mean_abs", "family"], ascending=[False, True]
-        ).reset_index(drop=True)
+        by_carrier = _per_carrier((w_o, p_o, m_o), tables.carriers, agg_kw)
+        global_drivers = _global_drivers(window_orders, families)
 
     with log.step(f"calibration and lift on {len(eval_scored):,} mature orders"):
-        if len(eval_scored) >= 20 and eval_scored["label"].nunique() == 2:
-            pe, ye = eval_scored["p"].to_numpy(), eval_scored["label"].to_numpy(dtype="float64")
-            calibration, lift = calibration_table(pe, ye), lift_table(pe, ye)
-            eval_metrics = _eval_metrics(pe, ye)
-        else:
-            calibration, lift, eval_metrics = pd.DataFrame(), pd.DataFrame(), {}
+        calibration, lift, eval_metrics = _calibration(eval_scored)
 
     eval_ts = eval_pool["order_ts"]
     meta = {
