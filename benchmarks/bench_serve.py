@@ -288,22 +288,17 @@ async def closed_loop(port: int, bodies: list[bytes], clients: int, seconds: flo
     }
 
 
-def bench_service(
-    tmp: Path,
-    as_of: str,
-    rate: float,
-    seconds: float,
-    clients: int,
-    *,
-    sequential_only: bool = False,
-) -> dict:
+def _single_order_bodies(new_dir: Path, as_of: str) -> tuple[list[bytes], int]:
+    """Up to 500 single-order request bodies, each carrying only the static rows it needs, and
+    how many are placed before the export: half at their own time (the day's orders, mostly
+    before the export's last event), half placed in the hour after the export."""
     import pandas as pd
 
     from returnrisk.contract import read_frames
     from returnrisk.serve.app import orders_to_json
     from returnrisk.serve.scoring import NEW_TABLES
 
-    frames, _ = read_frames(tmp / "world" / "new", NEW_TABLES, required=())
+    frames, _ = read_frames(new_dir, NEW_TABLES, required=())
     first = frames["orders"].head(500)
     lines = frames["order_lines"]
     frames = {
@@ -313,12 +308,9 @@ def bench_service(
     }
     body = orders_to_json(frames)
     extra = {k: v for k, v in body.items() if k != "orders"}
-    # single-order bodies, each carrying only the static rows it needs
     skus = {s["sku_id"]: s for s in extra.get("skus", [])}
     customers = {c["customer_id"]: c for c in extra.get("customers", [])}
     bodies = []
-    # half at their own time (the day's orders, mostly before the export's last event), half
-    # placed in the hour after the export
     start = pd.Timestamp(as_of) + pd.Timedelta(hours=1)
     before_export = 0
     for i, order in enumerate(body["orders"][:500]):
@@ -332,7 +324,69 @@ def bench_service(
         if order["customer_id"] in customers:
             b["customers"] = [customers[order["customer_id"]]]
         bodies.append(json.dumps(b).encode())
+    return bodies, before_export
 
+
+def _wait_ready(port: int) -> None:
+    import httpx
+
+    for _ in range(1200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass  # not listening yet: poll again
+        time.sleep(0.1)
+    raise RuntimeError("server did not become ready")
+
+
+def _sequential(port: int, bodies: list[bytes]) -> dict:
+    """Latency at no load: one client, one request at a time (the first two are warm-up)."""
+    import httpx
+
+    seq = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
+        for b in bodies:
+            t = time.perf_counter()
+            r = c.post("/v1/score", content=b, headers={"content-type": "application/json"})
+            assert r.status_code == 200, r.text[:300]
+            seq.append(time.perf_counter() - t)
+    seq_ms = np.asarray(seq[2:]) * 1000
+    return {
+        "requests": len(seq_ms),
+        "p50_ms": round(float(np.percentile(seq_ms, 50)), 1),
+        "p99_ms": round(float(np.percentile(seq_ms, 99)), 1),
+    }
+
+
+def _scoring_paths(port: int) -> dict[str, int]:
+    """Requests per scoring path, from the server's /metrics."""
+    import httpx
+
+    paths = {}
+    for ln in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
+        if ln.startswith("returnrisk_score_requests_total{"):
+            paths[ln.split('path="')[1].split('"')[0]] = int(float(ln.split()[-1]))
+    return paths
+
+
+def _rss_mb(pid: int) -> int:
+    rss = Path(f"/proc/{pid}/status").read_text()
+    return round(
+        int(next(ln for ln in rss.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024
+    )
+
+
+def bench_service(
+    tmp: Path,
+    as_of: str,
+    rate: float,
+    seconds: float,
+    clients: int,
+    *,
+    sequential_only: bool = False,
+) -> dict:
+    bodies, before_export = _single_order_bodies(tmp / "world" / "new", as_of)
     port = _free_port()
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     proc = subprocess.Popen(
@@ -347,47 +401,15 @@ def bench_service(
         env=env,
     )
     try:
-        import httpx
-
-        for _ in range(1200):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass  # not listening yet: poll again
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("server did not become ready")
-        # sequential latency at no load (one client, one request at a time)
-        seq = []
+        _wait_ready(port)
         n_seq = 12 if sequential_only else 50
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
-            for b in bodies[:n_seq]:
-                t = time.perf_counter()
-                r = c.post("/v1/score", content=b, headers={"content-type": "application/json"})
-                assert r.status_code == 200, r.text[:300]
-                seq.append(time.perf_counter() - t)
-        seq_ms = np.asarray(seq[2:]) * 1000
-        out = {
-            "sequential_one_client": {
-                "requests": len(seq_ms),
-                "p50_ms": round(float(np.percentile(seq_ms, 50)), 1),
-                "p99_ms": round(float(np.percentile(seq_ms, 99)), 1),
-            },
-        }
+        out = {"sequential_one_client": _sequential(port, bodies[:n_seq])}
         if not sequential_only:
             out["open_loop"] = asyncio.run(open_loop(port, bodies, rate, seconds))
             out["closed_loop"] = asyncio.run(closed_loop(port, bodies, clients, seconds))
-        paths = {}
-        for ln in httpx.get(f"http://127.0.0.1:{port}/metrics").text.splitlines():
-            if ln.startswith("returnrisk_score_requests_total{"):
-                paths[ln.split('path="')[1].split('"')[0]] = int(float(ln.split()[-1]))
-        out["requests_by_scoring_path"] = paths  # online: the fast path; batch: the fallback
+        out["requests_by_scoring_path"] = _scoring_paths(port)  # online: fast path; batch: fallback
         out["bodies_before_export"] = f"{before_export} of {len(bodies)}"
-        rss = Path(f"/proc/{proc.pid}/status").read_text()
-        out["server_rss_mb"] = round(
-            int(next(ln for ln in rss.splitlines() if ln.startswith("VmRSS")).split()[1]) / 1024
-        )
+        out["server_rss_mb"] = _rss_mb(proc.pid)
         out["load_generator"] = (
             "same 2-core machine, one asyncio process speaking raw HTTP/1.1 keep-alive; "
             "server: uvicorn, 1 worker, separate process"
