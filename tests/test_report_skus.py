@@ -564,6 +564,81 @@ def test_cli_writes_the_report(world, synth_world: Path, tracking_uri: str, tmp_
 # in a real browser
 
 
+def _visible_col(page, n: int, col: int) -> list[str]:
+    """The first n visible rows' values in column col (data-v, else the text)."""
+    return page.eval_on_selector_all(
+        "#sku-table tbody tr",
+        f"rs => rs.filter(r => r.style.display !== 'none').slice(0, {n})"
+        f".map(r => r.cells[{col}].getAttribute('data-v')"
+        f" || r.cells[{col}].textContent.trim())",
+    )
+
+
+def _check_render_and_sort(page, skus: pd.DataFrame) -> None:
+    """Renders in the report's order with the expected top SKUs; sorts by predicted rate."""
+    assert page.locator("#sku-table tbody tr").count() == len(skus)
+    assert _visible_col(page, 5, 1) == skus["sku_id"].head(5).tolist()
+    assert page.inner_text("#sku-count") == f"{len(skus)} of {len(skus)} SKUs shown"
+    # sort by predicted case rate (first click: highest first), then the other way
+    header = page.locator("#sku-table thead th", has_text="Predicted case rate")
+    header.click()
+    top_rate = skus.sort_values(["predicted_rate"], ascending=False, kind="mergesort")
+    assert _visible_col(page, 3, 1) == top_rate["sku_id"].head(3).tolist()
+    header.click()
+    low_rate = skus.sort_values(["predicted_rate"], ascending=True, kind="mergesort")
+    assert _visible_col(page, 1, 1) == low_rate["sku_id"].head(1).tolist()
+
+
+def _check_filters(page, skus: pd.DataFrame, category: str) -> None:
+    """Filter by category, then by text; both filters cleared at the end."""
+    page.select_option("#sku-category", category)
+    n_cat = int((skus["category"] == category).sum())
+    assert page.inner_text("#sku-count") == f"{n_cat} of {len(skus)} SKUs shown"
+    shown = page.eval_on_selector_all(
+        "#sku-table tbody tr",
+        "rs => rs.filter(r => r.style.display !== 'none').map(r => r.cells[2].textContent)",
+    )
+    assert len(shown) == n_cat and set(shown) == {category}
+    page.select_option("#sku-category", "")
+    target = skus["sku_id"].iloc[2]
+    page.fill("#sku-filter", target)
+    assert target in _visible_col(page, 50, 1)
+    visible = page.eval_on_selector_all(
+        "#sku-table tbody tr",
+        "rs => rs.filter(r => r.style.display !== 'none').map(r => r.textContent)",
+    )
+    assert visible and all(target.lower() in v.lower() for v in visible)
+    page.fill("#sku-filter", "")
+
+
+def _export_csv(page, path: Path) -> pd.DataFrame:
+    with page.expect_download() as info:
+        page.click("#sku-export")
+    info.value.save_as(path)
+    return pd.read_csv(path)
+
+
+def _check_csv_export(page, skus: pd.DataFrame, category: str, tmp_path: Path) -> None:
+    """CSV export of what is shown; formula cells neutralised as serve/csvsafe.py does."""
+    csv_path = tmp_path / "export.csv"
+    page.select_option("#sku-category", category)
+    exported = _export_csv(page, csv_path)
+    assert len(exported) == int((skus["category"] == category).sum())
+    assert set(exported["category"]) == {category}
+    assert {"sku_id", "expected_cases", "actual_rate", "actual_lo"} <= set(exported.columns)
+    # numbers stay numbers
+    page.select_option("#sku-category", "")
+    exported = _export_csv(page, csv_path)
+    assert len(exported) == len(skus)
+    by_sku = exported.set_index("sku_id")
+    first_two = skus["sku_id"].head(2).tolist()
+    assert by_sku.loc[first_two, "supplier_id"].tolist() == ["'" + FORMULA] * 2
+    assert by_sku.loc[first_two[0], "brand"] == HOSTILE
+    assert exported["expected_cases"].dtype == np.float64
+    assert not exported["supplier_id"].astype(str).str.match(r"^[=+\-@]").any()
+    page.select_option("#sku-category", category)
+
+
 @pytest.mark.browser
 def test_report_in_headless_chromium(report, tmp_path: Path) -> None:
     if not CHROMIUM.exists() and shutil.which("chromium") is None:
@@ -589,81 +664,16 @@ def test_report_in_headless_chromium(report, tmp_path: Path) -> None:
             requests: list[str] = []
             page.on("request", lambda r: requests.append(r.url))
             page.goto(page_file.as_uri())
-            rows = page.locator("#sku-table tbody tr")
 
-            def first_col(n: int, col: int) -> list[str]:
-                """The first n visible rows' values in column col (data-v, else the text)."""
-                return page.eval_on_selector_all(
-                    "#sku-table tbody tr",
-                    f"rs => rs.filter(r => r.style.display !== 'none').slice(0, {n})"
-                    f".map(r => r.cells[{col}].getAttribute('data-v')"
-                    f" || r.cells[{col}].textContent.trim())",
-                )
-
-            # renders, in the report's order, with the expected top SKUs
-            assert rows.count() == len(skus)
-            assert first_col(5, 1) == skus["sku_id"].head(5).tolist()
-            assert page.inner_text("#sku-count") == f"{len(skus)} of {len(skus)} SKUs shown"
-
-            # sort by predicted case rate (first click: highest first), then the other way
-            header = page.locator("#sku-table thead th", has_text="Predicted case rate")
-            header.click()
-            top_rate = skus.sort_values(["predicted_rate"], ascending=False, kind="mergesort")
-            assert first_col(3, 1) == top_rate["sku_id"].head(3).tolist()
-            header.click()
-            low_rate = skus.sort_values(["predicted_rate"], ascending=True, kind="mergesort")
-            assert first_col(1, 1) == low_rate["sku_id"].head(1).tolist()
-
-            # filter by category, then by text
+            _check_render_and_sort(page, skus)
             category = skus["category"].iloc[0]
-            page.select_option("#sku-category", category)
-            n_cat = int((skus["category"] == category).sum())
-            assert page.inner_text("#sku-count") == f"{n_cat} of {len(skus)} SKUs shown"
-            shown = page.eval_on_selector_all(
-                "#sku-table tbody tr",
-                "rs => rs.filter(r => r.style.display !== 'none').map(r => r.cells[2].textContent)",
-            )
-            assert len(shown) == n_cat and set(shown) == {category}
-            page.select_option("#sku-category", "")
-            target = skus["sku_id"].iloc[2]
-            page.fill("#sku-filter", target)
-            assert target in first_col(50, 1)
-            visible = page.eval_on_selector_all(
-                "#sku-table tbody tr",
-                "rs => rs.filter(r => r.style.display !== 'none').map(r => r.textContent)",
-            )
-            assert visible and all(target.lower() in v.lower() for v in visible)
-
-            # CSV export of what is shown
-            page.fill("#sku-filter", "")
-            page.select_option("#sku-category", category)
-            with page.expect_download() as info:
-                page.click("#sku-export")
-            csv_path = tmp_path / "export.csv"
-            info.value.save_as(csv_path)
-            exported = pd.read_csv(csv_path)
-            assert len(exported) == n_cat
-            assert set(exported["category"]) == {category}
-            assert {"sku_id", "expected_cases", "actual_rate", "actual_lo"} <= set(exported.columns)
-            # formula cells neutralised as serve/csvsafe.py does; numbers stay numbers
-            page.select_option("#sku-category", "")
-            with page.expect_download() as info:
-                page.click("#sku-export")
-            info.value.save_as(csv_path)
-            exported = pd.read_csv(csv_path)
-            assert len(exported) == len(skus)
-            by_sku = exported.set_index("sku_id")
-            first_two = skus["sku_id"].head(2).tolist()
-            assert by_sku.loc[first_two, "supplier_id"].tolist() == ["'" + FORMULA] * 2
-            assert by_sku.loc[first_two[0], "brand"] == HOSTILE
-            assert exported["expected_cases"].dtype == np.float64
-            assert not exported["supplier_id"].astype(str).str.match(r"^[=+\-@]").any()
-            page.select_option("#sku-category", category)
+            _check_filters(page, skus, category)
+            _check_csv_export(page, skus, category, tmp_path)
 
             # back to the default view for the screenshot
             page.select_option("#sku-category", "")
             page.locator("#sku-table thead th", has_text="Expected cases").click()
-            assert first_col(5, 1) == skus["sku_id"].head(5).tolist()
+            assert _visible_col(page, 5, 1) == skus["sku_id"].head(5).tolist()
             page.screenshot(path=str(ARTIFACTS / "sku_report.png"), full_page=False)
             page.screenshot(path=str(ARTIFACTS / "sku_report_full.png"), full_page=True)
             assert not errors, errors
