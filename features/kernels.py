@@ -329,7 +329,9 @@ def smoothed_rate(
 
 
 def index_of(keys: pd.Series, table: pd.Series, what: str) -> np.ndarray:
-    """Row positions of ``keys`` in the unique column ``table``; unknown keys raise ValueError."""
+    """Row positions of ``keys`` in the unique column ``table``. The contract refuses unknown keys
+    before features are built (``check_frames``' foreign keys; ``check_new`` for new rows against
+    a history): the ``ValueError`` for one is a bug check, not the refusal a user sees."""
     idx = lookup(keys, table)
     bad = idx < 0
     if bad.any():

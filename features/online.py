@@ -248,8 +248,9 @@ class OnlineFeatures:
     # -- the features -----------------------------------------------------------------------
     def order_features(self, new: OnlineOrder) -> dict[str, Any]:
         """The feature-table row of ``new`` (every column of ``build_features``; numbers as
-        1-element float arrays, strings as 1-element lists). Raises ``ValueError`` when the order
-        does not qualify (unknown keys without rows, no lines)."""
+        1-element float arrays, strings as 1-element lists), for an order the contract accepts
+        (``contract.check_new_order``, which refuses unknown keys and orders without lines); the
+        ``ValueError`` raised for one it would refuse is a bug check, not a refusal."""
         cfg, k = self.config, self.k
         o = new.order
         t_ns = timestamp_ns(o["order_ts"])
@@ -272,9 +273,7 @@ class OnlineFeatures:
         out["channel"] = [_text(o.get("channel"))]
         out["payment_method"] = [_text(o.get("payment_method"))]
         dest = _text(o.get("destination_country"))
-        country = self.tables["countries"].row(dest, new_rows["countries"])
-        if country is None:
-            raise ValueError(f"unknown destination_country {dest!r}")
+        country = self.tables["countries"].require(dest, new_rows["countries"])
         out["destination_region"] = [country["region"]]
         default_inc = country["default_incoterm"]
         inc = _text(o.get("incoterm"))
@@ -430,14 +429,10 @@ class OnlineFeatures:
         n_hist = len(self.tables["skus"].pos)
         new_order = {key: i for i, key in enumerate(new_skus)}
         sku_ids = [_text(ln.get("sku_id")) for ln in new.lines]
-        rank = []
-        for s in sku_ids:
-            pos = self.tables["skus"].pos.get(s, -1)
-            if pos < 0:
-                if s not in new_order:
-                    raise ValueError(f"unknown sku_id {s!r}")
-                pos = n_hist + new_order[s]
-            rank.append(pos)
+        skus = self.tables["skus"]
+        # the contract (check_new_order) refuses unknown SKUs: a miss in ``require`` is a bug
+        found = {s: skus.require(s, new_skus) for s in dict.fromkeys(sku_ids)}
+        rank = [skus.pos.get(s, n_hist + new_order.get(s, 0)) for s in sku_ids]
         key = np.asarray(rank, dtype=np.int64)
         order = np.argsort(key, kind="stable")
         key = key[order]
@@ -450,9 +445,8 @@ class OnlineFeatures:
         agg_lines = np.diff(np.r_[starts, len(key)]).astype(np.float64)
         agg_max = np.fmax.reduceat(price, starts)
 
-        skus = self.tables["skus"]
         rows = [  # a loop over the order's few SKUs, in item order
-            skus.require(sku, new_skus) for sku in dict.fromkeys(sku_ids[i] for i in order)
+            found[sku] for sku in dict.fromkeys(sku_ids[i] for i in order)
         ]
         attrs: dict[str, Any] = {c: [r[c] for r in rows] for c in _SKU_COLUMNS}
         attrs["product"] = [  # build: product_id.fillna(sku_id)

@@ -5,11 +5,14 @@ table's columns, types and rules; loading coerces types, then checks each rule v
 column rules first and cross-table rules (keys, foreign keys, time order) after. Every
 problem names the table, the column, the rule, how many rows break it and their keys, so a
 command can refuse exactly those rows and say why. ``returnrisk contract`` prints the
-contract from ``SCHEMAS`` itself.
+contract from ``SCHEMAS`` itself. ``check_new`` (and its one-order form ``check_new_order``) is
+the one authority on new orders against a history's keys: the batch scorer, the service's fast
+path and the feature code take its answer.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -835,6 +838,252 @@ def refused_rows(
         mask = reason != ""
         out[name] = df.loc[mask].assign(problem=reason[mask].str.rstrip("; "))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# New rows against a history: the one authority (the batch, the service's fast path and the
+# features all take its answer)
+
+NEW_STATIC_TABLES = ("skus", "customers", "countries", "carriers")
+# the keys new orders refer to: (table, column, target table); an unknown customer is a new
+# customer (cold start), never refused
+_NEW_REFERENCES = (
+    ("order_lines", "sku_id", "skus"),
+    ("orders", "destination_country", "countries"),
+    ("orders", "carrier_id", "carriers"),
+)
+_STATIC_USED_BY = {
+    "skus": ("order_lines", "sku_id"),
+    "customers": ("orders", "customer_id"),
+    "countries": ("orders", "destination_country"),
+    "carriers": ("orders", "carrier_id"),
+}
+ALREADY_IN_HISTORY = "orders.order_id: already in the history"
+NO_LINES = "order_lines: order has no lines"
+
+
+def unknown_key(table: str, column: str, target: str, value: str) -> str:
+    """The refusal of a new row referring to a key neither the history nor the request has."""
+    return (
+        f"{table}.{column}: unknown {column} {value!r} (not in {target}; "
+        f"send its {target} row with the order)"
+    )
+
+
+def static_row_problem(text: str, column: str, keys: Iterable[str]) -> str:
+    """The refusal of an order using a new static row that breaks a rule (``text``)."""
+    return f"{text} ({column} {', '.join(keys)})"
+
+
+@functools.cache
+def empty_raw(name: str) -> pd.DataFrame:
+    """An empty raw table (cached: callers never modify it, ``assign`` makes new frames)."""
+    return pd.DataFrame({c: pd.Series([], dtype="object") for c in SCHEMAS[name].column_names})
+
+
+def _fill_nullable(name: str, df: pd.DataFrame) -> pd.DataFrame:
+    """Add absent *nullable* contract columns as missing (a required one stays absent)."""
+    extra = {
+        c.name: pd.Series(None, index=df.index, dtype="object")
+        for c in SCHEMAS[name].columns
+        if c.nullable and c.name not in df.columns
+    }
+    return df.assign(**extra) if extra else df
+
+
+def order_keys(values: pd.Series) -> pd.Series:
+    """order_ids as the text keys refusals are mapped to (a missing one is ``"<null>"``)."""
+    return values.astype(object).where(values.notna(), "<null>").astype("str").astype(object)
+
+
+def _known(known: Mapping[str, pd.Index], name: str, values: pd.Series) -> np.ndarray:
+    """Which values are keys of the history's table ``name`` (hash lookup, O(len(values)))."""
+    return known[name].get_indexer(values.astype("str")) >= 0
+
+
+@dataclass(frozen=True)
+class NewRows:
+    """``check_new``'s answer. ``frames``: the typed new rows (``orders``, ``order_lines`` and
+    the new static rows: keys the history lacks, a customer without a row added with unknown
+    attributes); ``problems``: one row per (order_id, reason), the reasons in rule order;
+    ``order_ids`` / ``line_order_ids``: the order_id of each input orders / order_lines row as
+    the text key of ``problems`` (None when the column is missing)."""
+
+    frames: dict[str, pd.DataFrame]
+    problems: pd.DataFrame
+    order_ids: pd.Series | None
+    line_order_ids: pd.Series | None
+
+    @property
+    def reasons(self) -> pd.Series:
+        """order_id -> its reasons joined by ``"; "`` (refused orders only)."""
+        reasons = self.problems.groupby("order_id", sort=False)["reason"].agg("; ".join)
+        reasons.index = reasons.index.astype("str")
+        return reasons.astype("str")
+
+
+def check_new(
+    raw: Mapping[str, pd.DataFrame],
+    known: Mapping[str, pd.Index],
+    *,
+    now: pd.Timestamp | None = None,
+) -> NewRows:
+    """The contract's rules on new orders against a history, answered per order: every rule of
+    the new rows (``check_frames`` on them alone), their references (a SKU, country or carrier
+    neither the history nor the request has), an order_id the history already has, an order
+    without lines, and a rule broken by a new static row (refusing the orders that use it).
+
+    ``raw``: ``orders``, ``order_lines`` and optionally new ``skus`` / ``customers`` /
+    ``countries`` / ``carriers`` rows (a key the history has keeps the history's row);
+    ``known``: the history's keys per table (``History.ids``). O(size of the new rows).
+    ``now``: no timestamp may be after it (default: the wall clock). Never raises."""
+    orders_raw = _fill_nullable("orders", raw["orders"] if "orders" in raw else empty_raw("orders"))
+    lines_raw = _fill_nullable(
+        "order_lines", raw["order_lines"] if "order_lines" in raw else empty_raw("order_lines")
+    )
+
+    # new static rows: those whose key the history does not know yet (history rows win)
+    static_raw: dict[str, pd.DataFrame] = {}
+    for name in NEW_STATIC_TABLES:
+        df = raw.get(name)
+        if df is None or len(df) == 0:
+            static_raw[name] = empty_raw(name)
+            continue
+        df = _fill_nullable(name, df)
+        key = SCHEMAS[name].key
+        if key in df.columns:
+            df = df.loc[~_known(known, name, df[key])]
+        static_raw[name] = df
+
+    # a customer without a customers row is a new customer with unknown attributes (cold start)
+    if "customer_id" in orders_raw.columns:
+        cust = orders_raw["customer_id"].dropna().astype("str").drop_duplicates()
+        sent = static_raw["customers"].get("customer_id", pd.Series([], dtype="str"))
+        unknown = cust[~(_known(known, "customers", cust) | member_mask(cust, sent.astype("str")))]
+        if len(unknown):
+            cold = _fill_nullable("customers", pd.DataFrame({"customer_id": unknown.to_numpy()}))
+            static_raw["customers"] = pd.concat([static_raw["customers"], cold], ignore_index=True)
+
+    # the contract's rules on the new rows only; the references into the static tables are
+    # checked below against the history's keys + the new rows (so a request costs O(its size))
+    frames = {"orders": orders_raw, "order_lines": lines_raw}
+    frames.update({name: df for name, df in static_raw.items() if len(df)})
+    typed, problems = check_frames(frames, now=now)
+
+    # map every problem to the new order_ids it concerns
+    order_key = order_keys(orders_raw["order_id"]) if "order_id" in orders_raw else None
+    line_key = order_keys(lines_raw["order_id"]) if "order_id" in lines_raw else None
+    hits: list[pd.DataFrame] = []
+
+    def add(ids: pd.Series | np.ndarray, text: str) -> None:
+        ids = pd.Series(np.asarray(ids, dtype=object)).dropna().unique()
+        if len(ids):
+            hits.append(pd.DataFrame({"order_id": ids, "reason": text}))
+
+    references = {(table, col) for table, col, _ in _NEW_REFERENCES}
+    references.add(("orders", "customer_id"))
+    for p in problems:
+        text = f"{p.table}.{p.column}: {p.rule}" if p.column else f"{p.table}: {p.rule}"
+        if (p.table, p.column) in references and p.rule.startswith("foreign key"):
+            continue  # checked below against the history's keys as well
+        if p.table in ("orders", "order_lines"):
+            key = order_key if p.table == "orders" else line_key
+            if key is None:
+                add(pd.concat([s for s in (order_key, line_key) if s is not None]), text)
+            elif not p.keys:  # a whole-column problem (column missing)
+                add(key, text)
+            else:
+                keys = pd.Series(p.keys, dtype=object)
+                add(keys[member_mask(keys, key)], text)
+        else:  # a problem in a static row: refuse the orders that use it
+            src_table, col = _STATIC_USED_BY[p.table]
+            src = lines_raw if src_table == "order_lines" else orders_raw
+            skey = line_key if src_table == "order_lines" else order_key
+            if col not in src.columns or skey is None:
+                continue
+            values = src[col].astype("str")
+            mask = member_mask(values, p.keys) if p.keys else values.notna().to_numpy()
+            add(skey[mask], static_row_problem(text, col, p.examples))
+
+    for table, col, target in _NEW_REFERENCES:
+        src = lines_raw if table == "order_lines" else orders_raw
+        skey = line_key if table == "order_lines" else order_key
+        if col not in src.columns or skey is None:
+            continue
+        values = src[col].astype("str").where(src[col].notna())
+        new_keys = static_raw[target].get(SCHEMAS[target].key, pd.Series([], dtype="str"))
+        found = _known(known, target, values) | member_mask(values, new_keys.astype("str"))
+        bad = (values.notna() & ~found).to_numpy()
+        for value in pd.unique(values[bad]):  # a loop over distinct unknown keys
+            add(skey[(values == value).to_numpy()], unknown_key(table, col, target, value))
+
+    if order_key is not None:
+        # the order must not exist in the history already, and must have at least one line
+        add(order_key[_known(known, "orders", order_key)], ALREADY_IN_HISTORY)
+        with_lines = line_key if line_key is not None else pd.Series([], dtype="str")
+        add(order_key[~member_mask(order_key, with_lines)], NO_LINES)
+
+    if hits:
+        by_order = pd.concat(hits, ignore_index=True).drop_duplicates(ignore_index=True)
+    else:
+        by_order = pd.DataFrame({"order_id": pd.Series([], dtype=object), "reason": ""})
+    return NewRows(typed, by_order, order_key, line_key)
+
+
+def check_new_order(
+    order: Mapping[str, object],
+    lines: Iterable[Mapping[str, object]],
+    static: Mapping[str, Iterable[Mapping[str, object]]],
+    known: Mapping[str, pd.Index],
+    *,
+    latest: pd.Timestamp | None = None,
+) -> list[str]:
+    """``check_new`` for one order of plain Python values (the service's fast path, no frames):
+    the reasons it would refuse the order for, empty when it accepts it. The reference answers
+    are ``check_new``'s: the references, the order already in the history and the order without
+    lines are worded as there (the same texts); the column rules are ``row_problems``'s, which
+    may flag more than ``check_frames`` (a new static row the order does not use, a numeric
+    string), never less (tested). ``static``: new rows per static table, as in ``check_new``;
+    ``latest``: see ``row_problems``."""
+    latest = latest_ts() if latest is None else latest
+    out = [f"orders.{p}" for p in row_problems("orders", order, latest=latest)]
+    order_id = order.get("order_id")
+    lines = [{**ln, "order_id": order_id} for ln in lines]
+    for ln in lines:
+        out += [f"order_lines.{p}" for p in row_problems("order_lines", ln, latest=latest)]
+    used = {"order_lines": lines, "orders": [order]}
+    new_keys: dict[str, set[object]] = {}
+    for name in NEW_STATIC_TABLES:
+        key = SCHEMAS[name].key
+        rows = [r for r in static.get(name, ()) if not _knows(known, name, r.get(key))]
+        keys = [r.get(key) for r in rows]
+        new_keys[name] = set(keys)
+        src_table, col = _STATIC_USED_BY[name]
+        for r in rows:
+            broken = row_problems(name, r, latest=latest)
+            if keys.count(r.get(key)) > 1:
+                broken.append(f"{key}: unique (duplicate key)")
+            for p in broken:
+                out.append(static_row_problem(f"{name}.{p}", col, [str(r.get(key))]))
+    for table, col, target in _NEW_REFERENCES:
+        for row in used[table]:
+            value = row.get(col)
+            if isinstance(value, str) and not (
+                _knows(known, target, value) or value in new_keys[target]
+            ):
+                text = unknown_key(table, col, target, value)
+                if text not in out:
+                    out.append(text)
+    if isinstance(order_id, str) and _knows(known, "orders", order_id):
+        out.append(ALREADY_IN_HISTORY)
+    if not lines:
+        out.append(NO_LINES)
+    return out
+
+
+def _knows(known: Mapping[str, pd.Index], name: str, key: object) -> bool:
+    """Whether the history's table ``name`` has the key (a hash lookup, ~1 µs)."""
+    return isinstance(key, str) and key in known[name]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,9 +4,10 @@
 takes the new orders as raw frames (``orders``, ``order_lines`` and optionally new ``skus``,
 ``customers``, ``countries``, ``carriers`` rows) and returns one row per input order:
 
-1. validate the new rows against the data contract (``returnrisk.contract.check_frames``), row by
-   row: an order breaking a rule (unknown country, unknown SKU without a ``skus`` row, no lines,
-   negative quantity, ...) is *refused* with its reasons, the others go on;
+1. validate the new rows against the data contract and the history's keys
+   (``returnrisk.contract.check_new``, the one authority), row by row: an order breaking a rule
+   (unknown country, unknown SKU without a ``skus`` row, no lines, negative quantity, ...) is
+   *refused* with its reasons, the others go on;
 2. build their features with the training code (``returnrisk.features.build_features``) as if
    merged into the history, as of the scoring time: the history is prepared once
    (``prepare_history``), so a request costs O(its size), not O(history);
@@ -14,15 +15,15 @@ takes the new orders as raw frames (``orders``, ``order_lines`` and optionally n
 4. explain (SHAP grouped into drivers) only the orders that need reasons.
 
 ``state.score_one(order)`` is the service's fast path for its usual request, one clean order:
-the contract's column rules on the rows (``contract.row_problems``),
-features from the online store (``features.online``, the same formula functions), then the same
-model, policy and reasons -- ~1.6 ms instead of ~50. It answers ``None`` for anything else, which
-then goes through ``score``; tests hold the two to the same answers.
+the contract's answer for one order (``contract.check_new_order``, the one-order form of
+``check_new``), features from the online store (``features.online``, the same formula
+functions), then the same model, policy and reasons -- ~1.6 ms instead of ~50. It answers
+``None`` for anything else, which then goes through ``score``; tests hold the two to the same
+answers.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,13 +35,13 @@ import pandas as pd
 
 from returnrisk.arrays import member_mask
 from returnrisk.contract import (
-    SCHEMAS,
-    Problem,
+    NEW_STATIC_TABLES,
     Tables,
-    check_frames,
-    latest_ts,
+    check_new,
+    check_new_order,
+    empty_raw,
+    order_keys,
     read_frames,
-    row_problems,
 )
 from returnrisk.features.online import OnlineFeatures, OnlineOrder, features_frame
 from returnrisk.progress import QUIET, StepLog
@@ -51,7 +52,7 @@ from .policy import PolicyConfig, apply_policy, flag, risk_level, risk_score
 from .reasons import explain
 
 NEW_TABLES = ("orders", "order_lines", "skus", "customers", "countries", "carriers")
-STATIC_TABLES = ("skus", "customers", "countries", "carriers")
+STATIC_TABLES = NEW_STATIC_TABLES
 Explain = Literal["flagged", "all", "none"]
 
 SCORED_COLUMNS = (
@@ -143,168 +144,23 @@ class Validated:
     input_ids: list[str | None]  # one entry per output row, in input order
 
 
-@functools.cache
-def _empty_raw(name: str) -> pd.DataFrame:
-    """An empty raw table (cached: callers never modify it, ``assign`` makes new frames)."""
-    return pd.DataFrame({c: pd.Series([], dtype="object") for c in SCHEMAS[name].column_names})
-
-
-def _fill_nullable(name: str, df: pd.DataFrame) -> pd.DataFrame:
-    """Add absent *nullable* contract columns as missing (a required one stays absent)."""
-    extra = {
-        c.name: pd.Series(None, index=df.index, dtype="object")
-        for c in SCHEMAS[name].columns
-        if c.nullable and c.name not in df.columns
-    }
-    return df.assign(**extra) if extra else df
-
-
-def _ids(values: pd.Series) -> pd.Series:
-    return values.astype(object).where(values.notna(), "<null>").astype("str").astype(object)
-
-
-def _problem_text(p: Problem) -> str:
-    return f"{p.table}.{p.column}: {p.rule}" if p.column else f"{p.table}: {p.rule}"
-
-
 class HistoryIndex:
     """The history's keys per table (``History.ids``, hashed once by ``prepare_history``), for
-    fast validation of small requests."""
+    fast validation of small requests (``contract.check_new``)."""
 
     def __init__(self, ids: Mapping[str, pd.Index]):
         self.ids = ids
-
-    def known(self, name: str, values: pd.Series) -> np.ndarray:
-        """Which values are keys of the history's table ``name`` (hash lookup, O(len(values)))."""
-        return self.ids[name].get_indexer(values.astype("str")) >= 0
 
 
 def validate_new(
     raw: Mapping[str, pd.DataFrame], history: HistoryIndex, *, now: pd.Timestamp | None = None
 ) -> Validated:
-    """Check new orders row-wise; split them into accepted rows and refused order_ids + reasons.
-    ``now``: no timestamp may be after it (default: the wall clock)."""
-    orders_raw = _fill_nullable(
-        "orders", raw["orders"] if "orders" in raw else _empty_raw("orders")
-    )
-    lines_raw = _fill_nullable(
-        "order_lines", raw["order_lines"] if "order_lines" in raw else _empty_raw("order_lines")
-    )
-
-    # new static rows: those whose key the history does not know yet (history rows win)
-    static_raw: dict[str, pd.DataFrame] = {}
-    for name in STATIC_TABLES:
-        df = raw.get(name)
-        if df is None or len(df) == 0:
-            static_raw[name] = _empty_raw(name)
-            continue
-        df = _fill_nullable(name, df)
-        key = SCHEMAS[name].key
-        if key in df.columns:
-            df = df.loc[~history.known(name, df[key])]
-        static_raw[name] = df
-
-    # a customer without a customers row is a new customer with unknown attributes (cold start)
-    if "customer_id" in orders_raw.columns:
-        cust = orders_raw["customer_id"].dropna().astype("str").drop_duplicates()
-        known = history.known("customers", cust) | member_mask(
-            cust,
-            static_raw["customers"].get("customer_id", pd.Series([], dtype="str")).astype("str"),
-        )
-        unknown = cust[~known]
-        if len(unknown):
-            static_raw["customers"] = pd.concat(
-                [
-                    static_raw["customers"],
-                    pd.DataFrame({"customer_id": unknown.to_numpy()}).pipe(
-                        lambda d: _fill_nullable("customers", d)
-                    ),
-                ],
-                ignore_index=True,
-            )
-
-    # the contract's rules on the new rows only; foreign keys into the static tables are
-    # checked below against history keys + new rows (so a request costs O(its size))
-    frames = {"orders": orders_raw, "order_lines": lines_raw}
-    frames.update({name: df for name, df in static_raw.items() if len(df)})
-    typed, problems = check_frames(frames, now=now)
-
-    # map every problem to the new order_ids it concerns
-    orders_t, lines_t = typed["orders"], typed["order_lines"]
-    order_key = _ids(orders_raw["order_id"]) if "order_id" in orders_raw else None
-    line_key = _ids(lines_raw["order_id"]) if "order_id" in lines_raw else None
-    hits: list[pd.DataFrame] = []
-
-    def add(ids: pd.Series | np.ndarray, text: str) -> None:
-        ids = pd.Series(np.asarray(ids, dtype=object)).dropna().unique()
-        if len(ids):
-            hits.append(pd.DataFrame({"order_id": ids, "reason": text}))
-
-    fk_source = {"skus": "sku_id", "customers": "customer_id", "countries": "destination_country"}
-    fk_source["carriers"] = "carrier_id"
-    fk_targets = {("orders", c) for c in ("customer_id", "destination_country", "carrier_id")}
-    fk_targets.add(("order_lines", "sku_id"))
-    for p in problems:
-        text = _problem_text(p)
-        if (p.table, p.column) in fk_targets and p.rule.startswith("foreign key"):
-            continue  # checked below against the history's keys as well
-        if p.table in ("orders", "order_lines"):
-            key = order_key if p.table == "orders" else line_key
-            if key is None:
-                add(
-                    pd.concat([s for s in (order_key, line_key) if s is not None]),
-                    text,
-                )
-            elif not p.keys:  # a whole-column problem (column missing)
-                add(key, text)
-            else:
-                keys = pd.Series(p.keys, dtype=object)
-                add(keys[member_mask(keys, key)], text)
-        else:  # a problem in a static row: refuse the orders that use it
-            col = fk_source[p.table]
-            src = lines_raw if p.table == "skus" else orders_raw
-            skey = line_key if p.table == "skus" else order_key
-            if col not in src.columns or skey is None:
-                continue
-            values = src[col].astype("str")
-            mask = member_mask(values, p.keys) if p.keys else values.notna().to_numpy()
-            add(skey[mask], f"{text} ({col} {', '.join(p.examples)})")
-
-    for target, src, skey in (
-        ("skus", lines_raw, line_key),
-        ("customers", orders_raw, order_key),
-        ("countries", orders_raw, order_key),
-        ("carriers", orders_raw, order_key),
-    ):
-        col = fk_source[target]
-        if col not in src.columns or skey is None:
-            continue
-        values = src[col].astype("str").where(src[col].notna())
-        new_keys = static_raw[target].get(SCHEMAS[target].key, pd.Series([], dtype="str"))
-        known = history.known(target, values) | member_mask(values, new_keys.astype("str"))
-        bad = (values.notna() & ~known).to_numpy()
-        for value in pd.unique(values[bad]):  # a loop over distinct unknown keys
-            table = "order_lines" if target == "skus" else "orders"
-            add(
-                skey[(values == value).to_numpy()],
-                f"{table}.{col}: unknown {col} {value!r} (not in {target}; "
-                f"send its {target} row with the order)",
-            )
-
-    if order_key is not None:
-        # the order must not exist in the history already, and must have at least one line
-        in_history = history.known("orders", order_key)
-        add(order_key[in_history], "orders.order_id: already in the history")
-        with_lines = line_key if line_key is not None else pd.Series([], dtype="str")
-        add(order_key[~member_mask(order_key, with_lines)], "order_lines: order has no lines")
-
-    if hits:
-        all_hits = pd.concat(hits, ignore_index=True).drop_duplicates()
-        reasons = all_hits.groupby("order_id", sort=False)["reason"].agg("; ".join)
-    else:
-        reasons = pd.Series([], dtype="str", name="reason")
-    reasons.index = reasons.index.astype("str")
-
+    """Split new orders into accepted rows and refused order_ids + reasons, as the contract
+    answers (``contract.check_new``). ``now``: no timestamp may be after it (default: the wall
+    clock)."""
+    new = check_new(raw, history.ids, now=now)
+    reasons = new.reasons
+    order_key, line_key = new.order_ids, new.line_order_ids
     input_ids: list[str | None] = []
     if order_key is not None:
         input_ids = order_key.tolist()
@@ -312,13 +168,14 @@ def validate_new(
         orphan = line_key[~member_mask(line_key, order_key if order_key is not None else [])]
         input_ids += orphan.drop_duplicates().tolist()
 
+    orders_t, lines_t = new.frames["orders"], new.frames["order_lines"]
     refused_ids = set(reasons.index)
     if order_key is not None:
         ok_orders = orders_t.loc[~member_mask(order_key, refused_ids)]
     else:
         ok_orders = orders_t.iloc[0:0]
     ok_lines = lines_t.loc[~member_mask(line_key, refused_ids)] if line_key is not None else lines_t
-    static = {name: typed[name] for name in STATIC_TABLES if name in typed}
+    static = {name: new.frames[name] for name in STATIC_TABLES if name in new.frames}
     return Validated(ok_orders, ok_lines, static, reasons, input_ids)
 
 
@@ -416,36 +273,10 @@ class ScoringState:
         return OnlineResult(record, flagged, unseen)
 
     def _qualifies(self, new: OnlineOrder) -> bool:
-        """Whether ``new`` passes every contract rule the full path would check (its rows', its
-        keys' existence, a new order_id), so that the online store can score it."""
-        o, online = new.order, self.online
-        latest = latest_ts()  # the wall clock, read once per request
-        if not new.lines or row_problems("orders", o, latest=latest):
-            return False
-        if online.knows("orders", o["order_id"]):
-            return False
-        lines = ({**ln, "order_id": o["order_id"]} for ln in new.lines)
-        if any(row_problems("order_lines", ln, latest=latest) for ln in lines):
-            return False
-        new_keys: dict[str, set] = {}
-        for name in STATIC_TABLES:
-            rows = [
-                r for r in getattr(new, name) if not online.knows(name, r.get(SCHEMAS[name].key))
-            ]
-            keys = [r.get(SCHEMAS[name].key) for r in rows]
-            bad = any(row_problems(name, r, latest=latest) for r in rows)
-            if len(set(keys)) != len(keys) or bad:
-                return False
-            new_keys[name] = set(keys)
-
-        def exists(name: str, key: object) -> bool:
-            return online.knows(name, key) or key in new_keys[name]
-
-        if not exists("countries", o["destination_country"]):
-            return False
-        if o.get("carrier_id") is not None and not exists("carriers", o["carrier_id"]):
-            return False
-        return all(exists("skus", ln["sku_id"]) for ln in new.lines)
+        """Whether the contract accepts ``new`` (``contract.check_new_order``, the one-order
+        form of the full path's ``check_new``), so that the online store can score it."""
+        static = {name: getattr(new, name) for name in STATIC_TABLES}
+        return not check_new_order(new.order, new.lines, static, self.history.ids)
 
     def _score_validated(
         self,
@@ -520,11 +351,11 @@ class ScoringState:
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         out = []
         for name in ("orders", "order_lines"):
-            df = raw[name] if name in raw else _empty_raw(name)
+            df = raw[name] if name in raw else empty_raw(name)
             if "order_id" not in df.columns or len(v.reasons) == 0:
                 out.append(df.iloc[0:0].assign(refused_reason=pd.Series([], dtype="str")))
                 continue
-            key = _ids(df["order_id"])
+            key = order_keys(df["order_id"])
             mask = member_mask(key, v.reasons.index)
             out.append(df.loc[mask].assign(refused_reason=key[mask].map(v.reasons).to_numpy()))
         return out[0], out[1]

@@ -436,3 +436,213 @@ def test_row_problems_flags_what_check_frames_refuses(table, column, value, rule
     frame = pd.DataFrame([row], columns=SCHEMAS[table].column_names)
     _, problems = check_frames({table: frame})
     assert any(p.column == column for p in problems), problems  # the reference agrees
+
+
+# ---------------------------------------------------------------------------------------------
+# check_new: the one authority for new orders against a history (batch, fast path, features)
+
+_KNOWN = {  # the history's keys per table, as prepare_history builds them (History.ids)
+    "orders": pd.Index(["h1"], dtype="str"),
+    "skus": pd.Index(["s1"], dtype="str"),
+    "customers": pd.Index(["c1"], dtype="str"),
+    "countries": pd.Index(["DE"], dtype="str"),
+    "carriers": pd.Index(["k1"], dtype="str"),
+}
+_LINE = _GOOD_ROWS["order_lines"]
+_NEW_SKU = {**_GOOD_ROWS["skus"], "sku_id": "s9"}
+
+
+def _unknown(table: str, column: str, target: str, value: str) -> str:
+    return (
+        f"{table}.{column}: unknown {column} {value!r} (not in {target}; "
+        f"send its {target} row with the order)"
+    )
+
+
+# (name, order changes, lines, new static rows, the reasons check_new gives for o1)
+_NEW_CASES = [
+    ("clean", {}, [_LINE], {}, set()),
+    ("new sku sent with its row", {}, [{**_LINE, "sku_id": "s9"}], {"skus": [_NEW_SKU]}, set()),
+    ("new customer (cold start)", {"customer_id": "c9"}, [_LINE], {}, set()),
+    (
+        "history row wins over a sent one",
+        {},
+        [_LINE],
+        {"skus": [{**_GOOD_ROWS["skus"], "list_price": -1.0}]},
+        set(),
+    ),
+    (
+        "unknown sku",
+        {},
+        [{**_LINE, "sku_id": "s7"}],
+        {},
+        {_unknown("order_lines", "sku_id", "skus", "s7")},
+    ),
+    (
+        "unknown country",
+        {"destination_country": "ZZ"},
+        [_LINE],
+        {},
+        {_unknown("orders", "destination_country", "countries", "ZZ")},
+    ),
+    (
+        "unknown carrier",
+        {"carrier_id": "k9"},
+        [_LINE],
+        {},
+        {_unknown("orders", "carrier_id", "carriers", "k9")},
+    ),
+    (
+        "already in the history",
+        {"order_id": "h1"},
+        [_LINE],
+        {},
+        {"orders.order_id: already in the history"},
+    ),
+    ("no lines", {}, [], {}, {"order_lines: order has no lines"}),
+    (
+        "a broken new sku row refuses the order using it",
+        {},
+        [{**_LINE, "sku_id": "s9"}],
+        {"skus": [{**_NEW_SKU, "list_price": -5.0}]},
+        {"skus.list_price: >= 0 (sku_id s9)"},
+    ),
+    (
+        "several problems in one order",
+        {"destination_country": "ZZ", "carrier_id": "k9"},
+        [{**_LINE, "sku_id": "s7", "quantity": 0}, {**_LINE, "sku_id": "s8"}],
+        {},
+        {
+            "order_lines.quantity: >= 1",
+            _unknown("order_lines", "sku_id", "skus", "s7"),
+            _unknown("order_lines", "sku_id", "skus", "s8"),
+            _unknown("orders", "destination_country", "countries", "ZZ"),
+            _unknown("orders", "carrier_id", "carriers", "k9"),
+        },
+    ),
+]
+
+
+def _new_frames(order: dict, lines: list[dict], static: dict[str, list[dict]]) -> dict:
+    order_id = order.get("order_id", "o1")
+    frames = {
+        "orders": pd.DataFrame([order], columns=SCHEMAS["orders"].column_names),
+        "order_lines": pd.DataFrame(
+            [{**ln, "order_id": order_id} for ln in lines],
+            columns=SCHEMAS["order_lines"].column_names,
+        ),
+    }
+    for name, rows in static.items():
+        frames[name] = pd.DataFrame(rows, columns=SCHEMAS[name].column_names)
+    return frames
+
+
+@pytest.mark.parametrize(
+    "changes, lines, static, expect", [c[1:] for c in _NEW_CASES], ids=[c[0] for c in _NEW_CASES]
+)
+def test_check_new_answers_each_rule_per_order(changes, lines, static, expect) -> None:
+    from returnrisk.contract import check_new
+
+    order = {**_GOOD_ROWS["orders"], **changes}
+    frames = _new_frames(order, lines, static)
+    new = check_new(frames, _KNOWN)
+    assert set(new.problems["reason"]) == expect
+    assert set(new.problems["order_id"]) == ({order["order_id"]} if expect else set())
+    if expect:
+        assert new.reasons[order["order_id"]] == "; ".join(new.problems["reason"])
+    again = _new_frames(order, lines, static)
+    assert all(frames[n].equals(again[n]) for n in frames)  # the input is not mutated
+
+
+@pytest.mark.parametrize(
+    "changes, lines, static, expect", [c[1:] for c in _NEW_CASES], ids=[c[0] for c in _NEW_CASES]
+)
+def test_the_fast_path_form_gives_the_batch_reasons(changes, lines, static, expect) -> None:
+    """``check_new_order`` (one order of Python values, the service's fast path) refuses for
+    exactly the reasons ``check_new`` (the batch) gives, rule by rule."""
+    from returnrisk.contract import check_new, check_new_order
+
+    order = {**_GOOD_ROWS["orders"], **changes}
+    batch = check_new(_new_frames(order, lines, static), _KNOWN)
+    one = check_new_order(order, lines, static, _KNOWN)
+    assert set(one) == set(batch.problems["reason"]) == expect
+    assert len(one) == len(set(one))  # each reason once
+
+
+def test_check_new_maps_problems_to_the_orders_they_concern() -> None:
+    """Several orders: each gets its own reasons and keys; a broken static row refuses every
+    order that uses it (its key named), and only those; new static rows are typed."""
+    from returnrisk.contract import check_new
+
+    base = _GOOD_ROWS["orders"]
+    orders = pd.DataFrame(
+        [
+            {**base, "order_id": "o1"},
+            {**base, "order_id": "o2", "destination_country": "ZZ", "customer_id": "c9"},
+            {**base, "order_id": "o3"},
+            {**base, "order_id": "o4", "order_value": -3.0},
+            {**base, "order_id": "o5"},
+        ],
+        columns=SCHEMAS["orders"].column_names,
+    )
+    lines = pd.DataFrame(
+        [
+            {**_LINE, "order_id": "o1", "sku_id": "s7"},
+            {**_LINE, "order_id": "o1", "sku_id": "s7"},
+            {**_LINE, "order_id": "o2", "sku_id": "bad"},
+            {**_LINE, "order_id": "o3", "sku_id": "bad"},
+            {**_LINE, "order_id": "o4", "sku_id": "s1"},
+            {**_LINE, "order_id": "o5", "sku_id": "s9"},
+            {**_LINE, "order_id": "o6", "sku_id": "s1"},  # no such order
+        ],
+        columns=SCHEMAS["order_lines"].column_names,
+    )
+    skus = pd.DataFrame(
+        [{**_NEW_SKU, "sku_id": "bad", "weight_g": 0.0}, _NEW_SKU],
+        columns=SCHEMAS["skus"].column_names,
+    )
+    new = check_new({"orders": orders, "order_lines": lines, "skus": skus}, _KNOWN)
+    reasons = new.reasons
+    assert set(reasons.index) == {"o1", "o2", "o3", "o4", "o6"}
+    assert reasons["o1"] == _unknown("order_lines", "sku_id", "skus", "s7")  # once, not twice
+    mine = new.problems.loc[new.problems["order_id"] == "o2", "reason"].tolist()
+    assert mine == [
+        "skus.weight_g: > 0 (sku_id bad)",
+        _unknown("orders", "destination_country", "countries", "ZZ"),
+    ]
+    assert reasons["o2"] == "; ".join(mine)
+    assert reasons["o3"] == "skus.weight_g: > 0 (sku_id bad)"
+    assert reasons["o4"] == "orders.order_value: >= 0"
+    assert reasons["o6"] == "order_lines.order_id: foreign key: must exist in orders.order_id"
+    assert new.order_ids.tolist() == ["o1", "o2", "o3", "o4", "o5"]
+    assert new.frames["skus"]["sku_id"].tolist() == ["bad", "s9"]
+    assert new.frames["customers"]["customer_id"].tolist() == ["c9"]  # cold start: no attributes
+    assert new.frames["customers"]["segment"].isna().all()
+    assert str(new.frames["orders"]["order_ts"].dtype) == "datetime64[ns, UTC]"
+
+
+@pytest.mark.parametrize("table, column, value, rule", _BAD_VALUES)
+def test_the_fast_path_form_refuses_whatever_the_batch_refuses(table, column, value, rule) -> None:
+    from returnrisk.contract import check_new, check_new_order
+
+    order, lines, static = dict(_GOOD_ROWS["orders"]), [dict(_LINE)], {}
+    if table == "orders":
+        order[column] = value
+    elif table == "order_lines":
+        lines = [{**_LINE, column: value}]
+    else:  # a new static row the order uses
+        key = SCHEMAS[table].key
+        row = {**_GOOD_ROWS[table], column: value}
+        if column != key:
+            row[key] = {"skus": "s9", "customers": "c9", "countries": "FR", "carriers": "k9"}[table]
+        static = {table: [row]}
+        if table == "skus":
+            lines = [{**_LINE, "sku_id": row[key]}]
+        else:
+            used = {"customers": "customer_id", "countries": "destination_country"}
+            order[used.get(table, "carrier_id")] = row[key]
+    batch = check_new(_new_frames(order, lines, static), _KNOWN)
+    one = check_new_order(order, lines, static, _KNOWN)
+    assert one, (table, column, value)  # never laxer than the batch
+    if not (isinstance(value, str | bool) and rule == "wrong type"):  # stricter there
+        assert set(batch.problems["order_id"]) == {order["order_id"]}  # the batch agrees

@@ -832,6 +832,40 @@ def test_online_path_never_accepts_what_the_full_path_refuses(
     assert one.record == full
 
 
+_RULES = {  # one change per rule of the contract's new-rows-against-history answer
+    "unknown sku": lambda o, h: {**o, "lines": [{**o["lines"][0], "sku_id": "NO-SUCH-SKU"}]},
+    "unknown country": lambda o, h: {**o, "destination_country": "ZZ"},
+    "unknown carrier": lambda o, h: {**o, "carrier_id": "NO-SUCH-CARRIER"},
+    "already in the history": lambda o, h: {**o, "order_id": h.orders["order_id"].iloc[0]},
+    "no lines": lambda o, h: {**o, "lines": []},
+    "a column rule": lambda o, h: {**o, "lines": [{**o["lines"][0], "quantity": 0}]},
+    "several": lambda o, h: {
+        **o,
+        "destination_country": "ZZ",
+        "lines": [{**o["lines"][0], "sku_id": "NO-SUCH-SKU", "quantity": 0}],
+    },
+}
+
+
+@pytest.mark.parametrize("rule", list(_RULES))
+def test_batch_and_fast_path_refuse_for_the_same_reasons(state, new_raw, rule) -> None:
+    """Per rule: the fast path's pre-check (the contract's one-order answer) names exactly the
+    reasons the batch refuses the order for, and the fast path then leaves it to the batch."""
+    from returnrisk.contract import check_new_order
+    from returnrisk.serve.app import ScoreRequest, online_order
+
+    body = _single_bodies(state, new_raw)[-1]
+    order = _RULES[rule](body["orders"][0], state.tables)
+    req = ScoreRequest.model_validate({**body, "orders": [order]})
+    new = online_order(req)
+    static = {name: getattr(new, name) for name in ("skus", "customers", "countries", "carriers")}
+    one = check_new_order(new.order, new.lines, static, state.feature_history.ids)
+    full = _full_path(state, req, ScoreConfig())
+    assert one and full["status"] == "refused"
+    assert full["reason"] == "; ".join(one)  # the same reasons, in the same order
+    assert state.score_one(new) is None
+
+
 def test_service_uses_the_online_path_for_single_orders(client, state, new_raw) -> None:
     def path_count(path: str) -> float:
         key = f'returnrisk_score_requests_total{{path="{path}"}}'
