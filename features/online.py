@@ -427,7 +427,7 @@ class OnlineFeatures:
         """Lines summed per SKU, sorted as ``history.order_items`` sorts them: by the SKU's row in
         the request's skus table (the history's rows in history order, then the new rows)."""
         n_hist = len(self.tables["skus"].pos)
-        new_order = {key: i for i, key in enumerate(new_skus)}
+        new_order: dict[Any, int] = {key: i for i, key in enumerate(new_skus)}
         sku_ids = [_text(ln.get("sku_id")) for ln in new.lines]
         skus = self.tables["skus"]
         # the contract (check_new_order) refuses unknown SKUs: a miss in ``require`` is a bug

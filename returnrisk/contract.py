@@ -987,14 +987,14 @@ def check_new(
         if (p.table, p.column) in references and p.rule.startswith("foreign key"):
             continue  # checked below against the history's keys as well
         if p.table in ("orders", "order_lines"):
-            key = order_key if p.table == "orders" else line_key
-            if key is None:
+            own = order_key if p.table == "orders" else line_key
+            if own is None:
                 add(pd.concat([s for s in (order_key, line_key) if s is not None]), text)
             elif not p.keys:  # a whole-column problem (column missing)
-                add(key, text)
+                add(own, text)
             else:
                 keys = pd.Series(p.keys, dtype=object)
-                add(keys[member_mask(keys, key)], text)
+                add(keys[member_mask(keys, own)], text)
         else:  # a problem in a static row: refuse the orders that use it
             src_table, col = _STATIC_USED_BY[p.table]
             src = lines_raw if src_table == "order_lines" else orders_raw
