@@ -1058,7 +1058,7 @@ def check_new_order(
         rows = [r for r in static.get(name, ()) if not _knows(known, name, r.get(key))]
         keys = [r.get(key) for r in rows]
         new_keys[name] = set(keys)
-        src_table, col = _STATIC_USED_BY[name]
+        col = _STATIC_USED_BY[name][1]
         for r in rows:
             broken = row_problems(name, r, latest=latest)
             if keys.count(r.get(key)) > 1:
@@ -1071,14 +1071,12 @@ def check_new_order(
             if isinstance(value, str) and not (
                 _knows(known, target, value) or value in new_keys[target]
             ):
-                text = unknown_key(table, col, target, value)
-                if text not in out:
-                    out.append(text)
+                out.append(unknown_key(table, col, target, value))
     if isinstance(order_id, str) and _knows(known, "orders", order_id):
         out.append(ALREADY_IN_HISTORY)
     if not lines:
         out.append(NO_LINES)
-    return out
+    return list(dict.fromkeys(out))  # each reason once, in rule order (as check_new)
 
 
 def _knows(known: Mapping[str, pd.Index], name: str, key: object) -> bool:

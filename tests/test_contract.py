@@ -508,6 +508,13 @@ _NEW_CASES = [
         {"skus.list_price: >= 0 (sku_id s9)"},
     ),
     (
+        "a new sku sent twice",
+        {},
+        [{**_LINE, "sku_id": "s9"}],
+        {"skus": [_NEW_SKU, _NEW_SKU]},
+        {"skus.sku_id: unique (duplicate key) (sku_id s9)"},
+    ),
+    (
         "several problems in one order",
         {"destination_country": "ZZ", "carrier_id": "k9"},
         [{**_LINE, "sku_id": "s7", "quantity": 0}, {**_LINE, "sku_id": "s8"}],
