@@ -27,12 +27,8 @@ features only.
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
 import math
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +37,8 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.progress import QUIET, StepLog
+
+from .monitor_page import as_float, render_html
 
 DAY = pd.Timedelta(days=1)
 PSI_FLOOR = 1e-4
@@ -329,16 +327,6 @@ def cut_tables(tables: Any, as_of: pd.Timestamp) -> Any:
     )
 
 
-def _f(x: Any) -> float | None:
-    """JSON-safe float (NaN / inf -> None), rounded to 6 significant digits."""
-    if x is None:
-        return None
-    x = float(x)
-    if not math.isfinite(x):
-        return None
-    return float(f"{x:.6g}")
-
-
 def _rel(value: float | None, ref: float | None) -> float | None:
     if value is None or ref is None or ref == 0:
         return None
@@ -405,11 +393,11 @@ def drift_report(
                 "feature": name,
                 "kind": ref["kind"],
                 "alerting": name not in config.drift_exclude,
-                "psi": _f(psi(smoothed_shares(shares, n), expected)) if n else None,
-                "null_rate": _f(shares[-1]) if n else None,
-                "null_rate_reference": _f(expected[-1]),
-                "null_rate_change": _f(shares[-1] - expected[-1]) if n else None,
-                "unseen_share": _f(unseen_share),
+                "psi": as_float(psi(smoothed_shares(shares, n), expected)) if n else None,
+                "null_rate": as_float(shares[-1]) if n else None,
+                "null_rate_reference": as_float(expected[-1]),
+                "null_rate_change": as_float(shares[-1] - expected[-1]) if n else None,
+                "unseen_share": as_float(unseen_share),
             }
         )
     ranked = sorted(
@@ -423,7 +411,7 @@ def drift_report(
     return {
         "n_orders": n,
         "feature_reference": basis,
-        "score_psi": _f(psi(score_shares, ref_score["shares"])) if n else None,
+        "score_psi": as_float(psi(score_shares, ref_score["shares"])) if n else None,
         "top_drifting": [r["feature"] for r in ranked[: config.top_features]],
         "features": rows,
     }
@@ -433,20 +421,22 @@ def expected_report(p: np.ndarray, reference: dict[str, Any], capacity_pct: floa
     """Expected case rate and expected precision at capacity, now vs the reference."""
     from returnrisk.train.reference import precision_at_capacity
 
-    rate = _f(p.mean()) if len(p) else None
+    rate = as_float(p.mean()) if len(p) else None
     ref_rate = reference.get("expected_case_rate")
     prec = precision_at_capacity(p, None, capacity_pct)["expected"] if len(p) else None
     ref_prec = (reference.get("precision_at_capacity") or {}).get("expected")
     return {
         "capacity_pct": capacity_pct,
         "expected_case_rate": rate,
-        "reference_expected_case_rate": _f(ref_rate),
-        "reference_case_rate": _f(reference.get("case_rate")),
-        "expected_case_rate_change": _f(_rel(rate, ref_rate)),
-        "expected_precision": _f(prec),
-        "reference_expected_precision": _f(ref_prec),
-        "reference_precision": _f((reference.get("precision_at_capacity") or {}).get("realised")),
-        "expected_precision_change": _f(_rel(prec, ref_prec)),
+        "reference_expected_case_rate": as_float(ref_rate),
+        "reference_case_rate": as_float(reference.get("case_rate")),
+        "expected_case_rate_change": as_float(_rel(rate, ref_rate)),
+        "expected_precision": as_float(prec),
+        "reference_expected_precision": as_float(ref_prec),
+        "reference_precision": as_float(
+            (reference.get("precision_at_capacity") or {}).get("realised")
+        ),
+        "expected_precision_change": as_float(_rel(prec, ref_prec)),
     }
 
 
@@ -489,13 +479,13 @@ def early_realised(
                 "age_days": 7 * k,
                 "n_orders": int(cnt[k]),
                 "opened": int(obs[k]),
-                "expected": _f(exp[k]),
-                "expected_model": _f(raw[k]),
-                "low": _f(max(0.0, exp[k] - 1.96 * sd)),
-                "high": _f(exp[k] + 1.96 * sd),
-                "z": _f((obs[k] - exp[k]) / sd) if sd > 0 else None,
-                "excess": _f(obs[k] / exp[k] - 1.0) if exp[k] > 0 else None,
-                "expected_at_maturity": _f(full[k]),
+                "expected": as_float(exp[k]),
+                "expected_model": as_float(raw[k]),
+                "low": as_float(max(0.0, exp[k] - 1.96 * sd)),
+                "high": as_float(exp[k] + 1.96 * sd),
+                "z": as_float((obs[k] - exp[k]) / sd) if sd > 0 else None,
+                "excess": as_float(obs[k] / exp[k] - 1.0) if exp[k] > 0 else None,
+                "expected_at_maturity": as_float(full[k]),
             }
         )
     return out
@@ -545,8 +535,8 @@ def realised(
             mf = binary_metrics(yf, p) if len(rows) else {}
             families[c.removeprefix("family_")] = {
                 "n_cases": int(yf.sum()),
-                "auc": _f(mf.get("auc")),
-                "ap": _f(mf.get("ap")),
+                "auc": as_float(mf.get("auc")),
+                "ap": as_float(mf.get("ap")),
             }
         out.append(
             {
@@ -554,11 +544,11 @@ def realised(
                 "cohort_end": end.isoformat(),
                 "n_orders": len(rows),
                 "n_cases": int(y.sum()),
-                "case_rate": _f(y.mean()) if len(y) else None,
-                "expected_case_rate": _f(p.mean()) if len(p) else None,
-                "auc": _f(m.get("auc")),
-                "ap": _f(m.get("ap")),
-                "ece": _f(m.get("ece")),
+                "case_rate": as_float(y.mean()) if len(y) else None,
+                "expected_case_rate": as_float(p.mean()) if len(p) else None,
+                "auc": as_float(m.get("auc")),
+                "ap": as_float(m.get("ap")),
+                "ece": as_float(m.get("ece")),
                 "seen_in_training": bool(seen_until is not None and start <= seen_until),
                 "families": families,
             }
@@ -599,8 +589,8 @@ def recalibration(real: list[dict[str, Any]], weeks: int) -> dict[str, Any]:
     return {
         "weeks": len(use),
         "cases": cases,
-        "expected": _f(expected),
-        "ratio": _f(ratio),
+        "expected": as_float(expected),
+        "ratio": as_float(ratio),
         **dispersion(unseen),
     }
 
@@ -617,39 +607,29 @@ def dispersion(cohorts: list[dict[str, Any]], min_cohorts: int = 3) -> dict[str,
         return {"dispersion_weeks": len(c), "rel_sd": 0.0}
     re = e * (c.sum() / e.sum())
     tau2 = max(0.0, float(np.sum((c - re) ** 2 - re) / np.sum(re**2)))
-    return {"dispersion_weeks": len(c), "rel_sd": _f(math.sqrt(tau2))}
+    return {"dispersion_weeks": len(c), "rel_sd": as_float(math.sqrt(tau2))}
 
 
 # ---------------------------------------------------------------------------------- alerts
-def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[str, Any]]:
-    """Every threshold crossed, one entry each (metric, subject, value, threshold, message)."""
-    alerts: list[dict[str, Any]] = []
+Alert = tuple[str, str, Any, str]  # metric, subject, value, message
 
-    def fire(metric: str, subject: str, value: float, message: str) -> None:
-        alerts.append(
-            {
-                "metric": metric,
-                "subject": subject,
-                "value": _f(value),
-                "threshold": config.threshold(metric),
-                "message": message,
-            }
-        )
 
+def _drift_alerts(drift: dict[str, Any], config: MonitorConfig) -> list[Alert]:
     t = config.threshold
-    drift = report["drift"]
-    if t("min_recent_orders") is not None and drift["n_orders"] < t("min_recent_orders"):
-        fire(
-            "min_recent_orders",
-            "orders",
-            drift["n_orders"],
-            f"only {drift['n_orders']} order(s) in the last {config.days} days",
-        )
-    enough = drift["n_orders"] >= config.min_drift_orders
+    out: list[Alert] = []
+    least = t("min_recent_orders")
+    if least is not None and drift["n_orders"] < least:
+        n = drift["n_orders"]
+        text = f"only {n} order(s) in the last {config.days} days"
+        out.append(("min_recent_orders", "orders", n, text))
+    if drift["n_orders"] < config.min_drift_orders:
+        return out
     score_psi_max = t("score_psi")
-    if enough and score_psi_max is not None and (drift["score_psi"] or 0) > score_psi_max:
-        fire("score_psi", "score", drift["score_psi"], f"score PSI {drift['score_psi']:.3f}")
-    for r in drift["features"] if enough else []:
+    if score_psi_max is not None and (drift["score_psi"] or 0) > score_psi_max:
+        out.append(
+            ("score_psi", "score", drift["score_psi"], f"score PSI {drift['score_psi']:.3f}")
+        )
+    for r in drift["features"]:
         if not r["alerting"]:
             continue
         for metric, key, absolute in (
@@ -657,41 +637,64 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
             ("unseen_share", "unseen_share", False),
             ("null_rate_change", "null_rate_change", True),
         ):
-            v = r.get(key)
-            if v is None or t(metric) is None:
-                continue
-            if (abs(v) if absolute else v) > t(metric):
-                fire(metric, r["feature"], v, f"{r['feature']}: {key.replace('_', ' ')} {v:.3f}")
-    exp = report["expected"]
-    for metric in ("expected_case_rate_change", "expected_precision_change") if enough else ():
-        v = exp[metric]
-        if v is not None and t(metric) is not None and abs(v) > t(metric):
-            fire(metric, metric.removesuffix("_change"), v, f"{metric.replace('_', ' ')} {v:+.1%}")
-    tz, te = t("early_realised_z"), t("early_realised_excess")
-    if tz is not None:
-        for c in report["early_realised"]:
-            if c["z"] is None or (c["expected"] or 0) < config.min_expected_cases:
-                continue
-            if abs(c["z"]) > tz and (te is None or abs(c["excess"] or 0) > te):
-                fire(
-                    "early_realised_z",
-                    f"cohort {c['cohort_start'][:10]}",
-                    c["z"],
-                    f"cohort {c['cohort_start'][:10]}..{c['cohort_end'][:10]}: {c['opened']} "
-                    f"cases opened, {c['expected']:.1f} expected by now "
-                    f"({c['low']:.1f}-{c['high']:.1f}), z {c['z']:+.1f}",
-                )
-    tn = t("new_destination_orders")
-    for c in report.get("new_destinations", []) if tn is not None else []:
-        if c["n_orders"] > tn:
-            fire(
-                "new_destination_orders",
-                f"destination {c['destination']}",
-                c["n_orders"],
-                f"{c['n_orders']} orders in the last {config.days} days to {c['destination']}, "
-                "a destination the model has no mature order of",
+            v, limit = r.get(key), t(metric)
+            if v is not None and limit is not None and (abs(v) if absolute else v) > limit:
+                text = f"{r['feature']}: {key.replace('_', ' ')} {v:.3f}"
+                out.append((metric, r["feature"], v, text))
+    return out
+
+
+def _expected_alerts(report: dict[str, Any], config: MonitorConfig) -> list[Alert]:
+    if report["drift"]["n_orders"] < config.min_drift_orders:
+        return []
+    out: list[Alert] = []
+    for metric in ("expected_case_rate_change", "expected_precision_change"):
+        v, limit = report["expected"][metric], config.threshold(metric)
+        if v is not None and limit is not None and abs(v) > limit:
+            text = f"{metric.replace('_', ' ')} {v:+.1%}"
+            out.append((metric, metric.removesuffix("_change"), v, text))
+    return out
+
+
+def _early_alerts(report: dict[str, Any], config: MonitorConfig) -> list[Alert]:
+    tz, te = config.threshold("early_realised_z"), config.threshold("early_realised_excess")
+    if tz is None:
+        return []
+    out: list[Alert] = []
+    for c in report["early_realised"]:
+        if c["z"] is None or (c["expected"] or 0) < config.min_expected_cases:
+            continue
+        if abs(c["z"]) > tz and (te is None or abs(c["excess"] or 0) > te):
+            start, end = c["cohort_start"][:10], c["cohort_end"][:10]
+            text = (
+                f"cohort {start}..{end}: {c['opened']} cases opened, {c['expected']:.1f} "
+                f"expected by now ({c['low']:.1f}-{c['high']:.1f}), z {c['z']:+.1f}"
             )
+            out.append(("early_realised_z", f"cohort {start}", c["z"], text))
+    return out
+
+
+def _new_destination_alerts(report: dict[str, Any], config: MonitorConfig) -> list[Alert]:
+    tn = config.threshold("new_destination_orders")
+    if tn is None:
+        return []
+    return [
+        (
+            "new_destination_orders",
+            f"destination {c['destination']}",
+            c["n_orders"],
+            f"{c['n_orders']} orders in the last {config.days} days to {c['destination']}, "
+            "a destination the model has no mature order of",
+        )
+        for c in report.get("new_destinations", [])
+        if c["n_orders"] > tn
+    ]
+
+
+def _realised_alerts(report: dict[str, Any], config: MonitorConfig) -> list[Alert]:
+    t = config.threshold
     ref_auc = report["reference"]["auc"]
+    out: list[Alert] = []
     # a mature cohort's figures are final: it is judged by the run(s) of the week it matured in
     # (cohort k matured 7 k days before as_of), not again by every later weekly run
     newly = math.ceil(config.days / 7)
@@ -702,19 +705,38 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
             or c["n_cases"] < config.min_cohort_cases
         ):
             continue
-        if t("auc_drop") is not None and c["auc"] is not None and ref_auc is not None:
+        subject = f"cohort {c['cohort_start'][:10]}"
+        max_drop = t("auc_drop")
+        if max_drop is not None and c["auc"] is not None and ref_auc is not None:
             drop = ref_auc - c["auc"]
-            if drop > t("auc_drop"):
-                fire(
-                    "auc_drop",
-                    f"cohort {c['cohort_start'][:10]}",
-                    drop,
-                    f"cohort {c['cohort_start'][:10]}: AUC {c['auc']:.3f} vs reference "
-                    f"{ref_auc:.3f}",
-                )
-        if t("ece") is not None and c["ece"] is not None and c["ece"] > t("ece"):
-            fire("ece", f"cohort {c['cohort_start'][:10]}", c["ece"], f"ECE {c['ece']:.3f}")
-    return alerts
+            if drop > max_drop:
+                text = f"{subject}: AUC {c['auc']:.3f} vs reference {ref_auc:.3f}"
+                out.append(("auc_drop", subject, drop, text))
+        max_ece = t("ece")
+        if max_ece is not None and c["ece"] is not None and c["ece"] > max_ece:
+            out.append(("ece", subject, c["ece"], f"ECE {c['ece']:.3f}"))
+    return out
+
+
+def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[str, Any]]:
+    """Every threshold crossed, one entry each (metric, subject, value, threshold, message)."""
+    found = [
+        *_drift_alerts(report["drift"], config),
+        *_expected_alerts(report, config),
+        *_early_alerts(report, config),
+        *_new_destination_alerts(report, config),
+        *_realised_alerts(report, config),
+    ]
+    return [
+        {
+            "metric": metric,
+            "subject": subject,
+            "value": as_float(value),
+            "threshold": config.threshold(metric),
+            "message": message,
+        }
+        for metric, subject, value, message in found
+    ]
 
 
 def _reference_auc(loaded: Any, reference: dict[str, Any]) -> dict[str, Any]:
@@ -722,8 +744,11 @@ def _reference_auc(loaded: Any, reference: dict[str, Any]) -> dict[str, Any]:
     slice it was judged on), else the validation slice's (optimistic: it early-stopped there)."""
     test_auc = (loaded.metrics or {}).get("test_auc")
     if test_auc is not None and math.isfinite(test_auc):
-        return {"auc": _f(test_auc), "auc_source": "test slice"}
-    return {"auc": _f((reference.get("metrics") or {}).get("auc")), "auc_source": "valid slice"}
+        return {"auc": as_float(test_auc), "auc_source": "test slice"}
+    return {
+        "auc": as_float((reference.get("metrics") or {}).get("auc")),
+        "auc_source": "valid slice",
+    }
 
 
 # ---------------------------------------------------------------------------------- run
@@ -831,186 +856,6 @@ def monitor_tables(
 
 
 # ---------------------------------------------------------------------------------- output
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight", metadata={"Software": None})
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def monitor_figures(report: dict[str, Any]) -> dict[str, str]:
-    """The page's charts as base64 PNGs (matplotlib's object API: no global backend state)."""
-    from matplotlib.figure import Figure
-
-    figs: dict[str, str] = {}
-    early = list(reversed(report["early_realised"]))
-    fig = Figure(figsize=(7.2, 3.0))
-    ax = fig.subplots()
-    x = np.arange(len(early))
-    exp = np.array([c["expected"] or 0 for c in early])
-    lo = np.array([c["low"] or 0 for c in early])
-    hi = np.array([c["high"] or 0 for c in early])
-    ax.fill_between(x, lo, hi, color="#9fb3c8", alpha=0.5, label="expected by now, 95 %")
-    ax.plot(x, exp, color="#1f3a5f", label="expected by now")
-    ax.plot(x, [c["opened"] for c in early], "o", color="#b42318", label="opened")
-    ax.set_xticks(x, [c["cohort_start"][5:10] for c in early], rotation=45, fontsize=7)
-    ax.set_ylabel("cases")
-    ax.set_title("Early realised: recent weekly cohorts", fontsize=10)
-    ax.legend(fontsize=7)
-    figs["early"] = _png(fig)
-
-    real = [c for c in reversed(report["realised"]) if c["n_orders"]]
-    fig = Figure(figsize=(7.2, 3.0))
-    ax = fig.subplots()
-    if real:
-        x = np.arange(len(real))
-        for key, colour in (("auc", "#1f3a5f"), ("ap", "#067647"), ("ece", "#b42318")):
-            ax.plot(
-                x,
-                [np.nan if c[key] is None else c[key] for c in real],
-                "o-",
-                ms=3,
-                color=colour,
-                label=key.upper(),
-            )
-        seen = [i for i, c in enumerate(real) if c["seen_in_training"]]
-        if seen:
-            ax.axvspan(
-                -0.5, max(seen) + 0.5, color="#e4e7eb", label="trained on (not judged)", zorder=0
-            )
-        ref = report["reference"]["auc"]
-        if ref is not None:
-            ax.axhline(ref, color="#1f3a5f", ls=":", lw=1, label="test AUC at training")
-        ax.set_xticks(x, [c["cohort_start"][5:10] for c in real], rotation=45, fontsize=7)
-        ax.legend(fontsize=7)
-    ax.set_title("Realised: mature weekly cohorts", fontsize=10)
-    figs["realised"] = _png(fig)
-
-    rows = sorted(
-        (r for r in report["drift"]["features"] if r.get("psi") is not None),
-        key=lambda r: -r["psi"],
-    )[:15]
-    fig = Figure(figsize=(7.2, 0.28 * len(rows) + 1.0))
-    ax = fig.subplots()
-    ax.barh([r["feature"] for r in rows][::-1], [r["psi"] for r in rows][::-1], color="#1f3a5f")
-    thr = report["config"]["alerts"].get("feature_psi")
-    if thr is not None:
-        ax.axvline(thr, color="#b42318", ls="--", lw=1)
-    ax.set_xlabel("PSI vs reference")
-    ax.tick_params(axis="y", labelsize=7)
-    ax.set_title("Feature drift (top 15)", fontsize=10)
-    figs["drift"] = _png(fig)
-    return figs
-
-
-def _esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
-
-
-def _fmt(x: Any, spec: str = ".3f") -> str:
-    return "–" if x is None else format(x, spec)
-
-
-def _pair(value: float | None, ref: float | None) -> str:
-    return f"{_fmt(value, '.2%')} ({_fmt(ref, '.2%')})"
-
-
-def _rows(items: list[list[Any]]) -> str:
-    return "\n".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in items)
-
-
-def render_html(report: dict[str, Any]) -> str:
-    """The self-contained monitor page (inline CSS, PNG charts as data URIs, no scripts)."""
-    from importlib.resources import files
-
-    template = string.Template(
-        files("returnrisk.serve").joinpath("templates", "monitor.html").read_text(encoding="utf-8")
-    )
-    figs = monitor_figures(report)
-    alerts = report["alerts"]
-    alert_rows = (
-        _rows(
-            [
-                [a["metric"], a["subject"], _fmt(a["value"]), a["threshold"], a["message"]]
-                for a in alerts
-            ]
-        )
-        or '<tr><td colspan="5">no alert fired</td></tr>'
-    )
-    d, e = report["drift"], report["expected"]
-    drift_rows = _rows(
-        [
-            [
-                r["feature"],
-                r["kind"],
-                _fmt(r.get("psi")),
-                _fmt(r.get("null_rate_change"), "+.3f"),
-                _fmt(r.get("unseen_share")),
-            ]
-            for r in sorted(d["features"], key=lambda r: -(r.get("psi") or 0))
-        ]
-    )
-    early_rows = _rows(
-        [
-            [
-                c["cohort_start"][:10],
-                c["n_orders"],
-                c["opened"],
-                _fmt(c["expected"], ".1f"),
-                f"{_fmt(c['low'], '.1f')}–{_fmt(c['high'], '.1f')}",
-                _fmt(c["z"], "+.2f"),
-            ]
-            for c in report["early_realised"]
-        ]
-    )
-    real_rows = _rows(
-        [
-            [
-                c["cohort_start"][:10],
-                c["n_orders"],
-                c["n_cases"],
-                _fmt(c["auc"]),
-                _fmt(c["ap"]),
-                _fmt(c["ece"]),
-                "yes" if c["seen_in_training"] else "",
-            ]
-            for c in report["realised"]
-        ]
-    )
-    kpis = "".join(
-        f'<div class="kpi"><b>{_esc(v)}</b><span>{_esc(k)}</span></div>'
-        for k, v in (
-            ("alerts fired", len(alerts)),
-            (f"orders, last {report['days']} days", d["n_orders"]),
-            ("score PSI", _fmt(d["score_psi"])),
-            (
-                "expected case rate (reference)",
-                _pair(e["expected_case_rate"], e["reference_expected_case_rate"]),
-            ),
-            (
-                f"expected precision at top {e['capacity_pct']:g} % (reference)",
-                _pair(e["expected_precision"], e["reference_expected_precision"]),
-            ),
-        )
-    )
-    m, ref = report["model"], report["reference"]
-    return template.substitute(
-        as_of=_esc(report["as_of"][:16].replace("T", " ")),
-        version=_esc(m["version"]),
-        status="ALERT" if alerts else "OK",
-        status_class="bad" if alerts else "good",
-        kpis=kpis,
-        alert_rows=alert_rows,
-        top=_esc(", ".join(d["top_drifting"]) or "–"),
-        drift_rows=drift_rows,
-        early_rows=early_rows,
-        real_rows=real_rows,
-        fig_early=figs["early"],
-        fig_realised=figs["realised"],
-        fig_drift=figs["drift"],
-        reference=_esc(f"{ref['start'][:10]}..{ref['end'][:10]}, {ref['n_orders']} orders"),
-    )
-
-
 def write_outputs(result: MonitorResult, out: Path) -> tuple[Path, Path]:
     """``out/monitor.json`` (deterministic: same data and as_of, same bytes) + ``monitor.html``."""
     out.mkdir(parents=True, exist_ok=True)
