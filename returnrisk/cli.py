@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from returnrisk.errors import ReturnriskError
 from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import StepLog, library_logs
 from returnrisk.train.names import CHAMPION, CHAMPION_URI, MODEL_NAME
@@ -520,15 +521,6 @@ def _train_config(
     return TrainConfig(data=data, as_of=ts, seed=seed, tune_trials=tune_trials, split=split)
 
 
-def _train_errors() -> tuple[type[Exception], ...]:
-    from returnrisk.contract import ContractError
-    from returnrisk.train.model import ModelInputError
-    from returnrisk.train.pipeline import TrainDataError
-    from returnrisk.train.registry import RegistryError
-
-    return (ContractError, TrainDataError, RegistryError, ModelInputError, FileNotFoundError)
-
-
 def _train_env() -> None:
     _quiet_environment()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -593,8 +585,10 @@ def train(
         try:
             with sigterm_as_interrupt():
                 result = run_train(replace(cfg, tracking_uri=store.uri), log)
-        except _train_errors() as err:
-            _fail(err.report() if hasattr(err, "report") else str(err))
+        except ReturnriskError as err:
+            _fail(err.report())
+        except FileNotFoundError as err:
+            _fail(str(err))
         except KeyboardInterrupt as err:
             _interrupted("train", err)
     m = result.metrics
@@ -654,8 +648,10 @@ def retrain(
                 result = run_retrain(config, log)
         except StoreLockedError as err:
             _fail(str(err), LOCKED_EXIT)
-        except _train_errors() as err:
-            _fail(err.report() if hasattr(err, "report") else str(err))
+        except ReturnriskError as err:
+            _fail(err.report())
+        except FileNotFoundError as err:
+            _fail(str(err))
         except KeyboardInterrupt as err:
             _interrupted("retrain", err)
     typer.echo(result.decision.summary)
@@ -802,27 +798,19 @@ def score(
         except CostFileError as err:
             _fail(str(err))
     from returnrisk.contract import ContractError
-    from returnrisk.serve.scoring import (
-        BatchConfig,
-        ScoreConfig,
-        ScoringError,
-        format_flagged,
-        run_batch,
-    )
+    from returnrisk.serve.scoring import BatchConfig, ScoreConfig, format_flagged, run_batch
 
     score_cfg = ScoreConfig(policy=policy, explain=explain)
     cfg = BatchConfig(data, orders, out, model, score_cfg, show, actions=actions, costs=costs)
     # the store must exist, but bad input is reported first: load_model checks it
     with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, _store):
-        from returnrisk.train.registry import RegistryError
-
         try:
             result, written, refused_dir = run_batch(cfg, log=log)
         except ContractError as err:
             typer.echo(err.report(), err=True)
             raise typer.Exit(1) from None
-        except (ScoringError, RegistryError) as err:
-            _fail(str(err))
+        except ReturnriskError as err:
+            _fail(err.report())
         except OSError as err:
             _write_failed(err)
     typer.echo(format_flagged(result, show))  # the result, not progress: printed even if quiet
@@ -918,23 +906,25 @@ def report_skus(
     from mlflow.exceptions import MlflowException
 
     from returnrisk.contract import ContractError
-    from returnrisk.serve.report_skus import ReportConfig, ReportError, parse_window, write_report
+    from returnrisk.serve.report_skus import ReportConfig, parse_window, write_report
     from returnrisk.train.registry import RegistryError
 
     try:
         config = ReportConfig(window_days=parse_window(window))
-    except ReportError as err:
-        _fail(str(err))
+    except ReturnriskError as err:
+        _fail(err.report())
     with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, _store):
         try:  # load_model refuses a missing store (never creates one), after the input checks
             path = write_report(data, out, config=config, model_uri=model, log=log)
         except ContractError as err:
             typer.echo(err.report(), err=True)
             raise typer.Exit(1) from None
-        except (ReportError, FileNotFoundError, NotADirectoryError) as err:
-            _fail(str(err))
         except RegistryError as err:
-            _fail(f"cannot load model: {err}")
+            _fail(f"cannot load model: {err.report()}")
+        except ReturnriskError as err:
+            _fail(err.report())
+        except (FileNotFoundError, NotADirectoryError) as err:
+            _fail(str(err))
         except MlflowException as err:
             _fail(f"cannot load model {model}: {err.message.splitlines()[0]}")
         except OSError as err:
@@ -969,14 +959,14 @@ def monitor(
     realised metrics of mature cohorts, alerts. Exit 0 no alert, 1 an alert fired, 2 bad input."""
     import dataclasses
 
-    from returnrisk.serve.monitor import MonitorInputError, load_config
+    from returnrisk.serve.monitor import load_config
 
     try:
         cfg = load_config(config)
         if days is not None:
             cfg = dataclasses.replace(cfg, days=days)
-    except MonitorInputError as err:
-        _fail(str(err), 2)
+    except ReturnriskError as err:
+        _fail(err.report(), 2)
     _check_out(out, (data,), code=2, directory=True)
     ts = None if as_of is None else _as_of_utc(as_of, "2026-01-31T00:00:00", code=2)
     # reads the registry (never creates a store) and logs a monitoring run into that store
@@ -985,7 +975,6 @@ def monitor(
 
         from returnrisk.contract import ContractError
         from returnrisk.serve.monitor import run_monitor
-        from returnrisk.train.model import ModelInputError
         from returnrisk.train.registry import RegistryError
 
         try:
@@ -995,10 +984,12 @@ def monitor(
         except ContractError as err:
             typer.echo(err.report(), err=True)
             raise typer.Exit(2) from None
-        except (MonitorInputError, ModelInputError, FileNotFoundError, NotADirectoryError) as err:
-            _fail(str(err), 2)
         except RegistryError as err:
-            _fail(f"cannot load model: {err}", 2)
+            _fail(f"cannot load model: {err.report()}", 2)
+        except ReturnriskError as err:
+            _fail(err.report(), 2)
+        except (FileNotFoundError, NotADirectoryError) as err:
+            _fail(str(err), 2)
         except MlflowException as err:
             _fail(f"cannot load model {model}: {err.message.splitlines()[0]}", 2)
         except OSError as err:

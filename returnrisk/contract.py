@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from returnrisk.arrays import member_mask, to_utc
+from returnrisk.errors import ReturnriskError
 from returnrisk.progress import QUIET, StepLog
 
 TABLE_NAMES = (
@@ -320,7 +321,7 @@ def _shown(key: object) -> str:
     return repr(text) if re.search(_CONTROL, text) else text
 
 
-class ContractError(ValueError):
+class ContractError(ReturnriskError, ValueError):
     """A data directory (or in-memory tables) breaks the contract."""
 
     def __init__(

@@ -13,12 +13,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from returnrisk.contract import TABLE_NAMES
+from returnrisk.errors import ReturnriskError
 
 # the file names a data directory's tables have (``_table_file`` reads these)
 CONTRACT_FILES = frozenset(f"{t}{ext}" for t in TABLE_NAMES for ext in (".parquet", ".csv"))
 
 
-class OutputPathError(ValueError):
+class OutputPathError(ReturnriskError, ValueError):
     """An output path that would overwrite an input, or that cannot be written."""
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from returnrisk.errors import ReturnriskError
 from returnrisk.progress import QUIET, StepLog
 
 from .monitor_page import as_float, render_html
@@ -129,7 +130,7 @@ ALERT_METRICS: dict[str, tuple[float, str]] = {
 DEFAULT_THRESHOLDS: dict[str, float | None] = {k: v[0] for k, v in ALERT_METRICS.items()}
 
 
-class MonitorInputError(ValueError):
+class MonitorInputError(ReturnriskError, ValueError):
     """Bad input to the monitor (config, options, model without reference): exit code 2."""
 
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from returnrisk.errors import ReturnriskError
+
 LEVELS = ("normal", "elevated", "highest")
 
 
-class PolicyError(ValueError):
+class PolicyError(ReturnriskError, ValueError):
     """An inconsistent policy configuration (message names the option)."""
 
 

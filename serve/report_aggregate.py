@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.arrays import member_mask, to_utc
+from returnrisk.errors import ReturnriskError
 from returnrisk.labels import LABEL_WINDOW_DAYS, order_outcomes
 from returnrisk.progress import QUIET, StepLog
 
@@ -69,7 +70,7 @@ MIN_DRIVER = 0.02
 Z95 = 1.959963984540054
 
 
-class ReportError(ValueError):
+class ReportError(ReturnriskError, ValueError):
     """The report cannot be made from this input (message says why)."""
 
 

@@ -43,6 +43,7 @@ from returnrisk.contract import (
     order_keys,
     read_frames,
 )
+from returnrisk.errors import ReturnriskError
 from returnrisk.features.online import OnlineFeatures, OnlineOrder, features_frame
 from returnrisk.progress import QUIET, StepLog
 from returnrisk.train.names import CHAMPION_URI
@@ -68,7 +69,7 @@ SCORED_COLUMNS = (
 REASON_SUFFIXES = (("", "str"), ("_driver", "str"), ("_contribution", "float64"))
 
 
-class ScoringError(ValueError):
+class ScoringError(ReturnriskError, ValueError):
     """The new orders cannot be scored at all (e.g. an unreadable directory)."""
 
 

@@ -33,6 +33,8 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
+from returnrisk.errors import ReturnriskError
+
 logger = logging.getLogger("returnrisk.train")
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -62,7 +64,7 @@ _ONE_THREAD_ROWS = 128
 costs more than scoring a few rows (~0.1 ms per call on a busy 2-core host)."""
 
 
-class ModelInputError(ValueError):
+class ModelInputError(ReturnriskError, ValueError):
     """The frame given to a fitted model does not have the columns/types it was trained on."""
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from returnrisk.errors import ReturnriskError
 from returnrisk.progress import QUIET, StepLog
 
 from . import evaluate as ev
@@ -51,7 +52,7 @@ from .registry import (
 )
 
 
-class TrainDataError(ValueError):
+class TrainDataError(ReturnriskError, ValueError):
     """The data cannot support a time split / training (too few mature orders, one class...)."""
 
 

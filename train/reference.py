@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from returnrisk.errors import ReturnriskError
+
 REFERENCE_FILE = "monitor_reference.json"
 REFERENCE_VERSION = 1
 TIME_TO_CASE_DAYS = (3, 7, 10, 14, 21, 30, 45, 60)  # includes 7, 14, 30, 60
@@ -46,7 +48,7 @@ OTHER = "__other__"
 MISSING = "__missing__"
 
 
-class MissingReferenceError(LookupError):
+class MissingReferenceError(ReturnriskError, LookupError):
     """The model has no monitoring reference (trained before monitoring existed)."""
 
 

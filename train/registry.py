@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from returnrisk.errors import ReturnriskError
 from returnrisk.progress import QUIET, StepLog
 
 from .model import RiskModel
@@ -56,7 +57,7 @@ _SQLITE = "sqlite:///"
 _HOW_TO_POINT = "point at another store with --tracking-uri URI or MLFLOW_TRACKING_URI"
 
 
-class RegistryError(RuntimeError):
+class RegistryError(ReturnriskError, RuntimeError):
     """A registry operation that cannot be done (unknown version, no champion, ...)."""
 
 

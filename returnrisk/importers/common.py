@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from returnrisk.errors import ReturnriskError
 from returnrisk.labels import order_outcomes
 from returnrisk.progress import StepLog
 from returnrisk.reference import load_country_names
 
 
-class ImporterError(ValueError):
+class ImporterError(ReturnriskError, ValueError):
     """An export cannot be imported (missing file, missing column, unreadable format)."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from returnrisk.errors import ReturnriskError
 from returnrisk.synth.catalog import Catalog
 from returnrisk.synth.config import SynthConfig
 from returnrisk.synth.demand import Customers, Lines, Orders, Prices
@@ -43,7 +44,7 @@ QUALITY_DROP_Q = 2.5  # added hidden quality problem of the supplier's goods
 QUALITY_DROP_M = 1.5  # added description mismatch (the goods no longer match the listing)
 
 
-class ScenarioError(ValueError):
+class ScenarioError(ReturnriskError, ValueError):
     """A scenario cannot be set up in this world (e.g. no orders before its start)."""
 
 
