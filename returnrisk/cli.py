@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, cast
 
 import typer
 
@@ -63,7 +63,7 @@ def main(
 EXIT_NONE_SCORED = 3  # `score`: every order refused (cron jobs tell it from 0 and 1)
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -188,21 +188,23 @@ def synth(
     from returnrisk.synth import SynthConfig, generate_world, write_world
     from returnrisk.synth.scenarios import ScenarioError
 
-    dates = {}
-    for option, text in (("--start", start), ("--scenario-start", scenario_start)):
+    def day(option: str, text: str) -> date:
         try:
-            dates[option] = None if text is None else date.fromisoformat(text)
+            return date.fromisoformat(text)
         except ValueError:
             _fail(f"{option}: not a date in YYYY-MM-DD form: {text!r}")
+
+    first_day = day("--start", start)
+    change_day = None if scenario_start is None else day("--scenario-start", scenario_start)
     try:
         cfg = SynthConfig(
             n_orders=orders,
             seed=seed,
-            start=dates["--start"],
+            start=first_day,
             days=days,
             new_days=new_days,
             scenario=scenario,
-            scenario_start=dates["--scenario-start"],
+            scenario_start=change_day,
         )
     except ValueError as err:
         field, _, rest = str(err).partition(": ")
@@ -798,9 +800,16 @@ def score(
         except CostFileError as err:
             _fail(str(err))
     from returnrisk.contract import ContractError
-    from returnrisk.serve.scoring import BatchConfig, ScoreConfig, format_flagged, run_batch
+    from returnrisk.serve.scoring import (
+        BatchConfig,
+        Explain,
+        ScoreConfig,
+        format_flagged,
+        run_batch,
+    )
 
-    score_cfg = ScoreConfig(policy=policy, explain=explain)
+    mode = cast(Explain, explain)  # one of Explain's values: checked above
+    score_cfg = ScoreConfig(policy=policy, explain=mode)
     cfg = BatchConfig(data, orders, out, model, score_cfg, show, actions=actions, costs=costs)
     # the store must exist, but bad input is reported first: load_model checks it
     with _mlflow_command(quiet, tracking_uri, must_exist=False) as (log, _store):

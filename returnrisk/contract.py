@@ -524,8 +524,8 @@ def _coerce_table(
     schema = SCHEMAS[name]
     problems: list[Problem] = []
     missing = [c.name for c in schema.columns if c.name not in df.columns]
-    for col in missing:
-        problems.append(Problem(name, col, "column missing", schema.key, (), len(df)))
+    for column in missing:
+        problems.append(Problem(name, column, "column missing", schema.key, (), len(df)))
     out = df.copy()
     unparsed: dict[str, np.ndarray] = {}
     for col in schema.columns:
@@ -713,7 +713,7 @@ def row_problems(
         if not ok:
             out.append(f"{col.name}: wrong type: expected {col.kind}")
             continue
-        if col.kind == "float" and not abs(v) < float("inf"):
+        if col.kind == "float" and isinstance(v, int | float) and not abs(v) < float("inf"):
             out.append(f"{col.name}: finite")
             continue
         if col.kind == "timestamp":
@@ -721,15 +721,15 @@ def row_problems(
                 out.append(f"{col.name}: not before {EARLIEST_TS:%Y-%m-%d}")
             if ts > latest:
                 out.append(f"{col.name}: not in the future")
-        if col.no_control and re.search(_CONTROL, v):
+        if col.no_control and isinstance(v, str) and re.search(_CONTROL, v):
             out.append(f"{col.name}: no control characters")
-        if col.ge is not None and v < col.ge:
+        if col.ge is not None and isinstance(v, int | float) and v < col.ge:
             out.append(f"{col.name}: >= {col.ge:g}")
-        if col.gt is not None and v <= col.gt:
+        if col.gt is not None and isinstance(v, int | float) and v <= col.gt:
             out.append(f"{col.name}: > {col.gt:g}")
         if col.allowed is not None and v not in col.allowed:
             out.append(f"{col.name}: one of " + ", ".join(col.allowed))
-        if col.pattern is not None and not re.fullmatch(col.pattern, v):
+        if col.pattern is not None and not (isinstance(v, str) and re.fullmatch(col.pattern, v)):
             out.append(f"{col.name}: format")
     return out
 

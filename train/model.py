@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -157,7 +157,13 @@ class _IdentityCalibrator:
         return 1.0 / (1.0 + np.exp(-raw))
 
 
-_CALIBRATOR_CLASSES = {
+class _Calibrator(Protocol):
+    def fit(self, raw: np.ndarray, y: np.ndarray) -> _Calibrator: ...
+
+    def predict(self, raw: np.ndarray) -> np.ndarray: ...
+
+
+_CALIBRATOR_CLASSES: dict[str, type[_Calibrator]] = {
     "isotonic": _IsotonicCalibrator,
     "sigmoid": _SigmoidCalibrator,
     "none": _IdentityCalibrator,
@@ -314,7 +320,9 @@ class RiskModel(ClassifierMixin, BaseEstimator):
                 self.calibration_ = "none"
             else:
                 self.calibration_scores_ = choose_calibration(raw_valid, y_va)
-                self.calibration_ = min(self.calibration_scores_, key=self.calibration_scores_.get)
+                self.calibration_ = min(
+                    self.calibration_scores_, key=self.calibration_scores_.__getitem__
+                )
         else:
             self.calibration_scores_ = {}
             self.calibration_ = self.calibration

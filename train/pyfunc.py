@@ -19,9 +19,9 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel
 
 from .model import RiskModel
 
@@ -49,7 +49,7 @@ def read_risk_model(path: str | Path) -> RiskModel:
     return model
 
 
-class RiskModelPyfunc(mlflow.pyfunc.PythonModel):
+class RiskModelPyfunc(PythonModel):
     """``predict(feature_frame) -> pd.Series`` of calibrated P(case), named ``p_case``."""
 
     def __init__(self) -> None:
