@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.arrays import NAT, lookup, to_utc, ts_int
-from returnrisk.contract import SCHEMAS
+from returnrisk.contract import SCHEMAS, Tables
 from returnrisk.labels import order_outcomes
 from returnrisk.progress import QUIET, StepLog
 
@@ -53,7 +53,7 @@ from .specs import (
 
 
 def prepare_history(
-    tables: Any,
+    tables: Tables | Mapping[str, pd.DataFrame],
     *,
     as_of: pd.Timestamp | str | None = None,
     config: FeatureConfig = FeatureConfig(),
@@ -90,7 +90,7 @@ def prepare_history(
 
 
 def build_features(
-    tables: Any,
+    tables: Tables | Mapping[str, pd.DataFrame],
     *,
     order_ids: Sequence[str] | None = None,
     as_of: pd.Timestamp | str | None = None,
@@ -145,7 +145,7 @@ def build_features(
 
 
 def _build(
-    tables: Any,
+    tables: Tables,
     *,
     order_ids: Sequence[str] | None,
     as_of: pd.Timestamp,

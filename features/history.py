@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from returnrisk.arrays import NAT, ts_int
-from returnrisk.contract import SCHEMAS
+from returnrisk.contract import SCHEMAS, Tables
 
 from .kernels import (
     PACK,
@@ -68,7 +67,7 @@ class Recorder:
 class History:
     """The history tables prepared for scoring new orders (``prepare_history``)."""
 
-    tables: Any  # returnrisk.contract.Tables
+    tables: Tables
     as_of: pd.Timestamp
     complete: bool  # no history event after as_of: later as_of values are valid too
     config: FeatureConfig
@@ -81,7 +80,7 @@ class History:
 class Context:
     """What every feature group needs: the tables, the order times and the queried orders."""
 
-    tables: Any
+    tables: Tables
     orders: pd.DataFrame  # every order, sorted by (order_ts, order_id)
     q_orders: pd.DataFrame  # the queried orders (rows q_idx of ``orders``)
     o_ts: np.ndarray  # int64 ns, every order
@@ -201,7 +200,7 @@ def _with_history_dtypes(new: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def request_tables(history: History, new: Any) -> Any:
+def request_tables(history: History, new: Mapping[str, pd.DataFrame] | Tables) -> Tables:
     """The tables a request needs: its orders and lines, the history's static rows they refer
     to (in history row order) followed by the request's new static rows (a key the history has
     keeps the history's row), the request's cases and shipments (usually none)."""

@@ -31,7 +31,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,9 @@ from returnrisk.errors import ReturnriskError
 from returnrisk.progress import QUIET, StepLog
 
 from .monitor_page import as_float, render_html
+
+if TYPE_CHECKING:
+    from returnrisk.contract import Tables
 
 DAY = pd.Timedelta(days=1)
 PSI_FLOOR = 1e-4
@@ -304,7 +307,7 @@ def time_to_case_share(age_days: np.ndarray, curve: dict[str, Any]) -> np.ndarra
     return np.interp(np.asarray(age_days, dtype=np.float64), xs, ys)
 
 
-def cut_tables(tables: Any, as_of: pd.Timestamp) -> Any:
+def cut_tables(tables: Tables, as_of: pd.Timestamp) -> Tables:
     """The tables as they were known at ``as_of``: orders placed after it (and their lines,
     cases, shipments) dropped, cases opened after it dropped, shipments not yet shipped dropped,
     deliveries and customers' first_seen_ts after it unknown. The other tables are kept.
@@ -763,7 +766,7 @@ class MonitorResult:
 
 
 def monitor_tables(
-    tables: Any,
+    tables: Tables,
     loaded: Any,
     reference: dict[str, Any],
     *,

@@ -27,13 +27,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from returnrisk.errors import ReturnriskError
 from returnrisk.progress import QUIET, StepLog
+
+if TYPE_CHECKING:
+    from returnrisk.contract import Tables
 
 from . import evaluate as ev
 from .model import RiskModel
@@ -98,7 +101,7 @@ class RetrainConfig:
 class PreparedData:
     """Loaded tables + their feature table, fingerprint and export time."""
 
-    tables: Any
+    tables: Tables
     features: pd.DataFrame
     fingerprint: str
     as_of: pd.Timestamp
@@ -131,7 +134,7 @@ class RetrainResult:
 
 
 # ---------------------------------------------------------------------------------- data
-def fingerprint_tables(tables: Any) -> str:
+def fingerprint_tables(tables: Tables) -> str:
     """sha256 over every table's name, columns, dtypes and row hashes (order-sensitive)."""
     h = hashlib.sha256()
     for name, df in tables.as_dict().items():
@@ -168,7 +171,7 @@ def code_version() -> str:
 
 
 def prepare_data(
-    tables: Any, *, as_of: pd.Timestamp | None = None, log: StepLog = QUIET
+    tables: Tables, *, as_of: pd.Timestamp | None = None, log: StepLog = QUIET
 ) -> PreparedData:
     """Feature table of every order in ``tables`` (point in time, labels at ``as_of``)."""
     from returnrisk.features import FEATURE_SPECS, build_features
