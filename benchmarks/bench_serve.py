@@ -49,6 +49,7 @@ from returnrisk.train.pyfunc import read_risk_model
 class Loaded:
     def __init__(self, rm):
         self.risk_model, self.version, self.uri = rm, "bench", "file"
+        self.run_id, self.metrics, self.data_window = "", {}, {}
 
 state = ScoringState(load_tables(sys.argv[1]), Loaded(read_risk_model(sys.argv[2])))
 app = create_app(ServeConfig(policy=PolicyConfig(flag_above=0.3)), state=state)
@@ -119,6 +120,7 @@ def bench_batch(tmp: Path) -> dict:
     class Loaded:
         def __init__(self, rm):
             self.risk_model, self.version, self.uri = rm, "bench", "file"
+            self.run_id, self.metrics, self.data_window = "", {}, {}
 
     tables = load_tables(tmp / "world")
     raw = read_new_orders(tmp / "world" / "new")

@@ -142,9 +142,9 @@ def model_info(service: ServiceDep, st: ReadyState) -> ModelOut:
     return ModelOut(
         version=str(st.model_version),
         uri=str(st.model_uri),
-        run_id=getattr(m, "run_id", None),
-        data_window=getattr(m, "data_window", {}) or {},
-        metrics=getattr(m, "metrics", {}) or {},
+        run_id=m.run_id,
+        data_window=dict(m.data_window),
+        metrics=dict(m.metrics),
         n_features=len(st.risk_model.feature_names_),
         history_as_of=st.as_of.isoformat(),
         policy=service.config.policy.describe(),

@@ -49,6 +49,7 @@ from returnrisk.progress import QUIET, StepLog
 from returnrisk.train.names import CHAMPION_URI
 
 from .csvsafe import write_csv
+from .model_protocol import ScoringModel
 from .policy import PolicyConfig, apply_policy, flag, risk_level, risk_score
 from .reasons import explain
 
@@ -187,7 +188,7 @@ def validate_new(
 class ScoringState:
     """History + model, built once; ``score`` is safe to call from several threads."""
 
-    def __init__(self, tables: Tables, model: Any, *, log: StepLog = QUIET):
+    def __init__(self, tables: Tables, model: ScoringModel, *, log: StepLog = QUIET):
         from returnrisk.features import FEATURE_SPECS, build_features, prepare_history
 
         self._build_features = build_features
@@ -195,8 +196,8 @@ class ScoringState:
         self.tables = tables
         self.model = model
         self.risk_model = model.risk_model
-        self.model_version = str(getattr(model, "version", "unknown"))
-        self.model_uri = str(getattr(model, "uri", ""))
+        self.model_version = str(model.version)
+        self.model_uri = str(model.uri)
         self.as_of = tables.as_of()
         with log.step("preparing the history's features"):
             # events sorted once: a request then costs O(its size), not O(history)

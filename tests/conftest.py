@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+import pandas as pd
 import pytest
+
+if TYPE_CHECKING:
+    from returnrisk.serve.model_protocol import ScoringModel
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -42,3 +50,56 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
     monkeypatch.chdir(tmp_path)
     return uri
+
+
+# ---------------------------------------------------------------------------------------------
+# a fake trained model satisfying serve.model_protocol.ScoringModel (no LightGBM): P(case) is a
+# fixed logistic function of the numeric features (each squashed to (-1, 1); the first family's
+# raise the risk, the others' lower it), so probabilities differ between orders and reasons have
+# both signs; the contributions are the terms of that sum, bias last. No unseen categories.
+FAKE_BIAS = -2.0
+
+
+@dataclass(frozen=True)
+class FakePredictor:
+    feature_names_: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    def encode(self, X: pd.DataFrame | Mapping[str, Any]) -> tuple[np.ndarray, dict[str, int]]:
+        cols = [np.asarray(X[c], dtype=np.float64) for c in self.feature_names_]
+        return np.column_stack(cols), {}
+
+    def _terms(self, matrix: np.ndarray) -> np.ndarray:
+        x = np.nan_to_num(np.asarray(matrix, dtype=np.float64))
+        return x / (1.0 + np.abs(x)) * np.asarray(self.weights)
+
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(FAKE_BIAS + self._terms(matrix).sum(axis=1))))
+
+    def contributions_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        terms = self._terms(matrix)
+        return np.column_stack([terms, np.full(len(terms), FAKE_BIAS)])
+
+
+@dataclass(frozen=True)
+class FakeModel:
+    risk_model: FakePredictor
+    uri: str = "fake:/return-risk"
+    version: str = "fake-1"
+    run_id: str = "fake-run"
+    metrics: dict[str, float] = field(default_factory=lambda: {"test_auc": 0.5})
+    data_window: dict[str, Any] = field(default_factory=lambda: {"n_train": 1000})
+
+
+@pytest.fixture(scope="session")
+def fake_model() -> ScoringModel:
+    """A fake trained model (no LightGBM) over every numeric feature of ``FEATURE_SPECS``:
+    P(case) a fixed logistic function of the features, contributions its terms (bias last).
+    For serve's tests that need a model but not a trained one (policy, reasons formatting,
+    request validation, refusals, CSV, docs, metrics)."""
+    from returnrisk.features import FEATURE_SPECS
+
+    numeric = [spec for spec in FEATURE_SPECS.values() if spec.kind == "numeric"]
+    raising = numeric[0].family  # its features raise the risk, every other family's lower it
+    weights = tuple(1.5 if spec.family == raising else -0.4 for spec in numeric)
+    return FakeModel(FakePredictor(tuple(spec.name for spec in numeric), weights))

@@ -36,8 +36,12 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 # ---------------------------------------------------------------------------------------------
-# fixtures: a tiny model trained with returnrisk.train on the synthetic world, registered in a
-# temporary MLflow store and promoted to @champion (once per module)
+# fixtures: `state` / `client` score with the fake model of conftest (no LightGBM): policy,
+# reasons formatting, request validation, refusals, CSV, docs, metrics need a model, not a trained
+# one. `trained_state` / `trained_client` use a tiny model trained with returnrisk.train on the
+# synthetic world, registered in a temporary MLflow store and promoted to @champion (once per
+# module, only when a test asks for it): the tests that one code path gives the training
+# pipeline's numbers, and those of the real encoder (unseen categories, online == full path).
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +79,13 @@ def history(synth_world: Path):
 
 
 @pytest.fixture(scope="module")
-def state(history, registry) -> ScoringState:
+def trained_state(history, registry) -> ScoringState:
     return ScoringState(history, registry[1])
+
+
+@pytest.fixture(scope="module")
+def state(history, fake_model) -> ScoringState:
+    return ScoringState(history, fake_model)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +93,20 @@ def new_raw(synth_world: Path) -> dict[str, pd.DataFrame]:
     return read_new_orders(synth_world / "new")
 
 
-@pytest.fixture(scope="module")
-def client(state: ScoringState):
+def _client(state: ScoringState):
     app = create_app(ServeConfig(policy=PolicyConfig(flag_above=0.2)), state=state)
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def client(state: ScoringState):
+    yield from _client(state)
+
+
+@pytest.fixture(scope="module")
+def trained_client(trained_state: ScoringState):
+    yield from _client(trained_state)
 
 
 def _body(raw: dict[str, pd.DataFrame]) -> dict:
@@ -236,7 +254,7 @@ def test_inputs_are_not_mutated(state, new_raw) -> None:
 
 
 def test_cli_batch_equals_service_equals_training_pipeline(
-    synth_world, registry, state, new_raw, client, tmp_path, monkeypatch
+    synth_world, registry, trained_state, new_raw, trained_client, tmp_path, monkeypatch
 ) -> None:
     """One code path: batch command, HTTP service and build_features + model agree (1e-9)."""
     from returnrisk.cli import app as cli
@@ -254,7 +272,7 @@ def test_cli_batch_equals_service_equals_training_pipeline(
     batch = pd.read_csv(out, dtype={"order_id": str}).set_index("order_id")["probability"]
     assert len(batch) == len(new_raw["orders"])
 
-    resp = client.post("/v1/score", json=_body(new_raw))
+    resp = trained_client.post("/v1/score", json=_body(new_raw))
     assert resp.status_code == 200, resp.text
     service = pd.Series(
         {r["order_id"]: r["probability"] for r in resp.json()["results"]}, name="probability"
@@ -299,7 +317,7 @@ def test_cli_batch_equals_service_equals_training_pipeline(
     alone = new.orders.loc[new.orders["customer_id"].map(counts) == 1, "order_id"].head(3)
     for oid in alone:
         one = {**body, "orders": [o for o in body["orders"] if o["order_id"] == oid]}
-        r = client.post("/v1/score", json=one).json()["results"][0]
+        r = trained_client.post("/v1/score", json=one).json()["results"][0]
         assert abs(r["probability"] - batch.loc[oid]) <= 1e-9
 
 
@@ -708,14 +726,14 @@ def test_fuzz_mutated_valid_orders_no_500(client, new_raw, order_changes, line_c
         assert r["status"] in ("scored", "refused")
 
 
-def test_unseen_categories_are_scored_and_counted(client, new_raw) -> None:
+def test_unseen_categories_are_scored_and_counted(trained_client, new_raw) -> None:
     body = _body(new_raw)
     order = {**body["orders"][0], "order_id": "UNSEEN-1", "channel": "brand-new-marketplace"}
-    before = client.get("/metrics").text
-    resp = client.post("/v1/score", json={**body, "orders": [order]})
+    before = trained_client.get("/metrics").text
+    resp = trained_client.post("/v1/score", json={**body, "orders": [order]})
     assert resp.status_code == 200
     assert resp.json()["results"][0]["status"] == "scored"
-    after = client.get("/metrics").text
+    after = trained_client.get("/metrics").text
 
     def count(text: str) -> float:
         key = 'returnrisk_unseen_categories_total{feature="channel"}'
@@ -776,21 +794,23 @@ def _full_path(state, req, cfg) -> dict:
         (PolicyConfig(flag_above=0.5), "none"),
     ],
 )
-def test_online_path_answers_exactly_as_the_full_path(state, new_raw, policy, explain) -> None:
+def test_online_path_answers_exactly_as_the_full_path(
+    trained_state, new_raw, policy, explain
+) -> None:
     from returnrisk.serve.app import ScoreRequest, online_order
 
     cfg = ScoreConfig(policy=policy, explain=explain)
-    bodies = _single_bodies(state, new_raw)
+    bodies = _single_bodies(trained_state, new_raw)
     for body in bodies:
         req = ScoreRequest.model_validate(body)
-        one = state.score_one(online_order(req), cfg)
+        one = trained_state.score_one(online_order(req), cfg)
         assert one is not None, body["orders"][0]["order_id"]  # every clean order qualifies
-        full = _full_path(state, req, cfg)
+        full = _full_path(trained_state, req, cfg)
         assert abs(one.record.pop("probability") - full.pop("probability")) <= 1e-12
         assert one.record == full
     if explain == "all":
         assert all(
-            len(_full_path(state, ScoreRequest.model_validate(b), cfg)["reasons"]) == 3
+            len(_full_path(trained_state, ScoreRequest.model_validate(b), cfg)["reasons"]) == 3
             for b in bodies[:2]
         )
 
@@ -804,7 +824,7 @@ def test_online_path_answers_exactly_as_the_full_path(state, new_raw, policy, ex
     days_back=st.sampled_from([0, 3, 120]),
 )
 def test_online_path_never_accepts_what_the_full_path_refuses(
-    state, new_raw, order_changes, line_changes, days_back
+    trained_state, new_raw, order_changes, line_changes, days_back
 ) -> None:
     """Whenever the fast path answers, the full path gives the same answer; anything the
     contract refuses goes to the full path (which words the refusal)."""
@@ -812,18 +832,20 @@ def test_online_path_never_accepts_what_the_full_path_refuses(
 
     from returnrisk.serve.app import ScoreRequest, online_order
 
-    body = _single_bodies(state, new_raw)[0]
+    body = _single_bodies(trained_state, new_raw)[0]
     order = {**body["orders"][0], **order_changes}
     if days_back:  # placed well before the export's last event (120 days: outcome mature)
-        order["order_ts"] = (pd.Timestamp(state.as_of) - pd.Timedelta(days=days_back)).isoformat()
+        order["order_ts"] = (
+            pd.Timestamp(trained_state.as_of) - pd.Timedelta(days=days_back)
+        ).isoformat()
     order["lines"] = [{**order["lines"][0], **line_changes}]
     try:
         req = ScoreRequest.model_validate({**body, "orders": [order]})
     except ValidationError:
         return  # a 422 before scoring
     cfg = ScoreConfig(policy=PolicyConfig(flag_above=0.0), explain="all")
-    one = state.score_one(online_order(req), cfg)
-    full = _full_path(state, req, cfg)
+    one = trained_state.score_one(online_order(req), cfg)
+    full = _full_path(trained_state, req, cfg)
     if one is None:
         assert full["status"] == "refused"  # the only reason to fall back
         return
