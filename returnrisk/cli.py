@@ -1048,9 +1048,7 @@ def backtest(
     # a replayed model is read from the registry (never creating a store); else none is touched
     with _mlflow_command(quiet, tracking_uri, must_exist=model is not None) as (log, _store):
         from returnrisk.contract import ContractError
-        from returnrisk.costs import CostFileError
-        from returnrisk.serve.backtest import BacktestError, backtest_dir
-        from returnrisk.train.registry import RegistryError
+        from returnrisk.serve.backtest import backtest_dir
 
         try:
             result, j, h = backtest_dir(
@@ -1060,8 +1058,8 @@ def backtest(
         except ContractError as err:
             typer.echo(err.report(), err=True)
             raise typer.Exit(1) from None
-        except (BacktestError, CostFileError, RegistryError) as err:
-            _fail(str(err))
+        except ReturnriskError as err:
+            _fail(err.report())
         except OSError as err:
             _write_failed(err)
     for name, pol in result.report["policies"].items():

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.contract import CASE_TYPES
+from returnrisk.errors import ReturnriskError
 
 # case type -> family; the order of FAMILIES is the column order everywhere
 CASE_FAMILY: dict[str, str] = {
@@ -74,7 +75,7 @@ _TOP_KEYS = ("handling_cost", "case_cost", "actions")
 _ACTION_KEYS = ("cost", "value_share", "efficacy")
 
 
-class CostFileError(ValueError):
+class CostFileError(ReturnriskError, ValueError):
     """A cost file that cannot be used: the message names file, key and value."""
 
 

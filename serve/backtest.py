@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.costs import ACTIONS, CASE_FAMILY, FAMILIES, CostModel
+from returnrisk.errors import ReturnriskError
 from returnrisk.progress import QUIET, StepLog
 
 LABEL_WINDOW_DAYS = 90
@@ -56,7 +57,7 @@ RISK_LEVEL_CUTS = (20.0, 40.0)  # the score policy's default levels (risk score 
 _POLICY_KEYS = ("name", "flag", "rules", "action")
 
 
-class BacktestError(ValueError):
+class BacktestError(ReturnriskError, ValueError):
     """The backtest cannot run: the message names the file/option, the key and the value."""
 
 
@@ -280,8 +281,8 @@ def train_as_of(tables: Any, start: pd.Timestamp, costs: CostModel, *, seed: int
 
 def check_model_window(data_window: Mapping[str, Any], uri: str, start: pd.Timestamp) -> None:
     """Refuse a model whose training or calibration orders reach into the window."""
-    ends = [data_window.get(k) for k in ("train_end", "valid_end")]
-    ends = [pd.Timestamp(e) for e in ends if e]
+    given = [data_window.get(k) for k in ("train_end", "valid_end")]
+    ends = [pd.Timestamp(e) for e in given if e]
     if not ends:
         raise BacktestError(f"--model {uri}: the model records no training window; cannot check")
     last = max(ends)
@@ -540,11 +541,11 @@ def evaluate(
                     "recall": tp / has[:, j].sum() if has[:, j].sum() else float("nan"),
                 }
             curve = []
-            for c in CURVE_CAPACITIES:
+            for cap in CURVE_CAPACITIES:
                 e = _evaluate(
-                    policy, frame, score, act, saving, mean_case_cost, capacity=c, hindsight=hs
+                    policy, frame, score, act, saving, mean_case_cost, capacity=cap, hindsight=hs
                 )
-                curve.append({"capacity": c, "net_saving": e.net_saving})
+                curve.append({"capacity": cap, "net_saving": e.net_saving})
             n = len(frame)
             sc = {
                 "net_saving": ev.net_saving,

@@ -390,7 +390,7 @@ def drift_report(
             shares = numeric_shares(pd.to_numeric(col, errors="coerce").to_numpy(), ref["edges"])
             unseen_share = None
         expected = ref["shares"]
-        if name in monthly:
+        if name in monthly and weights is not None:
             expected = (weights @ np.asarray(monthly[name], dtype=np.float64)).tolist()
         rows.append(
             {

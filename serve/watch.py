@@ -96,6 +96,8 @@ class Watch:
         self._unseen = np.zeros(window, dtype=np.uint64)  # bit j: feature j unseen
         self._reasons = np.zeros(window, dtype=np.uint64)
         self._reason_bit: dict[str, int] = {}
+        self._edges: np.ndarray | None
+        self._ref_shares: np.ndarray | None
         if reference is not None:
             self._edges = np.asarray(reference["score"]["edges"], dtype=np.float64)
             self._ref_shares = np.asarray(reference["score"]["shares"], dtype=np.float64)
@@ -217,7 +219,7 @@ class Watch:
             },
             "refused_share": {},
         }
-        if enough and self._edges is not None:
+        if enough and self._edges is not None and self._ref_shares is not None:
             shares = smoothed_shares(numeric_shares(p[scored], self._edges.tolist()), n_scored)
             out["score_psi"] = psi(shares, self._ref_shares)
         if n_refused:

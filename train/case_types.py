@@ -55,6 +55,8 @@ class CaseTypeModel:
     risk model does; numeric ones to float64.
     """
 
+    n_without_family_: int  # set by fit_case_types: positive orders left out, no case found
+
     def __init__(
         self,
         params: dict[str, Any] | None = None,
@@ -116,7 +118,8 @@ class CaseTypeModel:
         params = {**FAMILY_PARAMS, **(self.params or {})}
         params.update(num_class=len(FAMILIES), seed=self.seed)
         dtrain = lgb.Dataset(self._prepare(X), label=y, categorical_feature=sorted(cats))
-        callbacks, valid_sets = [], []
+        callbacks: list[Any] = []
+        valid_sets: list[Any] = []
         if X_valid is not None and family_valid is not None and len(X_valid):
             yv = self._codes(family_valid, "family_valid")
             valid_sets = [lgb.Dataset(self._prepare(X_valid), label=yv, reference=dtrain)]
