@@ -99,7 +99,7 @@ def model_coverage(report) -> dict[str, int]:
     return out
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - the benchmark's steps in order, printed as they run
     parser = argparse.ArgumentParser()
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--days", type=int, default=825)

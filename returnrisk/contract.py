@@ -8,6 +8,10 @@ command can refuse exactly those rows and say why. ``returnrisk contract`` print
 contract from ``SCHEMAS`` itself. ``check_new`` (and its one-order form ``check_new_order``) is
 the one authority on new orders against a history's keys: the batch scorer, the service's fast
 path and the feature code take its answer.
+
+Why one file over ~700 lines: it is the contract's one authority, the schemas and every rule
+in both shapes (vectorised ``check_frames`` and the one-row ``row_problems`` / ``check_new_order``
+the service uses), which a per-rule test keeps in step; split, the twins would drift apart.
 """
 
 from __future__ import annotations
@@ -471,43 +475,40 @@ _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 
 
-def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
-    """Cast one column to its contract dtype; unparseable values become missing."""
-    if col.kind == "int" and s.dtype in ("int64", "Int64"):
-        if not (s.abs() >= MAX_INT).any():
-            return s  # already typed (Parquet written by us, frames from the scorer)
-    elif s.dtype == col.dtype:
-        return s  # already typed (Parquet written by us, frames from the scorer)
-    if col.kind == "str":
-        if pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s):
-            # numeric codes read from Parquet: render integers without a trailing .0
-            as_int = pd.to_numeric(s, errors="coerce")
-            whole = as_int.dropna().astype("float64")
-            if ((whole % 1 == 0) & (whole.abs() < MAX_INT)).all():
-                return as_int.astype("Int64").astype("str").where(as_int.notna())
-        return s.astype("str").where(s.notna())
-    if col.kind == "timestamp":
-        if isinstance(s.dtype, pd.DatetimeTZDtype):
-            out = s.dt.tz_convert("UTC")
-        elif pd.api.types.is_datetime64_dtype(s):
-            out = s.dt.tz_localize("UTC")
-        else:
-            text = s.astype("str").where(s.notna())
-            out = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-            retry = out.isna() & text.notna()
-            if retry.any():
-                out = out.copy()
-                out[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
-        # beyond 1677..2262 a timestamp has no nanosecond form: a wrong value, not a crash
-        in_range = (out >= _NS_MIN) & (out <= _NS_MAX)
-        return out.where(in_range).astype("datetime64[ns, UTC]")
-    if col.kind == "float":
-        return pd.to_numeric(s, errors="coerce").astype("float64")
-    if col.kind == "int":
-        # through float64: a value beyond int64 (1e20) or 2**53 is a wrong value, not a crash
-        num = pd.to_numeric(s, errors="coerce").astype("float64")
-        return num.where((num % 1 == 0) & (num.abs() < MAX_INT)).astype("Int64")
-    # bool
+def _as_text(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_float_dtype(s) or pd.api.types.is_integer_dtype(s):
+        # numeric codes read from Parquet: render integers without a trailing .0
+        as_int = pd.to_numeric(s, errors="coerce")
+        whole = as_int.dropna().astype("float64")
+        if ((whole % 1 == 0) & (whole.abs() < MAX_INT)).all():
+            return as_int.astype("Int64").astype("str").where(as_int.notna())
+    return s.astype("str").where(s.notna())
+
+
+def _as_timestamp(s: pd.Series) -> pd.Series:
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        out = s.dt.tz_convert("UTC")
+    elif pd.api.types.is_datetime64_dtype(s):
+        out = s.dt.tz_localize("UTC")
+    else:
+        text = s.astype("str").where(s.notna())
+        out = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        retry = out.isna() & text.notna()
+        if retry.any():
+            out = out.copy()
+            out[retry] = pd.to_datetime(text[retry], errors="coerce", utc=True, format="mixed")
+    # beyond 1677..2262 a timestamp has no nanosecond form: a wrong value, not a crash
+    in_range = (out >= _NS_MIN) & (out <= _NS_MAX)
+    return out.where(in_range).astype("datetime64[ns, UTC]")
+
+
+def _as_int(s: pd.Series) -> pd.Series:
+    # through float64: a value beyond int64 (1e20) or 2**53 is a wrong value, not a crash
+    num = pd.to_numeric(s, errors="coerce").astype("float64")
+    return num.where((num % 1 == 0) & (num.abs() < MAX_INT)).astype("Int64")
+
+
+def _as_bool(s: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(s):
         return s.astype("boolean")
     text = s.astype("str").str.strip().str.lower()
@@ -515,6 +516,29 @@ def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
     out[text.isin(_TRUE)] = True
     out[text.isin(_FALSE)] = False
     return out
+
+
+def _as_float(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+_COERCE = {
+    "str": _as_text,
+    "timestamp": _as_timestamp,
+    "float": _as_float,
+    "int": _as_int,
+    "bool": _as_bool,
+}
+
+
+def _coerce_column(s: pd.Series, col: Column) -> pd.Series:
+    """Cast one column to its contract dtype; unparseable values become missing."""
+    if col.kind == "int" and s.dtype in ("int64", "Int64"):
+        if not (s.abs() >= MAX_INT).any():
+            return s  # already typed (Parquet written by us, frames from the scorer)
+    elif s.dtype == col.dtype:
+        return s  # already typed (Parquet written by us, frames from the scorer)
+    return _COERCE[col.kind](s)
 
 
 def _coerce_table(
@@ -679,6 +703,49 @@ def _cross_table_problems(
     return problems
 
 
+def _is_missing(v: object) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
+def _typed_ok(kind: str, v: object) -> bool:
+    """Whether one Python value has the column kind's type (an int in range, a datetime
+    pandas can hold)."""
+    number = isinstance(v, int | float) and not isinstance(v, bool)
+    if kind == "str":
+        return isinstance(v, str)
+    if kind == "float":
+        return number
+    if kind == "int":
+        return isinstance(v, int) and not isinstance(v, bool) and abs(v) < MAX_INT
+    if kind == "bool":
+        return isinstance(v, bool)
+    return isinstance(v, datetime) and _NS_MIN <= to_utc(pd.Timestamp(v)) <= _NS_MAX
+
+
+def _value_rules(col: Column, v: object, latest: pd.Timestamp) -> list[str]:
+    """The value rules one well-typed value breaks (``"<column>: <rule>"``)."""
+    if col.kind == "float" and isinstance(v, int | float) and not abs(v) < float("inf"):
+        return [f"{col.name}: finite"]
+    out: list[str] = []
+    if col.kind == "timestamp" and isinstance(v, datetime):
+        ts = to_utc(pd.Timestamp(v))
+        if ts < EARLIEST_TS:
+            out.append(f"{col.name}: not before {EARLIEST_TS:%Y-%m-%d}")
+        if ts > latest:
+            out.append(f"{col.name}: not in the future")
+    if col.no_control and isinstance(v, str) and re.search(_CONTROL, v):
+        out.append(f"{col.name}: no control characters")
+    if col.ge is not None and isinstance(v, int | float) and v < col.ge:
+        out.append(f"{col.name}: >= {col.ge:g}")
+    if col.gt is not None and isinstance(v, int | float) and v <= col.gt:
+        out.append(f"{col.name}: > {col.gt:g}")
+    if col.allowed is not None and v not in col.allowed:
+        out.append(f"{col.name}: one of " + ", ".join(col.allowed))
+    if col.pattern is not None and not (isinstance(v, str) and re.fullmatch(col.pattern, v)):
+        out.append(f"{col.name}: format")
+    return out
+
+
 def row_problems(
     name: str, row: Mapping[str, object], *, latest: pd.Timestamp | None = None
 ) -> list[str]:
@@ -691,46 +758,13 @@ def row_problems(
     out: list[str] = []
     for col in SCHEMAS[name].columns:
         v = row.get(col.name)
-        if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v):
+        if _is_missing(v):
             if not col.nullable:
                 out.append(f"{col.name}: not null")
-            continue
-        number = isinstance(v, int | float) and not isinstance(v, bool)
-        if col.kind == "str":
-            ok = isinstance(v, str)
-        elif col.kind == "float":
-            ok = number
-        elif col.kind == "int":
-            ok = isinstance(v, int) and not isinstance(v, bool) and abs(v) < MAX_INT
-        elif col.kind == "bool":
-            ok = isinstance(v, bool)
-        else:
-            ok = isinstance(v, datetime)
-            if ok:
-                ts = pd.Timestamp(v)
-                ts = to_utc(ts)
-                ok = _NS_MIN <= ts <= _NS_MAX
-        if not ok:
+        elif not _typed_ok(col.kind, v):
             out.append(f"{col.name}: wrong type: expected {col.kind}")
-            continue
-        if col.kind == "float" and isinstance(v, int | float) and not abs(v) < float("inf"):
-            out.append(f"{col.name}: finite")
-            continue
-        if col.kind == "timestamp":
-            if ts < EARLIEST_TS:
-                out.append(f"{col.name}: not before {EARLIEST_TS:%Y-%m-%d}")
-            if ts > latest:
-                out.append(f"{col.name}: not in the future")
-        if col.no_control and isinstance(v, str) and re.search(_CONTROL, v):
-            out.append(f"{col.name}: no control characters")
-        if col.ge is not None and isinstance(v, int | float) and v < col.ge:
-            out.append(f"{col.name}: >= {col.ge:g}")
-        if col.gt is not None and isinstance(v, int | float) and v <= col.gt:
-            out.append(f"{col.name}: > {col.gt:g}")
-        if col.allowed is not None and v not in col.allowed:
-            out.append(f"{col.name}: one of " + ", ".join(col.allowed))
-        if col.pattern is not None and not (isinstance(v, str) and re.fullmatch(col.pattern, v)):
-            out.append(f"{col.name}: format")
+        else:
+            out += _value_rules(col, v, latest)
     return out
 
 
@@ -923,6 +957,101 @@ class NewRows:
         return reasons.astype("str")
 
 
+def _new_static_rows(
+    raw: Mapping[str, pd.DataFrame], known: Mapping[str, pd.Index], orders: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """The request's static rows whose key the history does not know yet (history rows win),
+    plus a customers row with unknown attributes for each new customer (cold start)."""
+    static: dict[str, pd.DataFrame] = {}
+    for name in NEW_STATIC_TABLES:
+        df = raw.get(name)
+        if df is None or len(df) == 0:
+            static[name] = empty_raw(name)
+            continue
+        df = _fill_nullable(name, df)
+        key = SCHEMAS[name].key
+        if key in df.columns:
+            df = df.loc[~_known(known, name, df[key])]
+        static[name] = df
+    if "customer_id" in orders.columns:
+        cust = orders["customer_id"].dropna().astype("str").drop_duplicates()
+        sent = static["customers"].get("customer_id", pd.Series([], dtype="str"))
+        unknown = cust[~(_known(known, "customers", cust) | member_mask(cust, sent.astype("str")))]
+        if len(unknown):
+            cold = _fill_nullable("customers", pd.DataFrame({"customer_id": unknown.to_numpy()}))
+            static["customers"] = pd.concat([static["customers"], cold], ignore_index=True)
+    return static
+
+
+@dataclass(frozen=True)
+class _NewKeys:
+    """The new orders and lines and the order_id of each of their rows (None: no column)."""
+
+    orders: pd.DataFrame
+    lines: pd.DataFrame
+    order_key: pd.Series | None
+    line_key: pd.Series | None
+
+    def source(self, table: str) -> tuple[pd.DataFrame, pd.Series | None]:
+        if table == "order_lines":
+            return self.lines, self.line_key
+        return self.orders, self.order_key
+
+
+def _hit(ids: pd.Series | np.ndarray, text: str) -> pd.DataFrame:
+    ids = pd.Series(np.asarray(ids, dtype=object)).dropna().unique()
+    return pd.DataFrame({"order_id": ids, "reason": text})
+
+
+def _rule_hits(problems: list[Problem], new: _NewKeys) -> list[pd.DataFrame]:
+    """Each broken rule of the new rows, as the orders it concerns (a broken static row refuses
+    the orders that use it); references are left to ``_reference_hits``."""
+    references = {(table, col) for table, col, _ in _NEW_REFERENCES}
+    references.add(("orders", "customer_id"))
+    hits = []
+    for p in problems:
+        text = f"{p.table}.{p.column}: {p.rule}" if p.column else f"{p.table}: {p.rule}"
+        if (p.table, p.column) in references and p.rule.startswith("foreign key"):
+            continue  # checked against the history's keys as well
+        if p.table in ("orders", "order_lines"):
+            own = new.source(p.table)[1]
+            if own is None:
+                both = [s for s in (new.order_key, new.line_key) if s is not None]
+                hits.append(_hit(pd.concat(both), text))
+            elif not p.keys:  # a whole-column problem (column missing)
+                hits.append(_hit(own, text))
+            else:
+                keys = pd.Series(p.keys, dtype=object)
+                hits.append(_hit(keys[member_mask(keys, own)], text))
+            continue
+        src_table, col = _STATIC_USED_BY[p.table]
+        src, skey = new.source(src_table)
+        if col in src.columns and skey is not None:
+            values = src[col].astype("str")
+            mask = member_mask(values, p.keys) if p.keys else values.notna().to_numpy()
+            hits.append(_hit(skey[mask], static_row_problem(text, col, p.examples)))
+    return hits
+
+
+def _reference_hits(
+    new: _NewKeys, static: Mapping[str, pd.DataFrame], known: Mapping[str, pd.Index]
+) -> list[pd.DataFrame]:
+    """A SKU, country or carrier neither the history nor the request has."""
+    hits = []
+    for table, col, target in _NEW_REFERENCES:
+        src, skey = new.source(table)
+        if col not in src.columns or skey is None:
+            continue
+        values = src[col].astype("str").where(src[col].notna())
+        new_keys = static[target].get(SCHEMAS[target].key, pd.Series([], dtype="str"))
+        found = _known(known, target, values) | member_mask(values, new_keys.astype("str"))
+        bad = (values.notna() & ~found).to_numpy()
+        for value in pd.unique(values[bad]):  # a loop over distinct unknown keys
+            text = unknown_key(table, col, target, value)
+            hits.append(_hit(skey[(values == value).to_numpy()], text))
+    return hits
+
+
 def check_new(
     raw: Mapping[str, pd.DataFrame],
     known: Mapping[str, pd.Index],
@@ -942,93 +1071,32 @@ def check_new(
     lines_raw = _fill_nullable(
         "order_lines", raw["order_lines"] if "order_lines" in raw else empty_raw("order_lines")
     )
-
-    # new static rows: those whose key the history does not know yet (history rows win)
-    static_raw: dict[str, pd.DataFrame] = {}
-    for name in NEW_STATIC_TABLES:
-        df = raw.get(name)
-        if df is None or len(df) == 0:
-            static_raw[name] = empty_raw(name)
-            continue
-        df = _fill_nullable(name, df)
-        key = SCHEMAS[name].key
-        if key in df.columns:
-            df = df.loc[~_known(known, name, df[key])]
-        static_raw[name] = df
-
-    # a customer without a customers row is a new customer with unknown attributes (cold start)
-    if "customer_id" in orders_raw.columns:
-        cust = orders_raw["customer_id"].dropna().astype("str").drop_duplicates()
-        sent = static_raw["customers"].get("customer_id", pd.Series([], dtype="str"))
-        unknown = cust[~(_known(known, "customers", cust) | member_mask(cust, sent.astype("str")))]
-        if len(unknown):
-            cold = _fill_nullable("customers", pd.DataFrame({"customer_id": unknown.to_numpy()}))
-            static_raw["customers"] = pd.concat([static_raw["customers"], cold], ignore_index=True)
-
+    static_raw = _new_static_rows(raw, known, orders_raw)
     # the contract's rules on the new rows only; the references into the static tables are
-    # checked below against the history's keys + the new rows (so a request costs O(its size))
+    # checked against the history's keys + the new rows (so a request costs O(its size))
     frames = {"orders": orders_raw, "order_lines": lines_raw}
     frames.update({name: df for name, df in static_raw.items() if len(df)})
     typed, problems = check_frames(frames, now=now)
 
-    # map every problem to the new order_ids it concerns
-    order_key = order_keys(orders_raw["order_id"]) if "order_id" in orders_raw else None
-    line_key = order_keys(lines_raw["order_id"]) if "order_id" in lines_raw else None
-    hits: list[pd.DataFrame] = []
-
-    def add(ids: pd.Series | np.ndarray, text: str) -> None:
-        ids = pd.Series(np.asarray(ids, dtype=object)).dropna().unique()
-        if len(ids):
-            hits.append(pd.DataFrame({"order_id": ids, "reason": text}))
-
-    references = {(table, col) for table, col, _ in _NEW_REFERENCES}
-    references.add(("orders", "customer_id"))
-    for p in problems:
-        text = f"{p.table}.{p.column}: {p.rule}" if p.column else f"{p.table}: {p.rule}"
-        if (p.table, p.column) in references and p.rule.startswith("foreign key"):
-            continue  # checked below against the history's keys as well
-        if p.table in ("orders", "order_lines"):
-            own = order_key if p.table == "orders" else line_key
-            if own is None:
-                add(pd.concat([s for s in (order_key, line_key) if s is not None]), text)
-            elif not p.keys:  # a whole-column problem (column missing)
-                add(own, text)
-            else:
-                keys = pd.Series(p.keys, dtype=object)
-                add(keys[member_mask(keys, own)], text)
-        else:  # a problem in a static row: refuse the orders that use it
-            src_table, col = _STATIC_USED_BY[p.table]
-            src = lines_raw if src_table == "order_lines" else orders_raw
-            skey = line_key if src_table == "order_lines" else order_key
-            if col not in src.columns or skey is None:
-                continue
-            values = src[col].astype("str")
-            mask = member_mask(values, p.keys) if p.keys else values.notna().to_numpy()
-            add(skey[mask], static_row_problem(text, col, p.examples))
-
-    for table, col, target in _NEW_REFERENCES:
-        src = lines_raw if table == "order_lines" else orders_raw
-        skey = line_key if table == "order_lines" else order_key
-        if col not in src.columns or skey is None:
-            continue
-        values = src[col].astype("str").where(src[col].notna())
-        new_keys = static_raw[target].get(SCHEMAS[target].key, pd.Series([], dtype="str"))
-        found = _known(known, target, values) | member_mask(values, new_keys.astype("str"))
-        bad = (values.notna() & ~found).to_numpy()
-        for value in pd.unique(values[bad]):  # a loop over distinct unknown keys
-            add(skey[(values == value).to_numpy()], unknown_key(table, col, target, value))
-
-    if order_key is not None:
+    new = _NewKeys(
+        orders_raw,
+        lines_raw,
+        order_keys(orders_raw["order_id"]) if "order_id" in orders_raw else None,
+        order_keys(lines_raw["order_id"]) if "order_id" in lines_raw else None,
+    )
+    hits = _rule_hits(problems, new) + _reference_hits(new, static_raw, known)
+    if new.order_key is not None:
         # the order must not exist in the history already, and must have at least one line
-        add(order_key[_known(known, "orders", order_key)], ALREADY_IN_HISTORY)
-        with_lines = line_key if line_key is not None else pd.Series([], dtype="str")
-        add(order_key[~member_mask(order_key, with_lines)], NO_LINES)
-
+        order_key = new.order_key
+        hits.append(_hit(order_key[_known(known, "orders", order_key)], ALREADY_IN_HISTORY))
+        with_lines = new.line_key if new.line_key is not None else pd.Series([], dtype="str")
+        hits.append(_hit(order_key[~member_mask(order_key, with_lines)], NO_LINES))
+    hits = [h for h in hits if len(h)]
     if hits:
         by_order = pd.concat(hits, ignore_index=True).drop_duplicates(ignore_index=True)
     else:
         by_order = pd.DataFrame({"order_id": pd.Series([], dtype=object), "reason": ""})
-    return NewRows(typed, by_order, order_key, line_key)
+    return NewRows(typed, by_order, new.order_key, new.line_key)
 
 
 def check_new_order(

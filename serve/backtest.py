@@ -19,6 +19,9 @@ Scorers side by side on the same days and actions: ``model``, ``lookback`` (the 
 of ``train.evaluate``, fitted on what was known at the window's start), ``truth`` (the
 generator's ``truth.parquet``, when there is one) and ``hindsight`` (the realised cost, with
 the best realised action: the ceiling).
+
+Why one file over ~700 lines: the replay, its policies and their money are one computation over
+one day-by-day frame; the page is a small part at the end.
 """
 
 from __future__ import annotations
@@ -93,6 +96,36 @@ def _non_negative(source: str, key: str, value: Any) -> float:
     return float(value)
 
 
+def _parse_rule(item: Any, where: str, source: str) -> Rule:
+    if not isinstance(item, Mapping) or set(item) != {"when", "then"}:
+        raise _policy_error(source, where, item, "must have exactly `when` and `then`")
+    then = item["then"]
+    if then != "allow" and then not in ACTIONS:
+        raise _policy_error(
+            source, f"{where}.then", then, f"use allow or one of {', '.join(ACTIONS)}"
+        )
+    when = item["when"]
+    if not isinstance(when, Mapping) or not when:
+        raise _policy_error(source, f"{where}.when", when, "must be a non-empty mapping")
+    conds = []
+    for k, v in when.items():
+        if k in RULE_BOUNDS:
+            v = _non_negative(source, f"{where}.when.{k}", v)
+        elif k not in RULE_FIELDS:
+            known = ", ".join((*RULE_FIELDS, *RULE_BOUNDS))
+            raise _policy_error(source, f"{where}.when", k, f"unknown field; use {known}")
+        elif not isinstance(v, str):
+            raise _policy_error(source, f"{where}.when.{k}", v, "must be a text value")
+        conds.append((str(k), v))
+    return Rule(tuple(conds), str(then))
+
+
+def _parse_rules(items: Any, source: str) -> tuple[Rule, ...]:
+    if not isinstance(items, list):
+        raise _policy_error(source, "rules", items, "must be a list")
+    return tuple(_parse_rule(item, f"rules[{i}]", source) for i, item in enumerate(items))
+
+
 def parse_policy(raw: Any, source: str = "policy") -> Policy:
     """A policy from its parsed YAML; ``BacktestError`` names the file, the key and the value."""
     if not isinstance(raw, Mapping):
@@ -116,35 +149,9 @@ def parse_policy(raw: Any, source: str = "policy") -> Policy:
         raise _policy_error(
             source, "action", action, f"unknown action; use recommended, {', '.join(ACTIONS)}"
         )
-    rules = []
-    items = raw.get("rules", []) or []
-    if not isinstance(items, list):
-        raise _policy_error(source, "rules", items, "must be a list")
-    for i, item in enumerate(items):
-        where = f"rules[{i}]"
-        if not isinstance(item, Mapping) or set(item) != {"when", "then"}:
-            raise _policy_error(source, where, item, "must have exactly `when` and `then`")
-        then = item["then"]
-        if then != "allow" and then not in ACTIONS:
-            raise _policy_error(
-                source, f"{where}.then", then, f"use allow or one of {', '.join(ACTIONS)}"
-            )
-        when = item["when"]
-        if not isinstance(when, Mapping) or not when:
-            raise _policy_error(source, f"{where}.when", when, "must be a non-empty mapping")
-        conds = []
-        for k, v in when.items():
-            if k in RULE_BOUNDS:
-                v = _non_negative(source, f"{where}.when.{k}", v)
-            elif k not in RULE_FIELDS:
-                known = ", ".join((*RULE_FIELDS, *RULE_BOUNDS))
-                raise _policy_error(source, f"{where}.when", k, f"unknown field; use {known}")
-            elif not isinstance(v, str):
-                raise _policy_error(source, f"{where}.when.{k}", v, "must be a text value")
-            conds.append((str(k), v))
-        rules.append(Rule(tuple(conds), str(then)))
+    rules = _parse_rules(raw.get("rules", []) or [], source)
     name = raw.get("name", f"{rule} {value:g}")
-    return Policy(str(name), rule, value, str(action), tuple(rules))
+    return Policy(str(name), rule, value, str(action), rules)
 
 
 def read_policy_file(path: str | Path) -> Policy:

@@ -23,6 +23,9 @@ compares them with the model's reference (``returnrisk.train.reference``, logged
 Alerts compare these with thresholds (``MonitorConfig``, parsed from a small YAML or JSON file
 with ``load_config``). Everything is vectorised over orders; loops run over weekly cohorts and
 features only.
+
+Why one file over ~700 lines: the monitor's metrics, the alerts on them and the run that ties
+them to one model and one ``as_of`` read the same report dict; its page is in ``monitor_page``.
 """
 
 from __future__ import annotations

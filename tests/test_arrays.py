@@ -16,7 +16,8 @@ def test_to_utc_scalars_and_columns() -> None:
     for s in (pd.Series([naive, pd.NaT]), pd.Series([paris, pd.NaT])):
         out = to_utc(s)
         assert str(out.dt.tz) == "UTC"
-        assert out.iloc[0] == pd.Timestamp("2025-03-01 12:00", tz="UTC") and pd.isna(out.iloc[1])
+        assert out.iloc[0] == pd.Timestamp("2025-03-01 12:00", tz="UTC")
+        assert pd.isna(out.iloc[1])
     assert len(to_utc(pd.Series([], dtype=object))) == 0
 
 

@@ -68,7 +68,8 @@ def replayer(tables, window) -> Replayer:
 def test_cut_tables_keeps_only_what_was_known(tables) -> None:
     t = pd.Timestamp("2024-05-01", tz="UTC")
     cut = cut_tables(tables, t)
-    assert (cut.orders["order_ts"] < t).all() and len(cut.orders) < len(tables.orders)
+    assert (cut.orders["order_ts"] < t).all()
+    assert len(cut.orders) < len(tables.orders)
     assert (cut.after_sales_cases["opened_ts"] < t).all()
     assert (cut.shipments["shipped_ts"] < t).all()
     assert (cut.shipments["delivered_ts"].dropna() < t).all()
@@ -117,7 +118,8 @@ def test_policies_in_money(tables, window, replayer, world: Path) -> None:
         truth=truth,
     )  # fmt: skip
     rep = res.report
-    assert rep["window"]["days"] == 8 and rep["window"]["orders"] == len(res.decisions)
+    assert rep["window"]["days"] == 8
+    assert rep["window"]["orders"] == len(res.decisions)
     pol = rep["policies"]
     assert set(pol["capacity 5 %"]["scorers"]) == {"model", "lookback", "truth", "hindsight"}
     # cancelling every order: every realised case cost avoided, every order's cancel cost paid
@@ -137,7 +139,8 @@ def test_policies_in_money(tables, window, replayer, world: Path) -> None:
     assert everything["families"]["duties"]["recall"] == 1.0
     n_cases = real[[f"n_{f}" for f in FAMILIES]].to_numpy().sum()
     assert everything["cases_avoided"] == pytest.approx(n_cases)
-    assert pol["nobody"]["net_saving"] == 0 and pol["nobody"]["flagged"] == 0
+    assert pol["nobody"]["net_saving"] == 0
+    assert pol["nobody"]["flagged"] == 0
     # per policy: the interval, the flags per day, the curve 0 .. 20 %, hindsight the ceiling
     top = pol["capacity 5 %"]["scorers"]
     for name, sc in top.items():
@@ -205,7 +208,8 @@ def test_bad_policy_files_name_key_and_value(tmp_path: Path, raw, match) -> None
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["backtest", str(tmp_path), "--out", str(out), "--policy", str(f)])
     assert r.exit_code == 1
-    assert str(f) in r.output and "Traceback" not in r.output
+    assert str(f) in r.output
+    assert "Traceback" not in r.output
     import re
 
     assert re.search(match, r.output), r.output
@@ -217,10 +221,13 @@ def test_cli_refuses_bad_cost_file_and_window_before_work(tmp_path: Path, world:
     f.write_text("actions: {cancel: {cost: -3}}\n", encoding="utf-8")
     r = CliRunner().invoke(app, ["backtest", str(world), "--out", str(tmp_path / "o"),
                                  "--costs", str(f)])  # fmt: skip
-    assert r.exit_code == 1 and "actions.cancel.cost" in r.output and "-3" in r.output
+    assert r.exit_code == 1
+    assert "actions.cancel.cost" in r.output
+    assert "-3" in r.output
     r = CliRunner().invoke(app, ["backtest", str(world), "--out", str(tmp_path / "o"),
                                  "--from", "2024-07-01", "--to", "2024-07-03"])  # fmt: skip
-    assert r.exit_code == 1 and "at least 7" in r.output
+    assert r.exit_code == 1
+    assert "at least 7" in r.output
     assert not (tmp_path / "o").exists()
 
 
@@ -235,9 +242,11 @@ def test_cli_trains_as_of_the_window_and_writes_json_and_html(tmp_path: Path, wo
     assert rep["model"] == "trained as of 2024-07-01"
     pol = rep["policies"]["capacity 5 %"]
     assert set(pol["scorers"]) == {"model", "lookback", "truth", "hindsight"}
-    assert len(pol["net_saving_ci90"]) == 2 and len(pol["curve"]) == 21
+    assert len(pol["net_saving_ci90"]) == 2
+    assert len(pol["curve"]) == 21
     page = (out / "backtest.html").read_text()
-    assert "<svg" in page and "http" not in page.replace("http-equiv", "")
+    assert "<svg" in page
+    assert "http" not in page.replace("http-equiv", "")
     assert "net saving" in r.output
 
 

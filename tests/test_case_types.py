@@ -47,7 +47,9 @@ def test_first_case_family_is_the_labelling_case() -> None:
     fam = first_case_family(orders, cases, ["c", "a", "b"])
     # a: two cases at the same time, the lower case_id (k1, duty_dispute) first
     assert list(fam.index) == ["c", "a", "b"]
-    assert pd.isna(fam["c"]) and fam["a"] == "duties" and fam["b"] == "product"
+    assert pd.isna(fam["c"])
+    assert fam["a"] == "duties"
+    assert fam["b"] == "product"
 
 
 def test_family_probabilities_add_up_to_p_case(fitted) -> None:

@@ -244,7 +244,9 @@ def test_each_rule_names_table_column_and_rows(frames, table, column, rule, keys
     assert set(problem.keys) == keys
     assert problem.n_rows == len(problem.keys)
     text = str(problem)
-    assert table in text and column in text and str(problem.n_rows) in text
+    assert table in text
+    assert column in text
+    assert str(problem.n_rows) in text
 
 
 def test_missing_column_and_missing_table() -> None:
@@ -304,7 +306,8 @@ def test_validate_command_exit_codes(tmp_path: Path) -> None:
         app, ["validate", str(bad), "--quiet", "--refused-out", str(tmp_path / "r")]
     )
     assert result.exit_code == 1
-    assert "orders.order_id" in result.output and "unique" in result.output
+    assert "orders.order_id" in result.output
+    assert "unique" in result.output
     assert "Traceback" not in result.output
     assert (tmp_path / "r" / "orders.refused.csv").is_file()
 
@@ -328,7 +331,8 @@ def test_empty_history_is_valid() -> None:
     for name in ("orders", "order_lines", "after_sales_cases", "shipments"):
         frames[name] = frames[name].iloc[0:0]
     tables = coerce_tables(frames)
-    assert len(tables.orders) == 0 and len(tables.after_sales_cases) == 0
+    assert len(tables.orders) == 0
+    assert len(tables.after_sales_cases) == 0
 
 
 def test_timestamp_outside_nanosecond_range_is_a_wrong_value() -> None:
@@ -424,7 +428,7 @@ def test_row_problems_accepts_good_rows() -> None:
         assert check_frames({table: frame})[1] == [], table
 
 
-@pytest.mark.parametrize("table, column, value, rule", _BAD_VALUES)
+@pytest.mark.parametrize(("table", "column", "value", "rule"), _BAD_VALUES)
 def test_row_problems_flags_what_check_frames_refuses(table, column, value, rule) -> None:
     from returnrisk.contract import check_frames, row_problems
 
@@ -545,7 +549,9 @@ def _new_frames(order: dict, lines: list[dict], static: dict[str, list[dict]]) -
 
 
 @pytest.mark.parametrize(
-    "changes, lines, static, expect", [c[1:] for c in _NEW_CASES], ids=[c[0] for c in _NEW_CASES]
+    ("changes", "lines", "static", "expect"),
+    [c[1:] for c in _NEW_CASES],
+    ids=[c[0] for c in _NEW_CASES],
 )
 def test_check_new_answers_each_rule_per_order(changes, lines, static, expect) -> None:
     from returnrisk.contract import check_new
@@ -562,7 +568,9 @@ def test_check_new_answers_each_rule_per_order(changes, lines, static, expect) -
 
 
 @pytest.mark.parametrize(
-    "changes, lines, static, expect", [c[1:] for c in _NEW_CASES], ids=[c[0] for c in _NEW_CASES]
+    ("changes", "lines", "static", "expect"),
+    [c[1:] for c in _NEW_CASES],
+    ids=[c[0] for c in _NEW_CASES],
 )
 def test_the_fast_path_form_gives_the_batch_reasons(changes, lines, static, expect) -> None:
     """``check_new_order`` (one order of Python values, the service's fast path) refuses for
@@ -628,7 +636,7 @@ def test_check_new_maps_problems_to_the_orders_they_concern() -> None:
     assert str(new.frames["orders"]["order_ts"].dtype) == "datetime64[ns, UTC]"
 
 
-@pytest.mark.parametrize("table, column, value, rule", _BAD_VALUES)
+@pytest.mark.parametrize(("table", "column", "value", "rule"), _BAD_VALUES)
 def test_the_fast_path_form_refuses_whatever_the_batch_refuses(table, column, value, rule) -> None:
     from returnrisk.contract import check_new, check_new_order
 

@@ -93,7 +93,9 @@ def test_a_bad_file_names_file_key_and_value(tmp_path: Path, text: str, key: str
     with pytest.raises(CostFileError) as err:
         load_costs(f)
     msg = str(err.value)
-    assert str(f) in msg and key in msg and value in msg
+    assert str(f) in msg
+    assert key in msg
+    assert value in msg
     assert "\n" not in msg
 
 

@@ -337,7 +337,8 @@ def test_a_future_first_seen_ts_cannot_move_as_of(tmp_path: Path) -> None:
     assert refused["problem"].str.contains("not in the future").all()
     for args in (["validate", "{d}"], ["features", "{d}", "--out", "{t}/f.csv"]):
         res = runner.invoke(app, [a.format(d=tmp_path / "d", t=tmp_path) for a in args])
-        assert res.exit_code == 1 and "customers.first_seen_ts: not in the future" in res.output
+        assert res.exit_code == 1
+        assert "customers.first_seen_ts: not in the future" in res.output
     assert not (tmp_path / "f.csv").exists()
 
 
@@ -355,7 +356,9 @@ def test_contract_states_the_timestamp_range() -> None:
         assert f"{EARLIEST_TS:%Y-%m-%d} .. now" in row, (table, row)
     assert "2000-01-01 .. now" in runner.invoke(app, ["contract"]).output
     docs = (Path(__file__).parents[1] / "docs" / "data-contract.md").read_text()
-    assert "2000-01-01 .. now" in docs and "finite" in docs and "control characters" in docs
+    assert "2000-01-01 .. now" in docs
+    assert "finite" in docs
+    assert "control characters" in docs
 
 
 def test_new_orders_in_the_future_are_refused_by_the_scorer(synth_world: Path) -> None:
@@ -374,7 +377,8 @@ def test_new_orders_in_the_future_are_refused_by_the_scorer(synth_world: Path) -
     assert first not in set(v.orders["order_id"])  # its time can never become the as_of
     # with the clock injected before the world's new orders, every one of them is refused
     early = validate_new(raw, history, now=tables.as_of() - pd.Timedelta(days=1))
-    assert len(early.orders) == 0 and len(early.reasons) == len(raw["orders"])
+    assert len(early.orders) == 0
+    assert len(early.reasons) == len(raw["orders"])
 
 
 @pytest.mark.parametrize(("start", "days"), [("2090-01-01", "540"), ("1999-06-01", "30")])
@@ -415,7 +419,8 @@ def test_a_clean_score_run_removes_the_previous_runs_refusals(
     assert pd.read_csv(refused / "orders.csv")["order_id"].tolist() == [ids[1]]
     # a clean run: no refused directory at all
     res = _score(synth_world, synth_world / "new", out)
-    assert res.exit_code == 0 and "refused orders written" not in res.output
+    assert res.exit_code == 0
+    assert "refused orders written" not in res.output
     assert not refused.exists()
     # a parquet run never leaves the csv files of an earlier run
     _score(synth_world, _new_orders(synth_world, tmp_path / "c", one_bad), out)
@@ -432,9 +437,11 @@ def test_score_exits_3_when_every_order_is_refused(
     out = tmp_path / "s.csv"
     res = _score(synth_world, _new_orders(synth_world, tmp_path / "new", all_bad), out)
     assert res.exit_code == 3, res.output
-    assert "every order was refused" in res.output and "Traceback" not in res.output
+    assert "every order was refused" in res.output
+    assert "Traceback" not in res.output
     results = pd.read_csv(out)
-    assert len(results) > 0 and (results["status"] == "refused").all()  # still written
+    assert len(results) > 0
+    assert (results["status"] == "refused").all()
     assert (tmp_path / "s_refused" / "orders.csv").is_file()
     res = _score(synth_world, _new_orders(synth_world, tmp_path / "one", None), out)
     assert res.exit_code == 0, res.output
@@ -443,10 +450,12 @@ def test_score_exits_3_when_every_order_is_refused(
 def test_score_help_lists_the_exit_codes() -> None:
     res = runner.invoke(app, ["score", "--help"])
     text = " ".join(res.output.split())
-    assert "Exit codes" in text and "3 every order was refused" in text
+    assert "Exit codes" in text
+    assert "3 every order was refused" in text
     for doc in ("README.md", "docs/operations.md"):
         body = (Path(__file__).parents[1] / doc).read_text()
-        assert "every order was refused" in body and "3" in body, doc
+        assert "every order was refused" in body, doc
+        assert "3" in body, doc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -479,7 +488,8 @@ def test_nul_in_a_csv_order_id_is_refused_by_validate(tmp_path: Path) -> None:
     frames["orders"] = frames["orders"].assign(order_id=["o1", "o2\x00"])
     write_tables(frames, tmp_path / "d", fmt="csv")
     res = runner.invoke(app, ["validate", str(tmp_path / "d"), "-q"])
-    assert res.exit_code == 1 and "orders.order_id: no control characters" in res.output
+    assert res.exit_code == 1
+    assert "orders.order_id: no control characters" in res.output
     assert "\x00" not in res.output
 
 
@@ -493,7 +503,8 @@ def test_an_integer_that_does_not_fit_is_a_wrong_value(tmp_path: Path, fmt: str)
     frames["order_lines"] = frames["order_lines"].assign(quantity=[1.0, 1e20, 2.0])
     write_tables(frames, tmp_path / "d", fmt=fmt)
     res = runner.invoke(app, ["validate", str(tmp_path / "d"), "-q"])
-    assert res.exit_code == 1 and "Traceback" not in res.output, res.output
+    assert res.exit_code == 1, res.output
+    assert "Traceback" not in res.output, res.output
     assert "order_lines.quantity: wrong type: expected int" in res.output
     # already-typed int64 beyond 2**53, and a float code beyond int64 in a string column
     frames = tiny_frames()
@@ -517,19 +528,24 @@ def test_score_refuses_an_integer_that_does_not_fit(
 
     new = _new_orders(synth_world, tmp_path / "new", huge, fmt=fmt)
     res = _score(synth_world, new, tmp_path / "s.csv")
-    assert res.exit_code == 0 and "Traceback" not in res.output, res.output
+    assert res.exit_code == 0, res.output
+    assert "Traceback" not in res.output, res.output
     scored = pd.read_csv(tmp_path / "s.csv")
     reasons = scored["refused_reason"].dropna()
-    assert len(reasons) == 1 and "quantity: wrong type: expected int" in reasons.iloc[0]
+    assert len(reasons) == 1
+    assert "quantity: wrong type: expected int" in reasons.iloc[0]
 
 
 def test_a_semicolon_csv_names_its_delimiter(tmp_path: Path) -> None:
     write_tables(tiny_frames(), tmp_path / "d", fmt="csv")
     tiny_frames()["orders"].to_csv(tmp_path / "d" / "orders.csv", index=False, sep=";")
     res = runner.invoke(app, ["validate", str(tmp_path / "d"), "-q"])
-    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.exit_code == 1
+    assert "Traceback" not in res.output
     line = next(x for x in res.output.splitlines() if "orders.csv" in x)
-    assert "one column" in line and "';'" in line and "rows" not in line
+    assert "one column" in line
+    assert "';'" in line
+    assert "rows" not in line
 
 
 def test_score_with_a_semicolon_csv_is_one_line(synth_world: Path, tmp_path: Path) -> None:
@@ -641,4 +657,5 @@ def test_the_service_refuses_what_validate_refuses(service, column: str, value: 
     resp = client.post("/v1/score", json={**body, "orders": [{**body["orders"][0], column: value}]})
     assert resp.status_code == 200, resp.text
     result = resp.json()["results"][0]
-    assert result["status"] == "refused" and rule in result["reason"], result
+    assert result["status"] == "refused", result
+    assert rule in result["reason"], result

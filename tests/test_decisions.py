@@ -71,7 +71,8 @@ def test_what_if_is_the_order_changed_by_hand(setup) -> None:
     got = decider.variant_features(one, as_of=as_of)
     want = _by_hand(history, one, as_of, incoterm="DDP")
     row = got[got["action"] == "ship_ddp"].reset_index(drop=True)
-    assert len(row) == 1 and row.loc[0, "effective_incoterm"] == "DDP"
+    assert len(row) == 1
+    assert row.loc[0, "effective_incoterm"] == "DDP"
     pd.testing.assert_frame_equal(row[cols], want[cols], check_exact=True)
     # and a switch of carrier: the service's level and tracking, the new lane's history
     sw = got[got["action"] == "switch_carrier"].reset_index(drop=True)
@@ -160,7 +161,8 @@ def test_nothing_recommended_when_every_action_costs_too_much(setup) -> None:
     costs = resolve_costs(dear, history.tables.after_sales_cases)
     d = Decider(history, decider.risk_model, costs, decider.case_types, decider.lanes)
     rec = recommend(d.action_table(new))
-    assert (rec["recommended_action"] == "ship").all() and (rec["expected_saving"] == 0).all()
+    assert (rec["recommended_action"] == "ship").all()
+    assert (rec["expected_saving"] == 0).all()
     np.testing.assert_allclose(rec["p_case_if"], rec["p_case"])
 
 

@@ -53,7 +53,8 @@ def test_errors_keep_their_standard_base_and_report() -> None:
     from returnrisk.serve.policy import PolicyError
     from returnrisk.train.registry import RegistryError
 
-    assert issubclass(PolicyError, ValueError) and issubclass(RegistryError, RuntimeError)
+    assert issubclass(PolicyError, ValueError)
+    assert issubclass(RegistryError, RuntimeError)
     assert PolicyError("--flag-top: out of range").report() == "--flag-top: out of range"
     err = ContractError([Problem("orders", "qty", "must be > 0", "order_id", ("o1", "o2"))], "d")
     assert err.report().startswith("d: 1 contract problem(s)")
@@ -74,5 +75,7 @@ def test_cli_prints_a_returnrisk_error_as_one_line(tmp_path, args, code, line) -
     res = CliRunner().invoke(app, [a.format(d=tmp_path) for a in args])
     assert res.exit_code == code, res.output
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and line in lines[0]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert line in lines[0]
     assert isinstance(res.exception, SystemExit)

@@ -208,7 +208,8 @@ def test_one_query_at_a_time_equals_all_at_once(seed):
     for i in range(len(qk)):
         one = query_events(index, qk[i : i + 1], qt[i : i + 1], with_times=True)
         assert one.count[0] == every.count[i]
-        assert one.first_ts[0] == every.first_ts[i] and one.last_ts[0] == every.last_ts[i]
+        assert one.first_ts[0] == every.first_ts[i]
+        assert one.last_ts[0] == every.last_ts[i]
         assert all(one.sums[k][0] == every.sums[k][i] for k in every.sums)
 
 
@@ -450,10 +451,12 @@ def test_tiny_labels_and_maturity():
     assert f["label"].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
     g = build_features(tables, as_of=_d(2.5), config=cfg).set_index("order_id")
     assert g["mature"].tolist() == [True, True, True, False, False]
-    assert np.isnan(g.loc["o4", "label"]) and np.isnan(g.loc["o5", "label"])
+    assert np.isnan(g.loc["o4", "label"])
+    assert np.isnan(g.loc["o5", "label"])
     # default window (90 days): nothing is mature at the export time
     h = build_features(tables)
-    assert not h["mature"].any() and h["label"].isna().all()
+    assert not h["mature"].any()
+    assert h["label"].isna().all()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -611,11 +614,14 @@ def test_empty_history_and_order_without_lines():
         **{n: empty_table(n) for n in ("orders", "order_lines", "after_sales_cases", "shipments")}
     )
     f = build_features(empty, as_of=_d(3))
-    assert len(f) == 0 and set(FEATURE_SPECS) <= set(f.columns)
+    assert len(f) == 0
+    assert set(FEATURE_SPECS) <= set(f.columns)
     no_lines = tables.replace(order_lines=tables.order_lines.iloc[:-1])  # o5 loses its line
     g = build_features(no_lines).set_index("order_id")
-    assert g.loc["o5", "n_lines"] == 0 and g.loc["o5", "n_units"] == 0
-    assert np.isnan(g.loc["o5", "sku_case_rate_max"]) and pd.isna(g.loc["o5", "top_sku_id"])
+    assert g.loc["o5", "n_lines"] == 0
+    assert g.loc["o5", "n_units"] == 0
+    assert np.isnan(g.loc["o5", "sku_case_rate_max"])
+    assert pd.isna(g.loc["o5", "top_sku_id"])
     assert g.loc["o5", "customer_prior_orders"] == 1  # order-level history is unaffected
 
 
@@ -648,7 +654,8 @@ def test_prior_aggregate_many_equals_separate_calls():
         np.testing.assert_array_equal(many[name].count, one.count)
         for v in vals or {}:
             np.testing.assert_array_equal(many[name].sums[v], one.sums[v])
-    assert many["a"].count.max() > 0 and many["empty"].count.max() == 0
+    assert many["a"].count.max() > 0
+    assert many["empty"].count.max() == 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -769,7 +776,8 @@ def test_feature_table_labels_are_order_outcomes(world):
         np.testing.assert_array_equal(
             ts_int(f["first_case_ts"]), ts_int(ref["first_case_ts"].reset_index(drop=True))
         )
-        assert f["mature"].any() and (f["label"] == 1.0).any()
+        assert f["mature"].any()
+        assert (f["label"] == 1.0).any()
 
 
 def test_order_outcomes_first_case_and_window_bounds():

@@ -31,7 +31,8 @@ def test_synth_shape_and_labels(synth_tables, synth_features):
     assert f[["order_ts", "order_id"]].equals(
         f[["order_ts", "order_id"]].sort_values(["order_ts", "order_id"]).reset_index(drop=True)
     )
-    assert f["mature"].any() and not f["mature"].all()
+    assert f["mature"].any()
+    assert not f["mature"].all()
     assert f.loc[~f["mature"], "label"].isna().all()
     assert set(f.loc[f["mature"], "label"].unique()) == {0.0, 1.0}
     # label = a case within 90 days; computed independently here
@@ -76,7 +77,8 @@ def test_synth_scoring_new_orders(synth_world: Path, synth_tables, synth_feature
     """Scoring: new orders are concatenated into the tables and built with order_ids."""
     new_dir = synth_world / "new"
     new = {p.stem: pd.read_parquet(p) for p in new_dir.glob("*.parquet")}
-    assert "orders" in new and len(new["orders"])
+    assert "orders" in new
+    assert len(new["orders"])
     frames = synth_tables.as_dict()
     for name, df in new.items():
         frames[name] = pd.concat([frames[name], df], ignore_index=True)
@@ -85,7 +87,8 @@ def test_synth_scoring_new_orders(synth_world: Path, synth_tables, synth_feature
     ids = new["orders"]["order_id"].astype(str).tolist()
     scored = build_features(merged, order_ids=ids, as_of=now)
     assert sorted(scored["order_id"]) == sorted(ids)
-    assert not scored["mature"].any() and scored["label"].isna().all()
+    assert not scored["mature"].any()
+    assert scored["label"].isna().all()
     # history orders are unchanged by adding the new ones (they come later)
     again = build_features(merged, order_ids=synth_features["order_id"].iloc[-200:].tolist())
     cols = [c for c in again.columns if c not in ("mature", "label", "first_case_ts")]
@@ -123,11 +126,13 @@ def test_cli_features_parquet_and_csv(synth_world: Path, tmp_path: Path):
 def test_cli_features_errors(synth_world: Path, tmp_path: Path):
     runner = CliRunner()
     res = runner.invoke(app, ["features", str(synth_world), "--out", str(tmp_path / "f.txt")])
-    assert res.exit_code == 1 and "error: --out must end in .parquet or .csv" in res.output
+    assert res.exit_code == 1
+    assert "error: --out must end in .parquet or .csv" in res.output
     res = runner.invoke(
         app, ["features", str(synth_world), "--out", str(tmp_path / "f.csv"), "--as-of", "soon"]
     )
-    assert res.exit_code == 1 and "--as-of" in res.output
+    assert res.exit_code == 1
+    assert "--as-of" in res.output
     assert "Traceback" not in res.output
 
 

@@ -101,7 +101,8 @@ def test_online_retail_orders_lines_and_cancellation_matching(tmp_path: Path) ->
     assert orders.loc["489434", "order_value"] == pytest.approx(12 * 6.95 + 48 * 2.1)
     assert orders.loc["489434", "customer_id"] == "13085"  # float id rendered as an integer
     assert orders.loc["489436", "destination_country"] == "IE"
-    assert set(orders["carrier_id"]) == {"unknown"} and set(orders["channel"]) == {"own_site"}
+    assert set(orders["carrier_id"]) == {"unknown"}
+    assert set(orders["channel"]) == {"own_site"}
 
     cases = t["after_sales_cases"].set_index("case_id")
     assert set(cases.index) == {"C489500:1", "C489502:1"}
@@ -279,7 +280,8 @@ def test_country_names_are_reference_data() -> None:
     from returnrisk.reference import load_country_names
 
     names = load_country_names()
-    assert names["eire"] == "IE" and names["cote d'ivoire"] == "CI"
+    assert names["eire"] == "IE"
+    assert names["cote d'ivoire"] == "CI"
     assert all(k == k.strip().lower() for k in names)
     assert all(len(v) == 2 and v.isupper() for v in names.values())
     assert not NOT_A_COUNTRY & set(names)  # ambiguous names are refused, never mapped
@@ -294,13 +296,15 @@ def test_cli_online_retail_writes_a_valid_directory(tmp_path: Path) -> None:
     runner = CliRunner()
     res = runner.invoke(app, ["import", "online-retail", str(src), "--out", str(out), "--quiet"])
     assert res.exit_code == 0, res.output
-    assert "case rate" in res.output and "cancellation_without_earlier_order" in res.output
+    assert "case rate" in res.output
+    assert "cancellation_without_earlier_order" in res.output
     assert (out / "refused" / "online_retail_refused.parquet").is_file()
     assert runner.invoke(app, ["validate", str(out), "--quiet"]).exit_code == 0
     args = ["import", "online-retail", str(tmp_path / "no.csv"), "--out", str(out)]
     missing = runner.invoke(app, args)
     assert missing.exit_code == 1
-    assert "error:" in missing.output and "Traceback" not in missing.output
+    assert "error:" in missing.output
+    assert "Traceback" not in missing.output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,7 +468,8 @@ def test_superstore_cli_reads_zipped_latin1_csv(tmp_path: Path) -> None:
     assert tables.skus["product_name"].tolist() == ["Café"]
     returns = str(tmp_path / "Returns.csv")
     bad = runner.invoke(app, ["import", "superstore", returns, returns, "--out", str(out)])
-    assert bad.exit_code == 1 and "column(s) missing" in bad.output
+    assert bad.exit_code == 1
+    assert "column(s) missing" in bad.output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -490,7 +495,8 @@ def test_real_online_retail(shared_data: Path, tmp_path: Path) -> None:
     assert 0.05 < rate < 0.35
     counts = refused["reason"].value_counts()
     assert counts["missing_customer_id"] > 100_000
-    assert counts["non_product_stock_code"] > 0 and counts["cancellation_without_earlier_order"] > 0
+    assert counts["non_product_stock_code"] > 0
+    assert counts["cancellation_without_earlier_order"] > 0
     assert counts.get("duplicate_invoice_in_earlier_file", 0) == 0
     assert seconds < 60
     # the same file twice: the second copy is refused whole, nothing else changes
@@ -533,7 +539,8 @@ def test_online_retail_with_nothing_to_refuse_writes_no_refused_rows(tmp_path: P
     rows = BASIC[:3]
     raw, result = _or_result(rows, tmp_path)
     refused = result.refused["online_retail"]
-    assert refused.empty and "reason" in refused.columns
+    assert refused.empty
+    assert "reason" in refused.columns
     assert result.figures["refused rows"] == 0
     assert _accounted(result) == len(raw) == 3
     out = tmp_path / "out"

@@ -127,7 +127,8 @@ def test_shopify_later_file_wins_for_an_order_in_both() -> None:
     refused = result.refused["shopify_orders"]
     assert refused["reason"].tolist() == ["order_in_a_later_file"]
     cases = result.tables["after_sales_cases"]
-    assert cases["order_id"].tolist() == ["#2"] and cases["amount"].tolist() == [30.0]
+    assert cases["order_id"].tolist() == ["#2"]
+    assert cases["amount"].tolist() == [30.0]
 
 
 def test_shopify_line_without_sku_is_keyed_by_its_name() -> None:
@@ -215,18 +216,22 @@ def test_shopify_cases_from_cancellations_and_refunds() -> None:
     assert cases.loc["#2", "case_type"] == "return"  # refunded after fulfilment
     fulfilled = pd.Timestamp("2024-03-02 09:00", tz="UTC")
     assert cases.loc["#2", "opened_ts"] == fulfilled + pd.Timedelta(days=10)  # assumption
-    assert cases.loc["#3", "amount"] == 20.0 and cases.loc["#3", "case_type"] == "return"
+    assert cases.loc["#3", "amount"] == 20.0
+    assert cases.loc["#3", "case_type"] == "return"
     assert cases.loc["#4", "case_type"] == "refund"  # never fulfilled
     assert cases.loc["#4", "opened_ts"] == pd.Timestamp("2024-03-11 09:00", tz="UTC")
     ships = result.tables["shipments"].set_index("order_id")
-    assert ships.loc["#2", "shipped_ts"] == fulfilled and "#4" not in ships.index
+    assert ships.loc["#2", "shipped_ts"] == fulfilled
+    assert "#4" not in ships.index
 
 
 def test_shopify_duties_make_the_order_ddp() -> None:
     result = _shopify(_order("#1", Duties="12.40"), _order("#2"), _order("#3", Duties="0.00"))
     orders = result.tables["orders"].set_index("order_id")
-    assert orders.loc["#1", "incoterm"] == "DDP" and orders.loc["#1", "duties"] == 12.4
-    assert pd.isna(orders.loc["#2", "incoterm"]) and pd.isna(orders.loc["#3", "incoterm"])
+    assert orders.loc["#1", "incoterm"] == "DDP"
+    assert orders.loc["#1", "duties"] == 12.4
+    assert pd.isna(orders.loc["#2", "incoterm"])
+    assert pd.isna(orders.loc["#3", "incoterm"])
 
 
 @pytest.mark.parametrize(
@@ -280,7 +285,8 @@ def test_customer_key_is_a_salted_hash_of_the_normalised_email() -> None:
     keys = customer_keys(emails, SALT)
     assert keys.iloc[0] == keys.iloc[1] != keys.iloc[2]
     assert pd.isna(keys.iloc[3])
-    assert keys.iloc[0].startswith("cust_") and len(keys.iloc[0]) == 25
+    assert keys.iloc[0].startswith("cust_")
+    assert len(keys.iloc[0]) == 25
     assert "example" not in keys.iloc[0]
     assert customer_keys(emails, "another-salt-9").iloc[0] != keys.iloc[0]
     assert customer_keys(emails, SALT).equals(keys)  # stable
@@ -315,7 +321,8 @@ def test_cli_without_salt_is_a_clear_error(tmp_path: Path, monkeypatch) -> None:
         app, ["import", "shopify", str(SHOPIFY_FILES[0]), "--out", str(tmp_path / "o")]
     )
     assert res.exit_code == 1
-    assert "no salt" in res.output and "Traceback" not in res.output
+    assert "no salt" in res.output
+    assert "Traceback" not in res.output
     assert not (tmp_path / "o").exists()
 
 
@@ -365,8 +372,10 @@ def test_no_personal_data_in_any_output_file(imported: dict[str, Path]) -> None:
     amz_pii = _personal_values(
         [AMAZON / "all_orders.txt", AMAZON / "fba_returns.txt", AMAZON / "mfn_returns.txt"], "\t"
     )
-    assert any("@example.com" in v for v in shop_pii) and any("+44" in v for v in amz_pii)
-    assert len(shop_pii) > 100 and len(amz_pii) > 50
+    assert any("@example.com" in v for v in shop_pii)
+    assert any("+44" in v for v in amz_pii)
+    assert len(shop_pii) > 100
+    assert len(amz_pii) > 50
     for name, pii in (("shop", shop_pii), ("amz", amz_pii)):
         text = _all_output_text(imported[name])
         leaked = sorted(v for v in pii if v in text)
@@ -528,7 +537,8 @@ def test_amazon_without_buyer_column_each_order_is_its_own_customer() -> None:
         r["buyer-email"] = None
     result = _az(*rows)
     customers = result.tables["customers"]["customer_id"]
-    assert len(customers) == 2 and customers.str.startswith("order_").all()
+    assert len(customers) == 2
+    assert customers.str.startswith("order_").all()
     assert result.figures["customer key from"] == "order id (no buyer column)"
 
 
@@ -634,7 +644,8 @@ def test_tracking_never_duplicates_a_case_the_order_has() -> None:
     orders, shipments, cases = _dir_tables(("duty_dispute",))
     result = tracking_updates(_events(EVENTS), orders, shipments, cases)
     out = result.tables["after_sales_cases"]
-    assert (out["order_id"] == "#3").sum() == 1 and "old0" in set(out["case_id"])
+    assert (out["order_id"] == "#3").sum() == 1
+    assert "old0" in set(out["case_id"])
     assert result.figures["cases the orders already had"] == 1
     again = tracking_updates(_events(EVENTS), orders, result.tables["shipments"], out)
     pd.testing.assert_frame_equal(again.tables["after_sales_cases"], out)  # idempotent
@@ -689,7 +700,8 @@ def test_fixtures_have_the_awkward_parts() -> None:
     names = raw.groupby("file_index")["Name"].apply(set)
     assert names[0] & names[1]  # overlapping exports
     assert {"partially_refunded", "refunded"} <= set(raw["Financial Status"].dropna())
-    assert raw["Cancelled at"].notna().any() and raw["Lineitem sku"].isna().any()
+    assert raw["Cancelled at"].notna().any()
+    assert raw["Lineitem sku"].isna().any()
     assert (raw["Currency"].dropna() != "EUR").any()
 
 
@@ -700,7 +712,8 @@ def test_shopify_fixture_nothing_lost(imported: dict[str, Path]) -> None:
     assert len(tables.order_lines) + len(refused) == n_in
     assert refused["reason"].notna().all()
     counts = refused["reason"].value_counts()
-    assert counts["order_in_a_later_file"] > 0 and counts["currency_not_reporting_currency"] > 0
+    assert counts["order_in_a_later_file"] > 0
+    assert counts["currency_not_reporting_currency"] > 0
     orders = tables.orders.set_index("order_id")
     assert orders.loc["#1100", "financial_status"] == "partially_refunded"  # the later file
     types = set(tables.after_sales_cases["case_type"])
@@ -746,7 +759,8 @@ def test_cli_imports_print_the_summary(tmp_path: Path, monkeypatch) -> None:
     assert "reason codes unknown (-> other)" in res.output
     assert runner.invoke(app, ["validate", str(amz), "--quiet"]).exit_code == 0
     bad = runner.invoke(app, ["import", "tracking", str(TRACKING), "--into", str(tmp_path / "no")])
-    assert bad.exit_code == 1 and "Traceback" not in bad.output
+    assert bad.exit_code == 1
+    assert "Traceback" not in bad.output
 
 
 def test_shop_country_must_be_a_code(tmp_path: Path) -> None:
@@ -755,9 +769,8 @@ def test_shop_country_must_be_a_code(tmp_path: Path) -> None:
         import_shopify(cfg)
     cfg = ShopifyConfig(files=SHOPIFY_FILES[:1], out=tmp_path / "o", salt=SALT, shop_country="de")
     countries = import_shopify(cfg).tables["countries"].set_index("country_code")
-    assert bool(countries.loc["DE", "is_domestic"]) and pd.isna(
-        countries.loc["DE", "duty_de_minimis"]
-    )
+    assert bool(countries.loc["DE", "is_domestic"])
+    assert pd.isna(countries.loc["DE", "duty_de_minimis"])
 
 
 def test_wrong_delimiter_is_named(tmp_path: Path) -> None:
@@ -793,7 +806,8 @@ def test_fixtures_validate_build_features_train_and_score(
         assert runner.invoke(app, ["validate", str(folder), "--quiet"]).exit_code == 0
         tables = load_tables(folder)
         frame = build_features(tables)
-        assert len(frame) == len(tables.orders) and frame["mature"].sum() >= 100
+        assert len(frame) == len(tables.orders)
+        assert frame["mature"].sum() >= 100
         cfg = TrainConfig(
             data=folder,
             n_estimators=20,
@@ -813,4 +827,5 @@ def test_fixtures_validate_build_features_train_and_score(
         res = runner.invoke(app, [*args, "--quiet"])
         assert res.exit_code == 0, res.output
         scored = pd.read_csv(out)
-        assert len(scored) == 5 and (scored["status"] == "scored").all(), name
+        assert len(scored) == 5, name
+        assert (scored["status"] == "scored").all(), name

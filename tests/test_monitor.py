@@ -71,7 +71,8 @@ def test_parse_config_defaults_and_errors(tmp_path: Path):
     assert cfg.threshold("feature_psi") == ALERT_METRICS["feature_psi"][0]
     p = tmp_path / "m.yaml"
     p.write_text("capacity_pct: 2\nalerts:\n  auc_drop: 0.1\n")
-    assert load_config(p).capacity_pct == 2.0 and load_config(p).threshold("auc_drop") == 0.1
+    assert load_config(p).capacity_pct == 2.0
+    assert load_config(p).threshold("auc_drop") == 0.1
     bad = [
         ({"alerts": {"score_pis": 0.2}}, "alerts.score_pis: unknown metric"),
         ({"alerts": {"score_psi": -0.1}}, "alerts.score_psi = -0.1: a threshold must be >= 0"),
@@ -175,7 +176,8 @@ def test_reference_is_logged_with_the_model_and_matches_the_validation_slice(env
     assert ttc["n_cases"] == len(pos)
     for days, share in zip(ttc["days"], ttc["share"], strict=True):
         assert share == pytest.approx((delay <= pd.Timedelta(days=days)).mean())
-    assert ttc["share"] == sorted(ttc["share"]) and ttc["share"][-1] == 1.0
+    assert ttc["share"] == sorted(ttc["share"])
+    assert ttc["share"][-1] == 1.0
     # the missing share of a feature is the last bin
     col = va["customer_days_since_last_case"]
     assert ref["features"]["customer_days_since_last_case"]["shares"][-1] == pytest.approx(
@@ -197,7 +199,8 @@ def test_stationary_world_fires_no_alert_and_report_is_complete(env):
     )
     assert sum(c["opened"] for c in early) > 0
     seen = [c["seen_in_training"] for c in report["realised"]]
-    assert seen[0] is False and seen[-1] is True  # recent mature cohorts were never trained on
+    assert seen[0] is False
+    assert seen[-1] is True
     assert {"returns", "logistics"} <= set(report["realised"][0]["families"])
 
 
@@ -263,7 +266,8 @@ def test_unseen_category_share_alert(env):
     changed = env.tables.replace(orders=o.assign(channel=o["channel"].where(~recent, "tiktok")))
     report = _monitor(env, changed, config=MonitorConfig(days=28, min_drift_orders=50))
     unseen = [a for a in report["alerts"] if a["metric"] == "unseen_share"]
-    assert [a["subject"] for a in unseen] == ["channel"] and unseen[0]["value"] == 1.0
+    assert [a["subject"] for a in unseen] == ["channel"]
+    assert unseen[0]["value"] == 1.0
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -323,8 +327,11 @@ def test_cli_exit_codes_outputs_and_mlflow_run(env):
     assert res.exit_code == 1, res.output
     assert "ALERT early_realised_z" in res.output
     page = (bad_out / "monitor.html").read_text()
-    assert "early_realised_z" in page and "data:image/png;base64," in page
-    assert "http://" not in page and "https://" not in page and "<script src" not in page
+    assert "early_realised_z" in page
+    assert "data:image/png;base64," in page
+    assert "http://" not in page
+    assert "https://" not in page
+    assert "<script src" not in page
     report = json.loads((bad_out / "monitor.json").read_text())
     assert report["alerts"]
 
@@ -358,10 +365,12 @@ def test_cli_bad_config_exits_2_with_one_line(env, synth_world: Path):
         )
         assert res.exit_code == 2, (name, res.output)
         err = [line for line in res.output.splitlines() if line.startswith("error:")]
-        assert len(err) == 1 and message in err[0], res.output
+        assert len(err) == 1, res.output
+        assert message in err[0], res.output
         assert "Traceback" not in res.output
     res = runner.invoke(app, ["monitor", str(synth_world), "--as-of", "soon", "--out", "x"])
-    assert res.exit_code == 2 and "--as-of" in res.output
+    assert res.exit_code == 2
+    assert "--as-of" in res.output
 
 
 def test_cli_model_without_reference_exits_2_naming_the_fix(env, synth_world: Path):
@@ -382,12 +391,14 @@ def test_cli_model_without_reference_exits_2_naming_the_fix(env, synth_world: Pa
     assert res.exit_code == 2, res.output
     err = [line for line in res.output.splitlines() if line.startswith("error:")]
     assert len(err) == 1
-    assert f"model version {version}" in err[0] and "no monitoring reference" in err[0]
+    assert f"model version {version}" in err[0]
+    assert "no monitoring reference" in err[0]
     assert "retrain" in err[0]
     res = runner.invoke(
         app, ["monitor", str(synth_world), "--model", "models:/return-risk@nope", "--out", "x"]
     )
-    assert res.exit_code == 2 and "cannot load model" in res.output
+    assert res.exit_code == 2
+    assert "cannot load model" in res.output
 
 
 def test_monitor_does_not_modify_its_inputs(env):
@@ -456,7 +467,8 @@ def test_month_matched_feature_reference():
         "c": feature_summary(frame["c"], "categorical"),
     }
     by_month = monthly_feature_shares(frame, summaries)
-    assert by_month["n_orders"][0] == 600 and by_month["n_orders"][5] == 600
+    assert by_month["n_orders"][0] == 600
+    assert by_month["n_orders"][5] == 600
     assert sum(by_month["n_orders"]) == 1200
     np.testing.assert_allclose(
         by_month["features"]["x"][0], [1.0, 0.0, 0.0, 0.0]

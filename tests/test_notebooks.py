@@ -55,7 +55,8 @@ def test_notebooks_are_committed_without_outputs(path: Path) -> None:
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
-            assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+            assert cell["outputs"] == [], path.name
+            assert cell["execution_count"] is None, path.name
     source = "\n".join("".join(c["source"]) for c in nb["cells"])
     assert "from returnrisk" in source  # imports the package, does not copy its code
     assert "os.environ.get(" in source  # data / tracking location from the environment

@@ -62,7 +62,8 @@ def test_wilson_interval_known_values() -> None:
     # reference values (Wilson 1927; e.g. statsmodels proportion_confint(method="wilson"))
     np.testing.assert_allclose(lo[:3], [0.0, 0.236593, 0.722467], atol=1e-6)
     np.testing.assert_allclose(hi[:3], [0.277533, 0.763407, 1.0], atol=1e-6)
-    assert np.isnan(lo[3]) and np.isnan(hi[3])
+    assert np.isnan(lo[3])
+    assert np.isnan(hi[3])
     # more orders, same rate -> narrower interval
     lo2, hi2 = wilson_interval(np.array([50]), np.array([100]))
     assert hi2[0] - lo2[0] < hi[1] - lo[1]
@@ -144,16 +145,22 @@ def test_aggregate_exact_numbers() -> None:
     assert y["expected_cases"] == pytest.approx(0.75 * 0.4 + 0.2)
     assert out["sku_id"].tolist() == ["y", "x"]  # ranked by expected cases
     assert out["rank"].tolist() == [1, 2]
-    assert x["orders"] == 2 and x["units"] == 2 and x["sales"] == pytest.approx(15.0)
+    assert x["orders"] == 2
+    assert x["units"] == 2
+    assert x["sales"] == pytest.approx(15.0)
     assert x["predicted_rate"] == pytest.approx(0.25)
-    assert x["prev_orders"] == 2 and x["prev_predicted_rate"] == pytest.approx(0.2)
+    assert x["prev_orders"] == 2
+    assert x["prev_predicted_rate"] == pytest.approx(0.2)
     assert x["orders_trend"] == pytest.approx(0.0)
     assert x["risk_trend"] == pytest.approx(0.05)
-    assert x["mature_orders"] == 3 and x["mature_cases"] == 1
+    assert x["mature_orders"] == 3
+    assert x["mature_cases"] == 1
     assert x["actual_rate"] == pytest.approx(1 / 3)
     lo, hi = wilson_interval(np.array([1]), np.array([3]))
-    assert x["actual_lo"] == pytest.approx(lo[0]) and x["actual_hi"] == pytest.approx(hi[0])
-    assert y["mature_orders"] == 0 and np.isnan(y["actual_rate"])
+    assert x["actual_lo"] == pytest.approx(lo[0])
+    assert x["actual_hi"] == pytest.approx(hi[0])
+    assert y["mature_orders"] == 0
+    assert np.isnan(y["actual_rate"])
     assert np.isnan(y["orders_trend"])  # no orders before: no trend, not +inf
     # drivers: share-weighted mean of the family contribution
     assert x["driver_listing"] == pytest.approx((0.25 * 1.0 + 1.0 * -1.0) / 1.25)
@@ -322,7 +329,8 @@ def test_render_html_is_self_contained_and_deterministic(report) -> None:
     assert page.startswith("<!DOCTYPE html>")
     # nothing fetched from anywhere: no external src/href, no @import, no fetch
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
-    assert "@import" not in page and "fetch(" not in page
+    assert "@import" not in page
+    assert "fetch(" not in page
     assert page.count('src="data:image/png;base64,') == 4
     for sku in report.skus["sku_id"].head(10):
         assert f">{sku}<" in page
@@ -361,7 +369,8 @@ def test_embedded_data_is_safe_for_any_string(report) -> None:
     assert data["rows"][0][brand] == HOSTILE
     assert data["rows"][0][data["cols"].index("supplier_id")] == FORMULA
     # the visible table escapes it too: the hostile text never appears raw in the page
-    assert HOSTILE not in page and "<script>alert(1)" not in page
+    assert HOSTILE not in page
+    assert "<script>alert(1)" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page  # the template's autoescape
     assert page.count("<script") == 2  # the data block and the page's own script
 
@@ -379,7 +388,8 @@ def test_report_measures_lift_and_calibration_as_training_does() -> None:
         assert _eval_metrics(p, y)["top10_lift"] == pytest.approx(expected, rel=1e-12)
         lift = lift_table(p, y)
         assert lift["lift"].iloc[0] == pytest.approx(expected, rel=1e-12)
-        assert lift["n"].sum() == n and lift["cases_caught"].iloc[-1] == pytest.approx(1.0)
+        assert lift["n"].sum() == n
+        assert lift["cases_caught"].iloc[-1] == pytest.approx(1.0)
         cal = calibration_table(p, y)
         rel = reliability_table(y, p)
         np.testing.assert_array_equal(cal["n"], rel["n"])
@@ -388,10 +398,8 @@ def test_report_measures_lift_and_calibration_as_training_does() -> None:
         assert (cal["observed_lo"] <= cal["observed"]).all()
         assert (cal["observed"] <= cal["observed_hi"]).all()
         m = binary_metrics(y, p)
-        assert (
-            _eval_metrics(p, y)["roc_auc"] == m["auc"]
-            and _eval_metrics(p, y)["brier"] == m["brier"]
-        )
+        assert _eval_metrics(p, y)["roc_auc"] == m["auc"]
+        assert _eval_metrics(p, y)["brier"] == m["brier"]
 
 
 def _get(app, *urls: str, headers: dict[str, str] | None = None) -> list:
@@ -423,9 +431,11 @@ def test_route_serves_the_page(world) -> None:
     r, again, bad = _get(app, url, url, "/report/skus?window=soon")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
-    assert "SKU after-sales risk review" in r.text and "Orders of the last 28 days" in r.text
+    assert "SKU after-sales risk review" in r.text
+    assert "Orders of the last 28 days" in r.text
     assert again.text == r.text  # cached, same page
-    assert bad.status_code == 422 and "window" in bad.json()["detail"]
+    assert bad.status_code == 422
+    assert "window" in bad.json()["detail"]
 
 
 def test_window_out_of_range_is_a_422_naming_the_parameter(world) -> None:
@@ -513,7 +523,8 @@ def test_report_renders_once_at_a_time_and_scoring_goes_on(world, synth_world, m
     assert pending >= 3  # the score requests were answered while reports were still rendering
     assert score_s < render_s  # and none of them waited for a render
     again = asyncio.run(_aget(app, "/report/skus?window=7d"))
-    assert again.status_code == 200 and gauge["renders"] == 4  # cached
+    assert again.status_code == 200
+    assert gauge["renders"] == 4
 
 
 async def _aget(app, url: str):
@@ -550,13 +561,16 @@ def test_cli_writes_the_report(world, synth_world: Path, tracking_uri: str, tmp_
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == str(out)
     page = out.read_text(encoding="utf-8")
-    assert "models:/return-risk@champion" in page and "test_roc_auc" in page  # fallback naming
+    assert "models:/return-risk@champion" in page
+    assert "test_roc_auc" in page
     bad = runner.invoke(app, ["report", "skus", str(synth_world), "--window", "x", "-q"])
-    assert bad.exit_code == 1 and "error: --window" in bad.output
+    assert bad.exit_code == 1
+    assert "error: --window" in bad.output
     missing = runner.invoke(
         app, ["report", "skus", str(synth_world), "--model", "models:/return-risk@nope", "-q"]
     )
-    assert missing.exit_code == 1 and "cannot load model" in missing.output
+    assert missing.exit_code == 1
+    assert "cannot load model" in missing.output
     assert "Traceback" not in missing.output
 
 
@@ -598,7 +612,8 @@ def _check_filters(page, skus: pd.DataFrame, category: str) -> None:
         "#sku-table tbody tr",
         "rs => rs.filter(r => r.style.display !== 'none').map(r => r.cells[2].textContent)",
     )
-    assert len(shown) == n_cat and set(shown) == {category}
+    assert len(shown) == n_cat
+    assert set(shown) == {category}
     page.select_option("#sku-category", "")
     target = skus["sku_id"].iloc[2]
     page.fill("#sku-filter", target)
@@ -607,7 +622,8 @@ def _check_filters(page, skus: pd.DataFrame, category: str) -> None:
         "#sku-table tbody tr",
         "rs => rs.filter(r => r.style.display !== 'none').map(r => r.textContent)",
     )
-    assert visible and all(target.lower() in v.lower() for v in visible)
+    assert visible
+    assert all(target.lower() in v.lower() for v in visible)
     page.fill("#sku-filter", "")
 
 

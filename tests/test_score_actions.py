@@ -51,7 +51,8 @@ def test_score_with_actions(synth_world: Path, registry: str, tmp_path: Path, mo
     got = pd.read_csv(tmp_path / "flagged.csv", dtype={"order_id": str})
     pd.testing.assert_frame_equal(got[plain.columns], plain)  # the scores stay as they are
     flagged = got["flagged"].fillna(False).astype(bool)
-    assert flagged.any() and (~flagged).any()
+    assert flagged.any()
+    assert (~flagged).any()
     assert got.loc[flagged, "recommended_action"].isin(ACTIONS).all()
     assert (got.loc[flagged, "expected_saving"] >= 0).all()
     assert got.loc[~flagged, list(ACTION_COLUMNS)].isna().all().all()
@@ -74,9 +75,12 @@ def test_score_with_actions(synth_world: Path, registry: str, tmp_path: Path, mo
 
 def test_score_refuses_bad_actions_and_cost_file(synth_world: Path, tmp_path: Path) -> None:
     r = _score(synth_world, tmp_path / "o.csv", "--actions", "some")
-    assert r.exit_code == 1 and "--actions must be none, flagged or all" in r.output
+    assert r.exit_code == 1
+    assert "--actions must be none, flagged or all" in r.output
     f = tmp_path / "c.yaml"
     f.write_text("case_cost: {lost: 3}\n", encoding="utf-8")
     r = _score(synth_world, tmp_path / "o.csv", "--actions", "all", "--costs", str(f))
-    assert r.exit_code == 1 and str(f) in r.output and "'lost'" in r.output
+    assert r.exit_code == 1
+    assert str(f) in r.output
+    assert "'lost'" in r.output
     assert not (tmp_path / "o.csv").exists()

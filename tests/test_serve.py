@@ -243,7 +243,8 @@ def test_cold_start_scores_normally(client, new_raw, history) -> None:
     # the same SKU without its row is refused, naming the SKU
     resp = client.post("/v1/score", json={"orders": [order]})
     (r,) = resp.json()["results"]
-    assert r["status"] == "refused" and "NEW-SKU-1" in r["reason"]
+    assert r["status"] == "refused"
+    assert "NEW-SKU-1" in r["reason"]
 
 
 def test_inputs_are_not_mutated(state, new_raw) -> None:
@@ -330,7 +331,8 @@ def test_cli_reports_errors_without_traceback(synth_world, tmp_path, tracking_ur
         ["score", str(synth_world), "--orders", str(tmp_path), "--out", str(tmp_path / "o.csv")],
     )
     assert res.exit_code == 1
-    assert "orders" in res.output and "Traceback" not in res.output
+    assert "orders" in res.output
+    assert "Traceback" not in res.output
     res = runner.invoke(
         cli,
         [
@@ -346,12 +348,14 @@ def test_cli_reports_errors_without_traceback(synth_world, tmp_path, tracking_ur
             "0.3",
         ],
     )
-    assert res.exit_code == 1 and "one flag mode" in res.output
+    assert res.exit_code == 1
+    assert "one flag mode" in res.output
     res = runner.invoke(
         cli,
         ["score", str(synth_world), "--orders", str(synth_world / "new"), "--out", "x.txt"],
     )
-    assert res.exit_code == 1 and ".parquet or .csv" in res.output
+    assert res.exit_code == 1
+    assert ".parquet or .csv" in res.output
     # an empty registry: a clear message, not a traceback
     res = runner.invoke(
         cli,
@@ -364,7 +368,8 @@ def test_cli_reports_errors_without_traceback(synth_world, tmp_path, tracking_ur
             str(tmp_path / "o.csv"),
         ],
     )
-    assert res.exit_code == 1 and "train a model first" in res.output
+    assert res.exit_code == 1
+    assert "train a model first" in res.output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,7 +381,8 @@ def test_health_ready_model_metrics(client, state) -> None:
     assert client.get("/readyz").status_code == 200
     info = client.get("/v1/model").json()
     assert info["version"] == state.model_version
-    assert "test_auc" in info["metrics"] and info["data_window"]["n_train"] > 0
+    assert "test_auc" in info["metrics"]
+    assert info["data_window"]["n_train"] > 0
     text = client.get("/metrics").text
     assert "# TYPE returnrisk_http_requests_total counter" in text
     assert 'returnrisk_http_request_duration_seconds_bucket{endpoint="/healthz",le="+Inf"}' in text
@@ -397,11 +403,12 @@ def test_service_answers_like_batch_for_bad_orders(client, new_raw) -> None:
     assert data["n_refused"] == len(expect)
     metrics = client.get("/metrics").text
     refused_line = [ln for ln in metrics.splitlines() if ln.startswith("returnrisk_orders_refused")]
-    assert refused_line and float(refused_line[0].split()[-1]) >= len(expect)
+    assert refused_line
+    assert float(refused_line[0].split()[-1]) >= len(expect)
 
 
 @pytest.mark.parametrize(
-    "content, field",
+    ("content", "field"),
     [
         (b"{not json", "body"),
         (b"[]", "body"),
@@ -485,7 +492,8 @@ def test_reload_keeps_old_state_when_it_fails(state) -> None:
         assert resp.json()["serving_version"] == state.model_version
         assert c.get("/readyz").status_code == 200
         resp = c.post("/v1/reload")
-        assert resp.status_code == 200 and resp.json()["status"] == "reloaded"
+        assert resp.status_code == 200
+        assert resp.json()["status"] == "reloaded"
         assert 'result="failed"' in c.get("/metrics").text
 
 
@@ -683,7 +691,8 @@ def test_real_server_under_concurrent_load(state, new_raw) -> None:
             for ln in text.splitlines()
             if ln.startswith("returnrisk_score_requests_total{")
         }
-        assert paths["online"] >= 500 and paths["batch"] >= 200, paths  # both paths under load
+        assert paths["online"] >= 500, paths  # both paths under load
+        assert paths["batch"] >= 200, paths  # both paths under load
     finally:
         server.should_exit = True
         thread.join(10)
@@ -786,7 +795,7 @@ def _full_path(state, req, cfg) -> dict:
 
 
 @pytest.mark.parametrize(
-    "policy, explain",
+    ("policy", "explain"),
     [
         (PolicyConfig(flag_above=0.0), "all"),
         (PolicyConfig(flag_top=5), "flagged"),
@@ -883,7 +892,8 @@ def test_batch_and_fast_path_refuse_for_the_same_reasons(state, new_raw, rule) -
     static = {name: getattr(new, name) for name in ("skus", "customers", "countries", "carriers")}
     one = check_new_order(new.order, new.lines, static, state.feature_history.ids)
     full = _full_path(state, req, ScoreConfig())
-    assert one and full["status"] == "refused"
+    assert one
+    assert full["status"] == "refused"
     assert full["reason"] == "; ".join(one)  # the same reasons, in the same order
     assert state.score_one(new) is None
 
@@ -900,7 +910,8 @@ def test_service_uses_the_online_path_for_single_orders(client, state, new_raw) 
         assert client.post("/v1/score", json=body).status_code == 200
     broken = {**bodies[0], "orders": [{**bodies[0]["orders"][0], "destination_country": "ZZ"}]}
     r = client.post("/v1/score", json=broken).json()["results"][0]
-    assert r["status"] == "refused" and "unknown destination_country 'ZZ'" in r["reason"]
+    assert r["status"] == "refused"
+    assert "unknown destination_country 'ZZ'" in r["reason"]
     assert path_count("online") == online0 + len(bodies)
     assert path_count("batch") == batch0 + 1
 
@@ -953,7 +964,7 @@ _ORDER = {
 
 
 @pytest.mark.parametrize(
-    "line, field",
+    ("line", "field"),
     [
         ({"sku_id": "s", "quantity": True, "unit_price": 1}, "orders.0.lines.0.quantity"),
         ({"sku_id": "s", "quantity": False, "unit_price": 1}, "orders.0.lines.0.quantity"),
@@ -989,7 +1000,8 @@ def test_docs_are_public_local_and_say_so(state) -> None:
         assert spec.status_code == 200
         assert "needs `Authorization: Bearer <key>`" in spec.json()["info"]["description"]
         docs = c.get("/docs")
-        assert docs.status_code == 200 and "swagger-ui" in docs.text
+        assert docs.status_code == 200
+        assert "swagger-ui" in docs.text
         assert not re.search(r"https?://", docs.text), "the docs page loads nothing from a CDN"
         assets = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"](/[^'"]+)['"]""", docs.text)
         assert {a for a in assets if a.startswith("/docs/assets/")}, assets
@@ -1024,7 +1036,8 @@ def test_unparsable_bodies_are_422_like_any_malformed_body(client, content: byte
     resp = client.post("/v1/score", content=content, headers={"content-type": "application/json"})
     assert resp.status_code == 422, resp.text
     data = resp.json()
-    assert data["errors"][0]["field"] == "body" and "malformed JSON" in data["detail"]
+    assert data["errors"][0]["field"] == "body"
+    assert "malformed JSON" in data["detail"]
 
 
 def test_prometheus_exposition(client) -> None:

@@ -70,7 +70,7 @@ def test_flag_threshold_and_expected_cost() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, word",
+    ("kwargs", "word"),
     [
         ({"flag_top": 5, "flag_above": 0.3}, "one flag mode"),
         ({"case_cost": 5}, "go together"),
@@ -190,7 +190,8 @@ def test_reasons_on_no_rows_and_misaligned_input() -> None:
     frame = _frame().iloc[0:0]
     contrib = pd.DataFrame(columns=list(SPECS), dtype="float64")
     out = explain(frame, contrib, SPECS)
-    assert len(out) == 0 and "reason_1" in out.columns
+    assert len(out) == 0
+    assert "reason_1" in out.columns
     with pytest.raises(ValueError, match="contribution rows"):
         explain(_frame(), contrib, SPECS)
 

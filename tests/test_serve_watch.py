@@ -93,12 +93,15 @@ def test_window_size_and_min_orders_are_honoured() -> None:
     assert math.isnan(s["unseen_share"]["channel"])
     w.record_one(0.1, False, {"channel": 1})
     s = w.snapshot()
-    assert not math.isnan(s["score_psi"]) and s["flag_rate"] == pytest.approx(10 / 20)
+    assert not math.isnan(s["score_psi"])
+    assert s["flag_rate"] == pytest.approx(10 / 20)
     assert s["unseen_share"]["channel"] == pytest.approx(1 / 20)
     for _ in range(70):  # the ring wraps: only the last 50 orders count
         w.record_one(0.3, True, {"channel": 0})
     s = w.snapshot()
-    assert s["scored"] == 50 and s["flag_rate"] == 1.0 and s["unseen_share"]["channel"] == 0.0
+    assert s["scored"] == 50
+    assert s["flag_rate"] == 1.0
+    assert s["unseen_share"]["channel"] == 0.0
     assert s["mean_probability"] == pytest.approx(0.3)
 
 
@@ -115,9 +118,8 @@ def test_batches_wrap_and_keep_their_tail() -> None:
     )
     assert w.record_batch(results, {"channel": 0}) == {}
     s = w.snapshot()
-    assert s["scored"] == 10 and s["mean_probability"] == pytest.approx(
-        np.arange(15, 25).mean() / 100
-    )
+    assert s["scored"] == 10
+    assert s["mean_probability"] == pytest.approx(np.arange(15, 25).mean() / 100)
     assert s["flag_rate"] == pytest.approx(0.5)
     assert math.isnan(s["score_psi"])  # no reference
 
@@ -145,7 +147,9 @@ def test_refusal_reasons_are_bounded_labels() -> None:
     assert counts == {"order_lines.quantity": 3, "orders.order_value": 1}
     s = w.snapshot()
     assert s["refused_share"] == {"order_lines.quantity": 0.75, "orders.order_value": 0.25}
-    assert s["refused"] == 3 and s["scored"] == 1 and s["flag_rate"] == 1.0
+    assert s["refused"] == 3
+    assert s["scored"] == 1
+    assert s["flag_rate"] == 1.0
 
 
 def test_recording_is_thread_safe() -> None:
@@ -161,7 +165,9 @@ def test_recording_is_thread_safe() -> None:
     for t in threads:
         t.join()
     s = w.snapshot()
-    assert s["scored"] == 8000 and s["flag_rate"] == 1.0 and s["unseen_share"]["channel"] == 1.0
+    assert s["scored"] == 8000
+    assert s["flag_rate"] == 1.0
+    assert s["unseen_share"]["channel"] == 1.0
 
 
 def test_a_model_without_reference_logs_and_reports_no_psi(caplog) -> None:
@@ -170,7 +176,8 @@ def test_a_model_without_reference_logs_and_reports_no_psi(caplog) -> None:
 
     with caplog.at_level(logging.WARNING, logger="returnrisk.serve"):
         assert model_reference(Old()) is None
-    assert "model version 3" in caplog.text and "retrain" in caplog.text
+    assert "model version 3" in caplog.text
+    assert "retrain" in caplog.text
     w = Watch(10, 1, None, [])
     w.record_one(0.2, False, {})
     assert math.isnan(w.snapshot()["score_psi"])
@@ -297,7 +304,8 @@ def test_service_counts_refusals_by_reason(state, body) -> None:
     with _client(state, [None], watch_window=100, watch_min_orders=1) as c:
         _ready(c)
         resp = c.post("/v1/score", json={**body, "orders": orders})
-        assert resp.status_code == 200 and resp.json()["n_refused"] == 3, resp.text
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["n_refused"] == 3, resp.text
         key = "returnrisk_orders_refused_by_reason_total"
         assert _gauge(c, key, reason="orders.destination_country") == 2
         assert _gauge(c, key, reason="orders.order_value") == 1
@@ -358,7 +366,8 @@ def test_alert_rules_use_the_service_gauges() -> None:
         "ReturnRiskRefusals",
     }
     for r in rules:
-        assert "returnrisk_watch_" in r["expr"] and r.get("for"), r["alert"]
+        assert "returnrisk_watch_" in r["expr"], r["alert"]
+        assert r.get("for"), r["alert"]
     from returnrisk.serve.monitor import DEFAULT_THRESHOLDS
 
     assert _threshold("ReturnRiskScoreDrift") == DEFAULT_THRESHOLDS["score_psi"]
@@ -400,7 +409,8 @@ def test_a_served_model_without_reference_scores_and_says_so(state, body, caplog
     old.model = dataclasses.replace(state.model, run_id="")
     with caplog.at_level(logging.WARNING, logger="returnrisk.serve"):
         app = create_app(ServeConfig(watch_window=50, watch_min_orders=5), state=old)
-    assert "returnrisk_watch_score_psi is NaN" in caplog.text and "retrain" in caplog.text
+    assert "returnrisk_watch_score_psi is NaN" in caplog.text
+    assert "retrain" in caplog.text
     with TestClient(app) as c:
         _send_singles(c, body, 5)
         assert _gauge(c, "returnrisk_watch_orders", status="scored") == 5

@@ -69,7 +69,9 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     write_world(generate_world(cfg), tmp_path / "b")
     write_world(generate_world(SynthConfig(n_orders=3000, seed=12, new_days=3)), tmp_path / "c")
     a, b, c = _hashes(tmp_path / "a"), _hashes(tmp_path / "b"), _hashes(tmp_path / "c")
-    assert "new/orders.parquet" in a and "truth.parquet" in a and "shipments.parquet" in a
+    assert "new/orders.parquet" in a
+    assert "truth.parquet" in a
+    assert "shipments.parquet" in a
     assert a == b
     assert a["orders.parquet"] != c["orders.parquet"]
 
@@ -89,7 +91,8 @@ def test_same_seed_identical_frames_other_seed_different_frames() -> None:
     cfg = SynthConfig(n_orders=2500, seed=21, new_days=3)
     a, b = _frames(generate_world(cfg)), _frames(generate_world(cfg))
     c = _frames(generate_world(SynthConfig(n_orders=2500, seed=22, new_days=3)))
-    assert a.keys() == b.keys() and "new/orders" in a
+    assert a.keys() == b.keys()
+    assert "new/orders" in a
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
     assert c.keys() == a.keys()
@@ -131,7 +134,8 @@ def test_fixture_world_passes_the_contract(synth_world: Path) -> None:
     assert (tables.orders["order_ts"].dt.microsecond == 0).all()  # second resolution
     assert set(tables.after_sales_cases["case_type"]) <= set(CASE_TYPES)
     truth = pd.read_parquet(synth_world / "truth.parquet")
-    assert truth["order_id"].is_unique and truth["p_case"].between(0, 1).all()
+    assert truth["order_id"].is_unique
+    assert truth["p_case"].between(0, 1).all()
     assert set(tables.orders["order_id"]) <= set(truth["order_id"])
 
 
@@ -190,7 +194,8 @@ def test_every_case_type_occurs_and_some_fall_outside_the_window(world) -> None:
 
 def test_duty_disputes_follow_ddu_above_de_minimis(mature: pd.DataFrame) -> None:
     above, rest = _rate(mature, "ddu_above", "duty_dispute")
-    assert above > 10 * rest and above > 0.05
+    assert above > 10 * rest
+    assert above > 0.05
 
 
 def test_bracketing_orders_are_returned_much_more(mature: pd.DataFrame) -> None:
@@ -271,11 +276,13 @@ def test_world_has_growth_weekly_pattern_and_peak(world) -> None:
 
 def test_countries_reference_has_real_de_minimis() -> None:
     c = load_countries().set_index("country_code")
-    assert len(c) >= 30 and c.index.is_unique
+    assert len(c) >= 30
+    assert c.index.is_unique
     for code in ("US", "GB", "DE", "FR", "CA", "AU", "JP", "BR", "MX"):
         assert code in c.index
     assert (c.loc[c["region"] == "EU", "duty_de_minimis"] == 150.0).all()
-    assert c.loc["US", "duty_de_minimis"] > 500 and c.loc["CA", "duty_de_minimis"] < 20
+    assert c.loc["US", "duty_de_minimis"] > 500
+    assert c.loc["CA", "duty_de_minimis"] < 20
     assert c["languages"].str.fullmatch(r"[a-z]{2}(,[a-z]{2})*").all()
     assert c["default_incoterm"].isin(["DDP", "DDU"]).all()
 
@@ -290,9 +297,11 @@ def test_cli_synth_writes_a_valid_directory_and_rejects_bad_input(tmp_path: Path
     assert (out / "new" / "orders.parquet").is_file()
     load_tables(out)
     bad = runner.invoke(app, ["synth", "--orders", "800", "--out", str(out), "--start", "x"])
-    assert bad.exit_code == 1 and "--start" in bad.output
+    assert bad.exit_code == 1
+    assert "--start" in bad.output
     bad = runner.invoke(app, ["synth", "--orders", "800", "--out", str(out), "--new-days", "900"])
-    assert bad.exit_code == 1 and "new_days" in bad.output
+    assert bad.exit_code == 1
+    assert "new_days" in bad.output
 
 
 def test_config_rejects_nonsense() -> None:
@@ -369,9 +378,11 @@ def test_scenario_raises_its_case_type_in_its_slice_after_the_start(scenario: st
         start = pd.Timestamp(SCENARIO_START, tz="UTC")
         orders, customers = world.tables["orders"], world.tables["customers"]
         there = orders["destination_country"] == world.scenario["country"]
-        assert there.any() and (orders.loc[there, "order_ts"] >= start).all()
+        assert there.any()
+        assert (orders.loc[there, "order_ts"] >= start).all()
         local = customers["country_code"] == world.scenario["country"]
-        assert local.any() and (customers.loc[local, "first_seen_ts"] >= start).all()
+        assert local.any()
+        assert (customers.loc[local, "first_seen_ts"] >= start).all()
     else:
         assert len(before) >= 40, len(before)
         assert hit["y"].mean() > 2 * before["y"].mean()
@@ -414,7 +425,8 @@ def test_stationary_scenario_is_the_world_without_one(tmp_path: Path) -> None:
     cfg = SynthConfig(n_orders=2000, seed=5, new_days=2)
     plain = generate_world(cfg)
     named = generate_world(replace(cfg, scenario="stationary", scenario_start=date(2024, 3, 1)))
-    assert named.scenario is None and "scenario_affected" not in named.truth
+    assert named.scenario is None
+    assert "scenario_affected" not in named.truth
     a, b = _frames(plain), _frames(named)
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
@@ -436,11 +448,13 @@ def test_cli_scenario_writes_scenario_json_and_rejects_bad_input(tmp_path: Path)
     res = runner.invoke(app, [*args, "--scenario", "de_minimis_drop"])
     assert res.exit_code == 0, res.output
     info = json.loads((out / "scenario.json").read_text())
-    assert info["scenario"] == "de_minimis_drop" and info["day"] == round(0.6 * 540)
+    assert info["scenario"] == "de_minimis_drop"
+    assert info["day"] == round(0.6 * 540)
     assert "scenario_affected" in pd.read_parquet(out / "truth.parquet")
     load_tables(out)
     res = runner.invoke(app, args)  # a stationary world over it leaves no stale scenario.json
-    assert res.exit_code == 0 and not (out / "scenario.json").exists()
+    assert res.exit_code == 0
+    assert not (out / "scenario.json").exists()
     for bad, needle in (
         (["--scenario", "meteor"], "--scenario: unknown scenario 'meteor'"),
         (["--scenario", "new_market", "--scenario-start", "2023-12-01"], "--scenario-start"),
@@ -449,8 +463,10 @@ def test_cli_scenario_writes_scenario_json_and_rejects_bad_input(tmp_path: Path)
         (["--scenario-start", "soon"], "not a date"),
     ):
         res = runner.invoke(app, [*args, *bad])
-        assert res.exit_code == 1 and needle in res.output, (bad, res.output)
-        assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
+        assert res.exit_code == 1, (bad, res.output)
+        assert needle in res.output, (bad, res.output)
+        assert "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) == 1
     res = runner.invoke(
         app,
         [
@@ -465,7 +481,8 @@ def test_cli_scenario_writes_scenario_json_and_rejects_bad_input(tmp_path: Path)
             "2024-01-02",
         ],  # fmt: skip
     )
-    assert res.exit_code == 1 and "too few orders before" in res.output
+    assert res.exit_code == 1
+    assert "too few orders before" in res.output
 
 
 def test_config_rejects_unknown_scenario_and_start_outside_the_window() -> None:

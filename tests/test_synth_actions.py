@@ -21,7 +21,8 @@ def test_ship_rows_are_the_worlds_truth_and_cover_every_new_order(world) -> None
     ta, truth = world.truth_actions, world.truth.set_index("order_id")
     ship = ta[ta["action"] == "ship"].set_index("order_id")
     new_ids = set(world.new["orders"]["order_id"])
-    assert set(ship.index) == new_ids and ship.index.is_unique
+    assert set(ship.index) == new_ids
+    assert ship.index.is_unique
     assert set(ta[ta["action"] == "ship_ddp"]["order_id"]) == new_ids
     np.testing.assert_array_equal(ship["p_case_true"], truth.loc[ship.index, "p_case"])
     fam = family_truth(truth.loc[ship.index])

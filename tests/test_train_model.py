@@ -144,7 +144,8 @@ def test_encode_feeds_the_booster_exactly_what_prepare_does(cat_dtype):
     matrix, unseen = model.encode(X)
     assert unseen == unseen_prepare
     assert unseen["cat"] == 5
-    assert matrix.dtype == np.float64 and matrix.flags.c_contiguous
+    assert matrix.dtype == np.float64
+    assert matrix.flags.c_contiguous
     assert matrix.shape == (len(X), len(FEATURES))
     booster = model.booster_
     np.testing.assert_array_equal(
@@ -293,7 +294,8 @@ def test_gate_rules():
         missing_features=("lane_case_rate",),
         config=cfg,
     )
-    assert not d.promote and "lane_case_rate" in d.summary
+    assert not d.promote
+    assert "lane_case_rate" in d.summary
     d = gate_decision(
         {**good, "ece": 0.08},
         None,
@@ -302,7 +304,8 @@ def test_gate_rules():
         missing_features=(),
         config=cfg,
     )
-    assert not d.promote and "absolute" in d.summary
+    assert not d.promote
+    assert "absolute" in d.summary
     d = gate_decision(
         good, None, challenger_version="1", champion_version=None, missing_features=(), config=cfg
     )
@@ -369,7 +372,8 @@ def test_tuning_resumes_its_study(tmp_path):
         study_name="s1",
     )
     first = tune(df[FEATURES], df["label"].to_numpy(), ["cat"], cfg)
-    assert first.n_trials == 2 and first.n_complete >= 1
+    assert first.n_trials == 2
+    assert first.n_complete >= 1
     # "interrupted" after 2 of 3 trials: re-running only adds the missing one
     again = tune(df[FEATURES], df["label"].to_numpy(), ["cat"], replace(cfg, n_trials=3))
     assert again.n_trials == 3
@@ -400,8 +404,10 @@ def test_risk_model_is_a_scikit_learn_estimator():
     model, test, _ = fitted(seed=1)
     twin = clone(model)
     assert is_classifier(model)
-    assert twin.get_params() == model.get_params() and twin.get_params()["seed"] == 1
-    assert not hasattr(twin, "booster_") and hasattr(model, "booster_")
+    assert twin.get_params() == model.get_params()
+    assert twin.get_params()["seed"] == 1
+    assert not hasattr(twin, "booster_")
+    assert hasattr(model, "booster_")
     with pytest.raises(NotFittedError):
         twin.predict_proba(test[FEATURES])
     with pytest.raises(NotFittedError):

@@ -79,7 +79,8 @@ def test_train_end_to_end_logs_and_registers(tracking_uri, synth_world, prepared
     assert m["test_auc"] > LENIENT_MIN_AUC
     assert m["base_rate_test_auc"] == 0.5
     tags = run.data.tags
-    assert tags["data_fingerprint"] == prepared.fingerprint and len(prepared.fingerprint) == 64
+    assert tags["data_fingerprint"] == prepared.fingerprint
+    assert len(prepared.fingerprint) == 64
     assert tags["code_version"]
     arts = {a.path for a in MlflowClient().list_artifacts(result.run_id)}
     assert {"features.json", "data_window.json", "slices.csv", "figures"} <= arts
@@ -127,7 +128,8 @@ def test_retrain_promotes_first_then_rejects_worse_challenger(tracking_uri, synt
         champion.predict(first.challenger.test[cols]).to_numpy(), first.challenger.test_proba
     )
     loaded = load_model()
-    assert loaded.version == "1" and loaded.metrics["test_auc"] > LENIENT_MIN_AUC
+    assert loaded.version == "1"
+    assert loaded.metrics["test_auc"] > LENIENT_MIN_AUC
     assert loaded.data_window["n_test"] == len(first.challenger.test)
 
     # a challenger trained on shuffled labels (test window kept true) must not be promoted
@@ -182,9 +184,11 @@ def test_cli_train_promote_rollback(tracking_uri, synth_world):
     runner = CliRunner()
     r = runner.invoke(app, ["train", str(synth_world), "--quiet"])
     assert r.exit_code == 0, r.output
-    assert "v1 @challenger" in r.output and "baseline lookback" in r.output
+    assert "v1 @challenger" in r.output
+    assert "baseline lookback" in r.output
     r = runner.invoke(app, ["rollback"])
-    assert r.exit_code == 1 and "no @champion" in r.output
+    assert r.exit_code == 1
+    assert "no @champion" in r.output
     r = runner.invoke(
         app, ["retrain", str(synth_world), "-q", "--max-ece", "0.2", "--min-auc", "0.55"]
     )
@@ -192,6 +196,8 @@ def test_cli_train_promote_rollback(tracking_uri, synth_world):
     assert "gate decision" in r.output
     assert runner.invoke(app, ["promote", "1"]).exit_code == 0
     r = runner.invoke(app, ["promote", "7"])
-    assert r.exit_code == 1 and "no version 7" in r.output
+    assert r.exit_code == 1
+    assert "no version 7" in r.output
     r = runner.invoke(app, ["train", str(synth_world / "nope")])
-    assert r.exit_code == 1 and "error:" in r.output
+    assert r.exit_code == 1
+    assert "error:" in r.output

@@ -90,7 +90,8 @@ def test_second_retrain_exits_while_one_holds_the_store_and_a_dead_holder_is_tak
         r = CliRunner().invoke(app, ["retrain", str(synth_world), "-q", *LENIENT])
         assert r.exit_code == 75, r.output
         assert "another retrain is running" in r.output
-        assert f"pid {holder.pid}" in r.output and "Traceback" not in r.output
+        assert f"pid {holder.pid}" in r.output
+        assert "Traceback" not in r.output
         assert len(r.output.strip().splitlines()) == 1
         assert _run_statuses(tracking_uri) == []  # it started nothing
     finally:
@@ -143,10 +144,13 @@ def test_gate_promotes_only_over_the_champion_it_was_compared_with(
     monkeypatch.setattr(pipeline, "train_prepared", meanwhile)
     result = retrain_prepared(prepared, cfg)
     d = result.decision
-    assert d.promote and d.champion_version == "1"  # gates passed against v1 ...
-    assert d.champion_moved_to == "2" and not d.promoted  # ... but v2 was never compared
+    assert d.promote
+    assert d.champion_version == "1"
+    assert d.champion_moved_to == "2"
+    assert not d.promoted
     assert alias_version("champion") == "2"
-    assert "KEEP CHAMPION" in d.summary and "moved from v1 to v2" in d.summary
+    assert "KEEP CHAMPION" in d.summary
+    assert "moved from v1 to v2" in d.summary
     tags = MlflowClient().get_run(result.challenger.run_id).data.tags
     assert tags["gate_decision"] == "superseded"
 
@@ -184,7 +188,8 @@ def test_interrupted_retrain_ends_its_run_killed_and_releases_the_lock(
     monkeypatch.setattr(pipeline, "log_and_register", terminated)
     r = CliRunner().invoke(app, ["retrain", str(synth_world), "-q", *LENIENT])
     assert r.exit_code == 143, r.output
-    assert "interrupted (SIGTERM)" in r.output and "Traceback" not in r.output
+    assert "interrupted (SIGTERM)" in r.output
+    assert "Traceback" not in r.output
     assert _run_statuses(tracking_uri) == ["KILLED"]
     with store_lock(resolve_store(tracking_uri)):  # released
         pass
@@ -225,7 +230,9 @@ def test_malformed_model_uri_is_one_line_naming_it(uri):
     with pytest.raises(RegistryError) as err:
         parse_models_uri(uri)
     text = str(err.value)
-    assert repr(uri) in text and "\n" not in text and "models:/NAME@ALIAS" in text
+    assert repr(uri) in text
+    assert "\n" not in text
+    assert "models:/NAME@ALIAS" in text
 
 
 def test_missing_version_files_are_named_for_score_and_promote(tracking_uri, synth_world):
@@ -253,9 +260,12 @@ def test_missing_version_files_are_named_for_score_and_promote(tracking_uri, syn
         r = runner.invoke(app, args)
         assert r.exit_code == 1, r.output
         line = r.output.strip()
-        assert "\n" not in line and "Traceback" not in line
-        assert f"models:/return-risk/{v2}" in line and f"v{v2}" in line
-        assert "files are missing" in line and str(files) in line
+        assert "\n" not in line
+        assert "Traceback" not in line
+        assert f"models:/return-risk/{v2}" in line
+        assert f"v{v2}" in line
+        assert "files are missing" in line
+        assert str(files) in line
         assert "train a model first" not in line
     assert MlflowClient().get_model_version_by_alias("return-risk", "champion").version == 1
 
@@ -271,15 +281,18 @@ def test_train_a_model_first_only_when_there_is_no_model(tracking_uri, synth_wor
     runner = CliRunner()
     args = ["score", str(synth_world), "--orders", str(synth_world / "new"), "--out", "o.csv"]
     r = runner.invoke(app, args)
-    assert r.exit_code == 1 and "train a model first" in r.output
+    assert r.exit_code == 1
+    assert "train a model first" in r.output
     model, X = _small_model(0)
     _register(model, X)  # v1 @challenger, no @champion
     r = runner.invoke(app, args)
     assert r.exit_code == 1, r.output
     assert "train a model first" not in r.output
-    assert "no alias @champion" in r.output and "@challenger -> v1" in r.output
+    assert "no alias @champion" in r.output
+    assert "@challenger -> v1" in r.output
     r = runner.invoke(app, [*args, "--model", "models:/return-risk/4"])
-    assert "no version 4 (versions 1;" in r.output and "train a model first" not in r.output
+    assert "no version 4 (versions 1;" in r.output
+    assert "train a model first" not in r.output
 
 
 # ------------------------------------------------------------------------------------ item 3
@@ -301,11 +314,13 @@ def test_read_only_commands_never_create_a_store(tmp_path, synth_world, monkeypa
         r = runner.invoke(app, args)
         assert r.exit_code == 1, (args, r.output)
         assert f"no MLflow tracking store at {tmp_path / 'mlflow.db'}" in r.output, r.output
-        assert "--tracking-uri" in r.output and "MLFLOW_TRACKING_URI" in r.output
+        assert "--tracking-uri" in r.output
+        assert "MLFLOW_TRACKING_URI" in r.output
         assert not (tmp_path / "mlflow.db").exists(), args
     elsewhere = tmp_path / "elsewhere.db"
     r = runner.invoke(app, ["rollback", "--tracking-uri", f"sqlite:///{elsewhere}"])
-    assert r.exit_code == 1 and f"{elsewhere} (from --tracking-uri)" in r.output
+    assert r.exit_code == 1
+    assert f"{elsewhere} (from --tracking-uri)" in r.output
     assert not elsewhere.exists()
 
 
@@ -330,7 +345,8 @@ def test_tracking_uri_option_is_used_by_every_step(tmp_path, synth_world, monkey
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert "model version 1" in r.output
-    assert store.is_file() and not (here / "mlflow.db").exists()
+    assert store.is_file()
+    assert not (here / "mlflow.db").exists()
 
 
 # ------------------------------------------------------------------------------------ item 4
@@ -350,7 +366,8 @@ def test_quiet_retrain_prints_only_its_result_and_progress_has_one_clock(tmp_pat
     loud = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert loud.returncode == 0, loud.stderr
     lines = loud.stderr.splitlines()
-    assert lines and all(re.match(r"\[\s*\d+\.\ds\] ", x) for x in lines), loud.stderr
+    assert lines, loud.stderr
+    assert all(re.match(r"\[\s*\d+\.\ds\] ", x) for x in lines), loud.stderr
     clock = [float(re.match(r"\[\s*(\d+\.\d)s\]", x).group(1)) for x in lines]
     assert clock == sorted(clock)  # one clock from the command's start
     assert "CloudPickle" not in loud.stderr
@@ -369,7 +386,8 @@ def test_model_is_logged_from_code_and_two_versions_load_side_by_side(tracking_u
     v1, v2 = _register(m1, X), _register(m2, X)
     root = Path(MlflowClient().get_model_version_download_uri("return-risk", v1))
     flavor = yaml.safe_load((root / "MLmodel").read_text())["flavors"]["python_function"]
-    assert flavor.get("model_code_path") and not (root / "python_model.pkl").exists()
+    assert flavor.get("model_code_path")
+    assert not (root / "python_model.pkl").exists()
     a = mlflow.pyfunc.load_model(f"models:/return-risk/{v1}")
     b = mlflow.pyfunc.load_model(f"models:/return-risk/{v2}")
     plain = X.astype({"cat": "object"})
