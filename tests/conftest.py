@@ -34,6 +34,37 @@ def synth_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def registry(synth_world: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(tracking uri, LoadedModel of @champion): a tiny model trained with returnrisk.train on the
+    session's synthetic world, registered in a temporary MLflow store and promoted (once per
+    module that asks for it: a module may register more versions without touching another's)."""
+    import warnings
+
+    from returnrisk.train.pipeline import TrainConfig, train
+    from returnrisk.train.registry import configure_tracking, load_model, promote
+
+    tmp = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's own warnings while logging a model
+        mp.setenv("MLFLOW_TRACKING_URI", uri)
+        mp.setenv("MLFLOW_REGISTRY_URI", uri)
+        mp.chdir(tmp)
+        configure_tracking(uri)
+        cfg = TrainConfig(
+            data=synth_world,
+            n_estimators=40,
+            early_stopping_rounds=10,
+            baselines=False,
+            figures=False,
+            tracking_uri=uri,
+        )
+        promote(str(train(cfg).version))
+        model = load_model()
+    return uri, model
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real data sets in ../shared/data; tests using them skip when the folder is absent."""

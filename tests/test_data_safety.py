@@ -67,38 +67,12 @@ def _problems(frames: dict[str, pd.DataFrame], now: pd.Timestamp = NOW) -> list:
 # fixtures: a small model on the session's synthetic world, for the score command
 
 
-@pytest.fixture(scope="module")
-def registry(synth_world: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from returnrisk.train.pipeline import TrainConfig, train
-    from returnrisk.train.registry import configure_tracking, promote
-
-    tmp = tmp_path_factory.mktemp("mlflow_safety")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow's own warnings while logging a model
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uri)
-        mp.chdir(tmp)
-        configure_tracking(uri)
-        result = train(
-            TrainConfig(
-                data=synth_world,
-                n_estimators=20,
-                early_stopping_rounds=5,
-                baselines=False,
-                figures=False,
-                tracking_uri=uri,
-            )
-        )
-        promote(str(result.version))
-    return uri
-
-
 @pytest.fixture
-def scoring_env(registry: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
-    return registry
+def scoring_env(registry, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = registry[0]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    return uri
 
 
 def _new_orders(synth_world: Path, out: Path, change=None, fmt: str = "parquet") -> Path:
@@ -620,7 +594,7 @@ def test_every_table_file_name_is_guarded() -> None:
 
 
 @pytest.fixture(scope="module")
-def service(synth_world: Path, registry: str):
+def service(synth_world: Path, registry):
     """(a test client of the service on the module's @champion, a one-order body of new/)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette prefers httpx2 at import
@@ -631,8 +605,8 @@ def service(synth_world: Path, registry: str):
     from returnrisk.train.registry import load_model
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MLFLOW_TRACKING_URI", registry)
-        mp.setenv("MLFLOW_REGISTRY_URI", registry)
+        mp.setenv("MLFLOW_TRACKING_URI", registry[0])
+        mp.setenv("MLFLOW_REGISTRY_URI", registry[0])
         state = ScoringState(load_tables(synth_world), load_model())
     body = orders_to_json(read_new_orders(synth_world / "new"))
     with TestClient(create_app(ServeConfig(), state=state)) as client:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from typer.testing import CliRunner
 
 from returnrisk.cli import app
@@ -14,33 +12,14 @@ from returnrisk.costs import ACTIONS
 from returnrisk.serve.decisions import ACTION_COLUMNS, TABLE_COLUMNS, recommend
 
 
-@pytest.fixture(scope="module")
-def registry(synth_world: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from returnrisk.train.pipeline import TrainConfig, train
-    from returnrisk.train.registry import configure_tracking, promote
-
-    tmp = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow's own warnings while logging a model
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uri)
-        mp.chdir(tmp)
-        configure_tracking(uri)
-        cfg = TrainConfig(data=synth_world, n_estimators=40, early_stopping_rounds=10,
-                          baselines=False, figures=False, tracking_uri=uri)  # fmt: skip
-        promote(str(train(cfg).version))
-    return uri
-
-
 def _score(world: Path, out: Path, *extra: str):
     args = ["score", str(world), "--orders", str(world / "new"), "--out", str(out)]
     return CliRunner().invoke(app, [*args, "--flag-top", "30", "--quiet", *extra])
 
 
-def test_score_with_actions(synth_world: Path, registry: str, tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
+def test_score_with_actions(synth_world: Path, registry, tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", registry[0])
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry[0])
     r = _score(synth_world, tmp_path / "plain.csv")
     assert r.exit_code == 0, r.output
     plain = pd.read_csv(tmp_path / "plain.csv", dtype={"order_id": str})

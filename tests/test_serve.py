@@ -45,35 +45,6 @@ with warnings.catch_warnings():
 
 
 @pytest.fixture(scope="module")
-def registry(synth_world: Path, tmp_path_factory: pytest.TempPathFactory):
-    """(tracking uri, LoadedModel of @champion)."""
-    from returnrisk.train.pipeline import TrainConfig, train
-    from returnrisk.train.registry import configure_tracking, load_model, promote
-
-    tmp = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow's own warnings while logging a model
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uri)
-        mp.chdir(tmp)
-        configure_tracking(uri)
-        result = train(
-            TrainConfig(
-                data=synth_world,
-                n_estimators=40,
-                early_stopping_rounds=10,
-                baselines=False,
-                figures=False,
-                tracking_uri=uri,
-            )
-        )
-        promote(str(result.version))
-        model = load_model()
-    return uri, model
-
-
-@pytest.fixture(scope="module")
 def history(synth_world: Path):
     return load_tables(synth_world)
 

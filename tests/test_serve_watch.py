@@ -188,35 +188,6 @@ def test_a_model_without_reference_logs_and_reports_no_psi(caplog) -> None:
 
 
 @pytest.fixture(scope="module")
-def registry(synth_world: Path, tmp_path_factory: pytest.TempPathFactory):
-    """(tracking uri, LoadedModel of @champion) of a tiny model trained on the synthetic world."""
-    from returnrisk.train.pipeline import TrainConfig, train
-    from returnrisk.train.registry import configure_tracking, load_model, promote
-
-    tmp = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow's own warnings while logging a model
-        mp.setenv("MLFLOW_TRACKING_URI", uri)
-        mp.setenv("MLFLOW_REGISTRY_URI", uri)
-        mp.chdir(tmp)
-        configure_tracking(uri)
-        result = train(
-            TrainConfig(
-                data=synth_world,
-                n_estimators=30,
-                early_stopping_rounds=10,
-                baselines=False,
-                figures=False,
-                tracking_uri=uri,
-            )
-        )
-        promote(str(result.version))
-        model = load_model()
-    return uri, model
-
-
-@pytest.fixture(scope="module")
 def state(synth_world: Path, registry) -> ScoringState:
     from returnrisk.contract import load_tables
 
