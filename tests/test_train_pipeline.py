@@ -201,3 +201,25 @@ def test_cli_train_promote_rollback(tracking_uri, synth_world):
     r = runner.invoke(app, ["train", str(synth_world / "nope")])
     assert r.exit_code == 1
     assert "error:" in r.output
+
+
+def test_train_logs_into_the_store_its_config_names(tmp_path, synth_world, monkeypatch):
+    """A TrainConfig's tracking_uri is where the run goes, even when MLflow was pointed at
+    another store before in the same process (the importers' end-to-end test hit this: its
+    model went into the previous test's store and `score` then found none)."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from returnrisk.train.pipeline import train
+
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    named = f"sqlite:///{tmp_path / 'named.db'}"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(elsewhere)
+    cfg = _config(synth_world, tracking_uri=named, n_estimators=30, baselines=False, figures=False)
+    result = train(cfg)
+    assert (tmp_path / "named.db").is_file()
+    assert mlflow.get_tracking_uri() == named
+    assert MlflowClient(named).get_run(result.run_id).info.status == "FINISHED"

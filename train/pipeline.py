@@ -50,6 +50,7 @@ from .registry import (
     gate_decision,
     load_model,
     log_and_register,
+    open_store,
     promote,
     resolve_tracking_uri,
 )
@@ -514,8 +515,20 @@ def train_prepared(
     return result
 
 
+def _use_store(uri: str | None) -> None:
+    """A config that names a store logs there, whoever calls (the CLI has opened it already; a
+    notebook or a test may not have, or may have pointed MLflow elsewhere before)."""
+    if uri is None:
+        return
+    import mlflow
+
+    if mlflow.get_tracking_uri() != uri:
+        open_store(uri)
+
+
 def train(config: TrainConfig, log: StepLog = QUIET) -> TrainResult:
     """``returnrisk train DIR``."""
+    _use_store(config.tracking_uri)
     return train_prepared(load_data(config, log), config, log=log)
 
 
@@ -632,4 +645,5 @@ def retrain_prepared(
 
 def retrain(config: RetrainConfig, log: StepLog = QUIET) -> RetrainResult:
     """``returnrisk retrain DIR``."""
+    _use_store(config.train.tracking_uri)
     return retrain_prepared(load_data(config.train, log), config, log=log)
