@@ -111,6 +111,14 @@ class FakePredictor:
         terms = self._terms(matrix)
         return np.column_stack([terms, np.full(len(terms), FAKE_BIAS)])
 
+    # what the SKU report uses of a trained model, on frames
+    def predict_case(self, X: pd.DataFrame) -> np.ndarray:
+        return self.predict_matrix(self.encode(X)[0])
+
+    def contributions(self, X: pd.DataFrame) -> pd.DataFrame:
+        values = self.contributions_matrix(self.encode(X)[0])
+        return pd.DataFrame(values, columns=[*self.feature_names_, "bias"], index=X.index)
+
 
 @dataclass(frozen=True)
 class FakeModel:
