@@ -362,8 +362,12 @@ class OnlineFeatures:
         def query(name: str, codes: Any) -> PriorAggregate:
             return self.query(name, codes, t_ns)
 
+        totals: dict[str, np.ndarray] = {}
+
         def total(name: str) -> np.ndarray:  # a key-less index: the whole history before t
-            return query(name, 0).count
+            if name not in totals:  # asked by several families
+                totals[name] = query(name, 0).count
+            return totals[name]
 
         cust = self.vocab["customer"].code(customer)
         customer_features(

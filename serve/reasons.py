@@ -26,8 +26,13 @@ from returnrisk.features.specs import FeatureSpec
 _INT_LIMIT = 2.0**63  # whole numbers below this print as integers (int64)
 
 
-def _str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def _str(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A column as text (pandas' ``astype("str")``), missing -> '?', and its missing mask."""
+    if isinstance(values, np.ndarray) and values.dtype == object:  # a row's str / None values
+        missing = pd.isna(values)
+        return np.where(missing, "?", values), missing
+    if isinstance(values, np.ndarray):
+        values = pd.Series(values)
     if isinstance(values.dtype, pd.StringDtype):  # already text: no conversion
         raw = values.to_numpy(dtype=object)
         missing = pd.isna(raw)
@@ -36,18 +41,31 @@ def _str(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return values.astype("str").where(~missing, "?").to_numpy(dtype=object), missing
 
 
-def _float(values: pd.Series, coerce: bool) -> np.ndarray:
+def _float(values: pd.Series | np.ndarray, coerce: bool) -> np.ndarray:
     """A column as float64: ``pd.to_numeric(errors="coerce")`` when ``coerce``, else ``astype``."""
     if values.dtype == np.float64:
-        return values.to_numpy()
+        return np.asarray(values)
+    if isinstance(values, np.ndarray):
+        values = pd.Series(values)
     if coerce:
         values = pd.to_numeric(values, errors="coerce")
     return values.astype("float64").to_numpy()
 
 
-def _is_number(values: pd.Series) -> bool:
+def _is_number(values: pd.Series | np.ndarray) -> bool:
     dtype = values.dtype
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+
+
+Frame = pd.DataFrame | Mapping[str, Any]
+"""What ``explain`` quotes: the feature table, or one order's row as ``features.online`` gives
+it (column -> 1-element array or list), which spares the service a one-row frame."""
+
+
+def _n_rows(frame: Frame) -> int:
+    if isinstance(frame, pd.DataFrame):
+        return len(frame)
+    return len(next(iter(frame.values()))) if len(frame) else 0
 
 
 class Columns:
@@ -55,9 +73,7 @@ class Columns:
     explained (``rows``: positions in ``frame``). Each column is converted once per ``explain``
     call, whichever families quote it (``at`` shares the conversions)."""
 
-    def __init__(
-        self, frame: pd.DataFrame, rows: np.ndarray, cache: dict[tuple[str, str], Any]
-    ) -> None:
+    def __init__(self, frame: Frame, rows: np.ndarray, cache: dict[tuple[str, str], Any]) -> None:
         self.frame = frame
         self.rows = rows
         self._cache = cache
@@ -72,14 +88,22 @@ class Columns:
     def first(self, *names: str) -> str | None:
         """The first of ``names`` that is a column, else None."""
         for name in names:
-            if name in self.frame.columns:
+            if self.has(name):
                 return name
         return None
 
-    def _column(self, name: str) -> pd.Series:
+    def has(self, name: str) -> bool:
+        return name in self.frame  # a frame's columns, a row's keys
+
+    def _column(self, name: str) -> pd.Series | np.ndarray:
         key = ("column", name)
         if key not in self._cache:
-            self._cache[key] = self.frame[name]
+            col = self.frame[name]
+            if isinstance(col, list):  # a row's text: str or None
+                col = np.asarray(col, dtype=object)
+            elif not isinstance(col, pd.Series | np.ndarray):
+                col = pd.Series(col)
+            self._cache[key] = col
         return self._cache[key]
 
     def _get(self, kind: str, name: str) -> Any:
@@ -235,7 +259,7 @@ def _generic(c: Columns, top: np.ndarray, feats: list[str], descriptions: np.nda
     value = np.full(len(c), "?", dtype=object)
     for j in np.unique(top):  # a loop over the family's features, not over orders
         name = feats[j]
-        if name in c.frame.columns:
+        if c.has(name):
             rows = top == j
             value[rows] = c.at(c.rows[rows]).value_text(name)
     return descriptions[top] + ": " + value
@@ -253,65 +277,56 @@ def _family_sums(contrib: np.ndarray, index: list[list[int]]) -> np.ndarray:
     return out
 
 
-def _reasons_frame(
-    index: pd.Index, top: int, texts: np.ndarray, drivers: np.ndarray, sums: np.ndarray
-) -> pd.DataFrame:
-    """The output: ``reason_k`` ("str"), ``reason_k_driver`` ("str"), ``reason_k_contribution``
-    (float64, 4 decimals) for k = 1..top from (n, k_max) picks; missing for k > k_max."""
-    top = max(top, 0)
+def _reason_columns(
+    top: int, texts: np.ndarray, drivers: np.ndarray, sums: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``reason_k``, ``reason_k_driver`` (object arrays of str, NaN when missing) and
+    ``reason_k_contribution`` (float64, 4 decimals) for k = 1..top from (n, k_max) picks;
+    missing for k > k_max."""
     n, k_max = len(sums), min(sums.shape[1], top)
-    strings = np.full((2 * top, n), np.nan, dtype=object)  # rows: text 1, driver 1, text 2, ...
-    strings[0 : 2 * k_max : 2] = texts[:, :k_max].T
-    strings[1 : 2 * k_max : 2] = drivers[:, :k_max].T
-    strings = pd.array(strings.ravel(), dtype="str")  # one conversion, then one slice each
-    out: dict[str, Any] = {}
+    out: dict[str, np.ndarray] = {}
     for k in range(top):
-        out[f"reason_{k + 1}"] = strings[2 * k * n : (2 * k + 1) * n]
-        out[f"reason_{k + 1}_driver"] = strings[(2 * k + 1) * n : (2 * k + 2) * n]
-        out[f"reason_{k + 1}_contribution"] = (
-            np.round(sums[:, k], 4) if k < k_max else np.full(n, np.nan)
-        )
+        text, driver = np.full(n, np.nan, dtype=object), np.full(n, np.nan, dtype=object)
+        contribution = np.full(n, np.nan)
+        if k < k_max:
+            text[:], driver[:], contribution = texts[:, k], drivers[:, k], np.round(sums[:, k], 4)
+        out[f"reason_{k + 1}"] = text
+        out[f"reason_{k + 1}_driver"] = driver
+        out[f"reason_{k + 1}_contribution"] = contribution
+    return out
+
+
+def _reasons_frame(index: pd.Index, columns: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The reason columns as a frame: the text ones "str" (one conversion, then a slice each)."""
+    names = [name for name in columns if not name.endswith("_contribution")]
+    n = len(index)
+    strings = pd.array(
+        np.concatenate([columns[name] for name in names]) if names else [], dtype="str"
+    )
+    out = dict(columns)
+    for i, name in enumerate(names):
+        out[name] = strings[i * n : (i + 1) * n]
     return pd.DataFrame(out, index=index, copy=False)
 
 
-def explain(
-    frame: pd.DataFrame,
-    contributions: pd.DataFrame,
+def _picks(
+    frame: Frame,
+    contrib: np.ndarray,
+    names: list[str],
     specs: Mapping[str, FeatureSpec],
-    *,
-    top: int = 3,
-) -> pd.DataFrame:
-    """Top ``top`` drivers per row of ``frame``.
-
-    ``frame`` is the feature table of the orders to explain (feature columns plus context such as
-    ``order_value``, ``duty_de_minimis``); ``contributions`` has one SHAP column per feature
-    (plus optionally ``bias``), row-aligned with ``frame``. ``specs`` maps feature name to an
-    object with ``family`` and ``description`` (``FEATURE_SPECS``).
-
-    Returns one row per input row (same index) with ``reason_k``, ``reason_k_driver``,
-    ``reason_k_contribution`` for k = 1..top (missing when an order has fewer drivers).
-    """
-    if len(frame) != len(contributions):
-        raise ValueError(
-            f"explain: {len(frame)} feature rows but {len(contributions)} contribution rows"
-        )
-    present = set(contributions.columns)
+    top: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, k_max) sentences, drivers and contributions of each row's top drivers."""
+    present = set(names)
     by_family: dict[str, list[str]] = {}
     for name, spec in specs.items():
         if name in present:
             by_family.setdefault(spec.family, []).append(name)
     families = list(by_family)
-    n = len(frame)
+    n = len(contrib)
     if not families or n == 0:
         none = np.empty((n, 0), dtype=object)
-        return _reasons_frame(frame.index, top, none, none, np.empty((n, 0)))
-
-    try:  # one conversion (a frame of floats is one block)
-        contrib = contributions.to_numpy(dtype="float64")
-        names = contributions.columns.tolist()
-    except (TypeError, ValueError):  # a column no family uses is not numeric
-        names = [name for feats in by_family.values() for name in feats]
-        contrib = contributions[names].to_numpy(dtype="float64")
+        return none, none, np.empty((n, 0))
     position = dict(zip(names, range(len(names)), strict=True))
     index = [[position[name] for name in feats] for feats in by_family.values()]
     sums = _family_sums(contrib, index)
@@ -338,10 +353,52 @@ def explain(
                 text = np.where(about[top_feat], special, text)
         text_matrix[rows, j] = text
     at = np.arange(n)[:, None]
-    return _reasons_frame(
-        frame.index,
-        top,
-        text_matrix[at, order],
-        np.asarray(families, dtype=object)[order],
-        sums[at, order],
-    )
+    return text_matrix[at, order], np.asarray(families, dtype=object)[order], sums[at, order]
+
+
+def explain(
+    frame: pd.DataFrame,
+    contributions: pd.DataFrame,
+    specs: Mapping[str, FeatureSpec],
+    *,
+    top: int = 3,
+) -> pd.DataFrame:
+    """Top ``top`` drivers per row of ``frame``.
+
+    ``frame`` is the feature table of the orders to explain (feature columns plus context such as
+    ``order_value``, ``duty_de_minimis``); ``contributions`` has one SHAP column per feature
+    (plus optionally ``bias``), row-aligned with ``frame``. ``specs`` maps feature name to an
+    object with ``family`` and ``description`` (``FEATURE_SPECS``).
+
+    Returns one row per input row (same index) with ``reason_k``, ``reason_k_driver``,
+    ``reason_k_contribution`` for k = 1..top (missing when an order has fewer drivers).
+    """
+    if len(frame) != len(contributions):
+        raise ValueError(
+            f"explain: {len(frame)} feature rows but {len(contributions)} contribution rows"
+        )
+    try:  # one conversion (a frame of floats is one block)
+        contrib = contributions.to_numpy(dtype="float64")
+        names = contributions.columns.tolist()
+    except (TypeError, ValueError):  # a column no family uses is not numeric
+        names = [name for name in specs if name in contributions.columns]
+        contrib = contributions[names].to_numpy(dtype="float64")
+    picks = _picks(frame, contrib, names, specs, top)
+    return _reasons_frame(frame.index, _reason_columns(max(top, 0), *picks))
+
+
+def explain_row(
+    row: Mapping[str, Any],
+    contributions: np.ndarray,
+    names: list[str],
+    specs: Mapping[str, FeatureSpec],
+    *,
+    top: int = 3,
+) -> dict[str, Any]:
+    """``explain`` of one order from its feature row as ``features.online`` gives it (column
+    -> 1-element array or list) and its (1, features) contributions named ``names``: the same
+    reason columns, as Python values (no frame: the service's fast path)."""
+    if _n_rows(row) != 1 or len(contributions) != 1:
+        raise ValueError(f"explain_row: one order expected, got {len(contributions)} rows")
+    columns = _reason_columns(max(top, 0), *_picks(row, contributions, names, specs, top))
+    return {name: values[0] for name, values in columns.items()}

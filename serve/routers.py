@@ -33,14 +33,14 @@ from .scoring import ScoreConfig, ScoringState, results_to_records
 from .service import Service
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     return request.app.state.service
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
 
 
-def ready_state(service: ServiceDep) -> ScoringState:
+async def ready_state(service: ServiceDep) -> ScoringState:
     st = service.state
     if st is None:
         raise HTTPException(503, "not ready: the scoring state is still loading")
@@ -56,7 +56,7 @@ _bearer = HTTPBearer(
 )
 
 
-def require_key(
+async def require_key(
     service: ServiceDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

@@ -44,14 +44,14 @@ from returnrisk.contract import (
     read_frames,
 )
 from returnrisk.errors import ReturnriskError
-from returnrisk.features.online import OnlineFeatures, OnlineOrder, features_frame
+from returnrisk.features.online import OnlineFeatures, OnlineOrder
 from returnrisk.progress import QUIET, StepLog
 from returnrisk.train.names import CHAMPION_URI
 
 from .csvsafe import write_csv
 from .model_protocol import ScoringModel
 from .policy import PolicyConfig, apply_policy, flag, risk_level, risk_score
-from .reasons import explain
+from .reasons import explain, explain_row
 
 NEW_TABLES = ("orders", "order_lines", "skus", "customers", "countries", "carriers")
 STATIC_TABLES = NEW_STATIC_TABLES
@@ -266,11 +266,9 @@ class ScoringState:
             "model_version": self.model_version,
         }
         if config.explain == "all" or (config.explain == "flagged" and flagged):
-            contrib = pd.DataFrame(
-                rm.contributions_matrix(matrix), columns=[*rm.feature_names_, "bias"]
-            )
-            why = explain(features_frame(row), contrib, self.specs, top=config.top_reasons)
-            result.update(why.iloc[0].to_dict())
+            contrib = rm.contributions_matrix(matrix)
+            names = [*rm.feature_names_, "bias"]
+            result.update(explain_row(row, contrib, names, self.specs, top=config.top_reasons))
         record = _scored_record(result, config.top_reasons)
         return OnlineResult(record, flagged, unseen)
 

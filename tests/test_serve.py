@@ -1087,3 +1087,33 @@ def test_openapi_schemathesis(api_schema) -> None:
         modes = [GenerationMode.POSITIVE] + [GenerationMode.NEGATIVE] * has_input
         for mode in modes:
             _schemathesis_check(op, mode, skip)()
+
+
+def _dependency_calls(dependant) -> list:
+    out = []
+    for dep in dependant.dependencies:
+        out += [dep.call, *_dependency_calls(dep)]
+    return out
+
+
+def test_the_score_route_hops_no_thread_before_scoring() -> None:
+    """FastAPI runs a plain ``def`` dependency in the thread pool: three such hops per request
+    (service, ready state, API key) doubled the open-loop p99 of the fast path (bench_serve:
+    128 ms -> 15 ms at 200 req/s when they became ``async def``). Every dependency of the
+    score route is a coroutine (they only read the app's state)."""
+    import inspect
+
+    from fastapi.routing import APIRoute
+
+    from returnrisk.serve import routers
+
+    (route,) = [r for r in routers.score.routes if isinstance(r, APIRoute)]
+    assert route.path == "/v1/score"
+    calls = _dependency_calls(route.dependant)
+    assert len(calls) >= 3  # service, ready state, the key check (and its bearer scheme)
+    sync = [
+        getattr(c, "__name__", type(c).__name__)
+        for c in calls
+        if not (inspect.iscoroutinefunction(c) or inspect.iscoroutinefunction(c.__call__))
+    ]
+    assert sync == []

@@ -17,7 +17,7 @@ from returnrisk.serve.policy import (
     risk_level,
     risk_score,
 )
-from returnrisk.serve.reasons import explain
+from returnrisk.serve.reasons import explain, explain_row
 
 
 def test_score_and_levels() -> None:
@@ -265,9 +265,35 @@ def test_one_row_explained_alone_as_in_a_batch() -> None:
         for top in (1, 3, 5):
             batch = explain(frame, contrib, specs, top=top)
             assert batch.index.equals(frame.index)
+            names = contrib.columns.tolist()
+            matrix = contrib.to_numpy()
             for i in range(n):
                 alone = explain(frame.iloc[[i]], contrib.iloc[[i]], specs, top=top)
                 pd.testing.assert_frame_equal(alone, batch.iloc[[i]], check_exact=True)
+                # the service's form: the order's row as features.online gives it, no frame
+                one = explain_row(_online_row(frame.iloc[[i]]), matrix[[i]], names, specs, top=top)
+                expected = batch.iloc[i].to_dict()
+                assert list(one) == list(expected)
+                for key, value in expected.items():
+                    assert (pd.isna(one[key]) and pd.isna(value)) or one[key] == value, key
+
+
+def _online_row(frame: pd.DataFrame) -> dict[str, object]:
+    """A one-row frame as ``OnlineFeatures.order_features`` gives a row: text as a list of str
+    or None, numbers as a 1-element float array."""
+    row: dict[str, object] = {}
+    for name, col in frame.items():
+        if isinstance(col.dtype, pd.StringDtype):
+            row[name] = [None if pd.isna(v) else str(v) for v in col]
+        else:
+            row[name] = col.to_numpy(dtype="float64")
+    return row
+
+
+def test_explain_row_wants_one_order() -> None:
+    contrib = np.zeros((2, len(SPECS)))
+    with pytest.raises(ValueError, match="one order expected"):
+        explain_row({"order_value": np.zeros(2)}, contrib, list(SPECS), SPECS)
 
 
 def test_size_fit_reason_names_bracketing() -> None:
