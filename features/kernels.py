@@ -172,6 +172,33 @@ def _query_times(index: EventIndex, query_ts: np.ndarray) -> np.ndarray:
     return np.minimum(np.maximum(-((lo - q) // unit) + 1, 0), span)  # ceil((q - lo) / unit) + 1
 
 
+def _query_time(index: EventIndex, q: int) -> int:
+    """``_query_times`` of one query, in Python integers (the same floor division)."""
+    if index.unit == 0:
+        return int(np.searchsorted(index.times, q, side="left")) + 1
+    unit, lo, span = index.unit, index.lo, index.m - 1
+    q = min(max(q, lo - unit), lo + (span + 1) * unit)
+    return min(max(-((lo - q) // unit) + 1, 0), span)
+
+
+def query_one(index: EventIndex, key: int, t: int, *, with_times: bool = False) -> PriorAggregate:
+    """``query_events`` of one query (the service's online store): scalar steps, no arrays to
+    sort or share; the same positions, so the same sums to the bit."""
+    qk = min(key, index.n_keys)  # a key beyond the events': none of them
+    ev_sorted = index.packed
+    pos = int(ev_sorted.searchsorted(qk * index.m + _query_time(index, t), side="left"))
+    start = int(ev_sorted.searchsorted(qk * index.m, side="left"))
+    first = last = NAT
+    if with_times and pos > start:
+        first, last = int(index.ts[start]), int(index.ts[pos - 1])
+    return PriorAggregate(
+        count=np.array([pos - start], dtype=np.int64),
+        sums={name: cs[pos : pos + 1] - cs[start : start + 1] for name, cs in index.cums.items()},
+        first_ts=np.array([first], dtype=np.int64),
+        last_ts=np.array([last], dtype=np.int64),
+    )
+
+
 def query_events(
     index: EventIndex,
     query_key: np.ndarray,
@@ -182,22 +209,25 @@ def query_events(
     """Per query: the indexed events with the same key and a time strictly before."""
     query_key = np.asarray(query_key, dtype=np.int64)
     n_q = len(query_key)
+    if n_q == 1:  # one query (the service's online store): nothing to sort or share
+        t = int(np.asarray(query_ts, dtype=np.int64)[0])
+        return query_one(index, int(query_key[0]), t, with_times=with_times)
     qk = np.minimum(query_key, index.n_keys)  # a key beyond the events': none of them
     q_packed = qk * index.m + _query_times(index, query_ts)
     ev_sorted = index.packed
-    if n_q <= 1:  # one query (the service's online store): nothing to sort or share
-        pos = np.searchsorted(ev_sorted, q_packed, side="left")
-        start = np.searchsorted(ev_sorted, qk * index.m, side="left")
-    else:
-        order_q = np.argsort(q_packed)  # sorted needles make searchsorted cache-friendly
-        pos = np.empty(n_q, dtype=np.int64)
-        start = np.empty(n_q, dtype=np.int64)
-        pos[order_q] = np.searchsorted(ev_sorted, q_packed[order_q], side="left")
-        # the start of a key's events: searched once per distinct query key, then repeated
-        qk_sorted = qk[order_q]
-        run = np.flatnonzero(np.concatenate(([True], qk_sorted[1:] != qk_sorted[:-1])))
-        run_start = np.searchsorted(ev_sorted, qk_sorted[run] * index.m, side="left")
-        start[order_q] = np.repeat(run_start, np.diff(np.append(run, n_q)))
+    if n_q == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        sums0 = {name: cs[empty] for name, cs in index.cums.items()}
+        return PriorAggregate(count=empty, sums=sums0, first_ts=empty, last_ts=empty.copy())
+    order_q = np.argsort(q_packed)  # sorted needles make searchsorted cache-friendly
+    pos = np.empty(n_q, dtype=np.int64)
+    start = np.empty(n_q, dtype=np.int64)
+    pos[order_q] = np.searchsorted(ev_sorted, q_packed[order_q], side="left")
+    # the start of a key's events: searched once per distinct query key, then repeated
+    qk_sorted = qk[order_q]
+    run = np.flatnonzero(np.concatenate(([True], qk_sorted[1:] != qk_sorted[:-1])))
+    run_start = np.searchsorted(ev_sorted, qk_sorted[run] * index.m, side="left")
+    start[order_q] = np.repeat(run_start, np.diff(np.append(run, n_q)))
     count = pos - start
     sums = {name: cs[pos] - cs[start] for name, cs in index.cums.items()}
     first = np.full(n_q, NAT, dtype=np.int64)

@@ -55,6 +55,7 @@ from .kernels import (
     bool_as_float,
     flag,
     query_events,
+    query_one,
     smoothed_rate,
     split_columns,
 )
@@ -241,7 +242,10 @@ class OnlineFeatures:
         ``t_ns`` (``kernels.query_events``, as ``build_features`` queries them); an unseen
         key (code -1) has none."""
         index = self.events[name]
-        c = np.atleast_1d(np.asarray(codes, dtype=np.int64))
+        if np.ndim(codes) == 0:  # one key: the scalar query
+            code = int(codes)
+            return query_one(index, code if code >= 0 else index.n_keys, t_ns, with_times=True)
+        c = np.asarray(codes, dtype=np.int64)
         c = np.where(c >= 0, c, index.n_keys)
         return query_events(index, c, np.full(len(c), t_ns, np.int64), with_times=True)
 

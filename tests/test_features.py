@@ -194,23 +194,38 @@ def test_prior_aggregate_matches_brute_force(seed):
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_one_query_at_a_time_equals_all_at_once(seed):
-    """query_events has a shortcut for a single query (the online store's): same results."""
-    from returnrisk.features.kernels import index_events, query_events
+@pytest.mark.parametrize("times", ["seconds", "nanoseconds over centuries"])
+def test_one_query_at_a_time_equals_all_at_once(seed, times):
+    """query_events has a scalar shortcut for a single query (``query_one``, the online
+    store's): the same results, to the bit and dtype, in the index's unit mode and in its rank
+    mode (times too spread to pack); no query gives empty arrays."""
+    from returnrisk.features.kernels import index_events, query_events, query_one
 
     rng = np.random.default_rng(seed)
     ek = rng.integers(0, 7, 300)
-    et = rng.integers(0, 30, 300).astype(np.int64) * 10**9
+    if times == "seconds":
+        et = rng.integers(0, 30, 300).astype(np.int64) * 10**9
+        qt = rng.integers(-5, 40, 100).astype(np.int64) * 10**9
+    else:
+        et = rng.integers(0, 2**61, 300).astype(np.int64)
+        qt = np.concatenate([et[:50], rng.integers(-(2**60), 2**62, 50)]).astype(np.int64)
     qk = rng.integers(0, 9, 100)
-    qt = rng.integers(-5, 40, 100).astype(np.int64) * 10**9
     index = index_events(ek, et, {"v": rng.normal(size=300), "n": rng.integers(0, 3, 300)})
+    assert (index.unit == 0) == (times != "seconds")
     every = query_events(index, qk, qt, with_times=True)
     for i in range(len(qk)):
-        one = query_events(index, qk[i : i + 1], qt[i : i + 1], with_times=True)
-        assert one.count[0] == every.count[i]
-        assert one.first_ts[0] == every.first_ts[i]
-        assert one.last_ts[0] == every.last_ts[i]
-        assert all(one.sums[k][0] == every.sums[k][i] for k in every.sums)
+        for one in (
+            query_events(index, qk[i : i + 1], qt[i : i + 1], with_times=True),
+            query_one(index, int(qk[i]), int(qt[i]), with_times=True),
+        ):
+            assert one.count[0] == every.count[i]
+            assert one.count.dtype == every.count.dtype
+            assert one.first_ts[0] == every.first_ts[i]
+            assert one.last_ts[0] == every.last_ts[i]
+            assert all(one.sums[k][0] == every.sums[k][i] for k in every.sums)
+            assert all(one.sums[k].dtype == every.sums[k].dtype for k in every.sums)
+    none = query_events(index, qk[:0], qt[:0], with_times=True)
+    assert len(none.count) == len(none.first_ts) == len(none.sums["v"]) == 0
 
 
 def test_combine_codes_distinguishes_tuples():
