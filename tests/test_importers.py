@@ -548,3 +548,43 @@ def test_online_retail_with_nothing_to_refuse_writes_no_refused_rows(tmp_path: P
                                    "--out", str(out), "--quiet"])  # fmt: skip
     assert res.exit_code == 0, res.output
     assert pd.read_parquet(out / "refused" / "online_retail_refused.parquet").empty
+
+
+# ---------------------------------------------------------------------------------------------
+# times outside the contract's 2000..now: refused rows of the export, never "an importer bug"
+
+
+def test_online_retail_rows_dated_outside_2000_to_now_are_refused(tmp_path: Path) -> None:
+    now = pd.Timestamp("2009-12-08 00:00", tz="UTC")
+    rows = [
+        *BASIC[:4],
+        ("489437", "85048", "LIGHT GARLAND", 1, "2009-12-09 10:00:00", 6.95, 13085.0, UK),
+        ("489438", "85048", "LIGHT GARLAND", 1, "1999-12-09 10:00:00", 6.95, 13085.0, UK),
+    ]
+    _, result = _or_result(rows, tmp_path, now=now)
+    assert _reason(result, "489437", "85048") == "invoice_date_outside_2000_to_now"
+    assert _reason(result, "489438", "85048") == "invoice_date_outside_2000_to_now"
+    assert sorted(result.tables["orders"]["order_id"]) == ["489434", "489435", "489436"]
+    assert _accounted(result) == len(rows)
+
+
+def test_superstore_dates_outside_2000_to_now_are_refused_and_a_return_never_opens_later() -> None:
+    """The assumed opening of a return (ship + lag) is capped at the import's clock: a recent
+    return imports (it was a future case, so the whole import failed, before)."""
+    from returnrisk.contract import coerce_tables
+
+    now = pd.Timestamp("2012-02-10", tz="UTC")
+    lines = [
+        _ss_line("ES-2012-1", "EU", "Germany"),  # shipped 02-05, returned: opens 02-10 (capped)
+        _ss_line("ES-2012-2", "EU", "Germany", day="11-02-2012", ship="12-02-2012"),
+        _ss_line("ES-2012-3", "EU", "Germany", day="01-02-1999", ship="05-02-1999"),
+    ]
+    _, _, result = _ss(lines, [("ES-2012-1", "EU")], return_lag_days=10, now=now)
+    refused = result.refused["superstore_orders"].set_index("Order ID")["reason"].to_dict()
+    assert refused == {
+        "ES-2012-2": "order_date_outside_2000_to_now",
+        "ES-2012-3": "order_date_outside_2000_to_now",
+    }
+    cases = result.tables["after_sales_cases"]
+    assert cases["opened_ts"].tolist() == [now]
+    coerce_tables(result.tables, now=now)

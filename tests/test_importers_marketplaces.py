@@ -829,3 +829,96 @@ def test_fixtures_validate_build_features_train_and_score(
         scored = pd.read_csv(out)
         assert len(scored) == 5, name
         assert (scored["status"] == "scored").all(), name
+
+
+# ---------------------------------------------------------------------------------------------
+# times outside the contract's 2000..now: refused rows of the export, never "an importer bug"
+
+NOW = pd.Timestamp("2024-03-10 00:00", tz="UTC")
+
+
+def test_shopify_times_outside_2000_to_now_are_refused_and_a_refund_is_never_in_the_future() -> (
+    None
+):
+    """A future or pre-2000 date in the export refuses its order (it broke the whole import
+    as an importer bug before); a refund's assumed opening time (fulfilment + lag) is capped at
+    the import's clock, so a recent refund imports (it was in the future before)."""
+    from returnrisk.contract import coerce_tables
+
+    result = _shopify(
+        _order("#1"),
+        _order("#2", **{"Created at": "2024-03-12 10:00:00 +0000", "Fulfilled at": None}),
+        _order("#3", **{"Created at": "1999-12-31 10:00:00 +0000", "Fulfilled at": None}),
+        _order("#4", **{"Fulfilled at": "2024-03-11 10:00:00 +0000"}),
+        _order("#5", **{"Financial Status": "refunded", "Refunded Amount": "105.00"}),
+        refund_lag_days=14,
+        now=NOW,
+    )
+    ref = result.refused["shopify_orders"].set_index("Name")["reason"].to_dict()
+    assert ref == {
+        "#2": "created_at_outside_2000_to_now",
+        "#3": "created_at_outside_2000_to_now",
+        "#4": "fulfilled_at_outside_2000_to_now",
+    }
+    cases = result.tables["after_sales_cases"].set_index("order_id")
+    assert cases.loc["#5", "opened_ts"] == NOW  # fulfilled 03-02 + 14 days, capped
+    coerce_tables(result.tables, now=NOW)  # the contract accepts what was kept
+
+
+def test_amazon_dates_outside_2000_to_now_are_refused_rows() -> None:
+    fba = [
+        {"order-id": "A1", "sku": "SKU-1", "return-date": "2024-03-20T00:00:00+00:00",
+         "reason": "DEFECTIVE"},
+        {"order-id": "A1", "sku": "SKU-1", "return-date": "2024-03-05T00:00:00+00:00",
+         "reason": "DEFECTIVE"},
+    ]  # fmt: skip
+    result = _az(
+        _az_row("A1"),
+        _az_row("A2", **{"purchase-date": "2024-04-01T10:00:00+00:00"}),
+        _az_row("A3", **{"last-updated-date": "2031-01-01T10:00:00+00:00"}),
+        fba=fba,
+        now=NOW,
+    )
+    ref = result.refused["amazon_orders"].set_index("amazon-order-id")["reason"].to_dict()
+    assert ref == {
+        "A2": "purchase_date_outside_2000_to_now",
+        "A3": "last_updated_date_outside_2000_to_now",
+    }
+    assert result.refused["amazon_fba_returns"]["reason"].tolist() == [
+        "return_date_outside_2000_to_now"
+    ]
+    assert result.tables["after_sales_cases"]["order_id"].tolist() == ["A1"]
+
+
+def test_tracking_events_outside_2000_to_now_are_refused_rows() -> None:
+    orders, shipments, cases = _dir_tables()
+    events = _events(
+        [
+            ("#1", "InTransit", "InTransit_001", "2024-03-02T08:00:00Z"),
+            ("#2", "Exception", "Exception_013", "2024-03-19T08:00:00Z"),  # after the clock
+        ]
+    )
+    result = tracking_updates(events, orders, shipments, cases, now=NOW)
+    refused = result.refused["tracking"]
+    assert refused["reason"].tolist() == ["event_time_outside_2000_to_now"]
+    assert "#2" not in set(result.tables["after_sales_cases"]["order_id"])
+
+
+def test_cli_import_of_an_export_with_a_future_date_refuses_that_order(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Before, one future 'Created at' failed the whole import as 'importer bug'."""
+    monkeypatch.setenv("RETURNRISK_SALT", SALT)
+    raw = pd.read_csv(SHOPIFY_FILES[1], dtype="str", keep_default_na=False)
+    first = raw.index[raw["Created at"] != ""][0]
+    raw.loc[first, "Created at"] = "2200-01-01 10:00:00 +0000"
+    export = tmp_path / "orders_export.csv"
+    raw.to_csv(export, index=False)
+    shop = tmp_path / "shop"
+    res = CliRunner().invoke(app, ["import", "shopify", str(export), "--out", str(shop), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "created_at_outside_2000_to_now" in res.output
+    refused = pd.read_parquet(shop / "refused" / "shopify_orders_refused.parquet")
+    assert set(refused.loc[refused["Name"] == raw.loc[first, "Name"], "reason"]) == {
+        "created_at_outside_2000_to_now"
+    }

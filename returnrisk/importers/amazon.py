@@ -23,12 +23,14 @@ from returnrisk.importers.common import (
     build_countries,
     canonical_columns,
     case_rate,
+    clock,
     customer_keys,
     destination_codes,
     first_reason,
     mode_by,
     money,
     null_str,
+    outside_contract_time,
     parse_utc,
     read_table_file,
     reference_countries,
@@ -176,7 +178,7 @@ def read_amazon(
 
 
 def _orders_part(
-    raw: pd.DataFrame, *, salt: str, currency: str | None
+    raw: pd.DataFrame, *, salt: str, currency: str | None, now: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.Series, str, str]:
     """Per row: parsed fields, the refusal reason, the reporting currency, the buyer column."""
     oid = raw["amazon-order-id"].astype("str").str.strip().where(~blank(raw["amazon-order-id"]))
@@ -229,6 +231,8 @@ def _orders_part(
         ("missing_amazon_order_id", oid.isna()),
         ("order_in_a_later_report", raw["file_index"] < latest_file),
         ("unparseable_purchase_date", purchase.isna()),
+        ("purchase_date_outside_2000_to_now", outside_contract_time(purchase, now)),
+        ("last_updated_date_outside_2000_to_now", outside_contract_time(updated, now)),
         ("missing_currency", cur.isna() & ~cancelled_item),
         ("currency_not_reporting_currency", cur.notna() & (cur != reporting)),
         ("country_not_mappable", country.isna()),
@@ -249,6 +253,7 @@ def _case_rows(
     opened: pd.Series,
     duplicate: pd.Series,
     reported: pd.Series,
+    now: pd.Timestamp,
 ) -> pd.Series:
     """Refusal reasons of returns-report rows (first rule wins)."""
     ts = order_id.map(order_ts)
@@ -259,6 +264,7 @@ def _case_rows(
         ("order_not_in_orders_report", order_id.notna() & ~in_report),
         ("order_refused_see_orders_reasons", in_report & ts.isna()),
         ("unparseable_return_date", opened.isna()),
+        ("return_date_outside_2000_to_now", outside_contract_time(opened, now)),
         ("return_date_before_purchase_date", opened < ts),
         ("duplicate_return_row", duplicate),
     ]
@@ -306,7 +312,7 @@ def _orders_and_lines(p: pd.DataFrame, keep: pd.Series) -> tuple[pd.DataFrame, .
 
 
 def _fba_cases(
-    fba_raw: pd.DataFrame, order_ts: pd.Series, reported: pd.Series
+    fba_raw: pd.DataFrame, order_ts: pd.Series, reported: pd.Series, now: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """FBA customer returns -> (cases, refused rows, rows with an unknown reason code)."""
     parts: list[pd.DataFrame] = []
@@ -321,7 +327,7 @@ def _fba_cases(
         + "\x1f"
         + fba_raw["license-plate-number"].astype("str").fillna("")
     )
-    r = _case_rows(order_ts, oid, opened, key.duplicated(), reported)
+    r = _case_rows(order_ts, oid, opened, key.duplicated(), reported, now)
     ok = r.isna()
     ctype = reason_case_types(fba_raw["reason"])
     seq = oid[ok].groupby(oid[ok]).cumcount() + 1
@@ -345,7 +351,7 @@ def _fba_cases(
 
 
 def _mfn_cases(
-    mfn_raw: pd.DataFrame, order_ts: pd.Series, reported: pd.Series
+    mfn_raw: pd.DataFrame, order_ts: pd.Series, reported: pd.Series, now: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """Merchant-fulfilled returns (+ A-to-Z and SafeT claims) -> (cases, refused, unknown)."""
     parts: list[pd.DataFrame] = []
@@ -353,7 +359,7 @@ def _mfn_cases(
     opened = parse_utc(mfn_raw["Return request date"], *RETURN_DATE_FORMATS)
     rma = mfn_raw["Amazon RMA ID"].astype("str").str.strip().where(~blank(mfn_raw["Amazon RMA ID"]))
     key = oid.fillna("") + "\x1f" + rma.fillna(mfn_raw["Merchant SKU"].astype("str")).fillna("")
-    r = _case_rows(order_ts, oid, opened, key.duplicated(), reported)
+    r = _case_rows(order_ts, oid, opened, key.duplicated(), reported, now)
     ok = r.isna()
     ctype = reason_case_types(mfn_raw["Return Reason"])
     seq = oid[ok].groupby(oid[ok]).cumcount() + 1
@@ -413,10 +419,15 @@ def amazon_tables(
     reference: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
+    now: pd.Timestamp | None = None,
 ) -> ImportResult:
-    """Contract tables from the All Orders rows and the optional returns reports."""
+    """Contract tables from the All Orders rows and the optional returns reports. ``now``: the
+    import's clock (``clock``); a row dated outside 2000..now is refused."""
+    now = clock(now)
     with log.step("amazon: All Orders rows, refusal rules"):
-        p, reason, reporting, buyer_col = _orders_part(orders_raw, salt=salt, currency=currency)
+        p, reason, reporting, buyer_col = _orders_part(
+            orders_raw, salt=salt, currency=currency, now=now
+        )
         keep = reason.isna()
         orders, lines, order_lines = _orders_and_lines(p, keep)
 
@@ -447,7 +458,7 @@ def amazon_tables(
         ):
             if frame is None:
                 continue
-            found, refused[stem], unknown = build(frame, order_ts, p["order_id"])
+            found, refused[stem], unknown = build(frame, order_ts, p["order_id"], now)
             parts.append(found)
             unknown_codes += unknown
             n_input[stem] = len(frame)
@@ -571,6 +582,7 @@ class AmazonConfig:
 def import_amazon(cfg: AmazonConfig, *, log: StepLog = QUIET) -> ImportResult:
     """Read the reports, build the tables, write ``cfg.out`` (+ ``refused/``)."""
     salt = resolve_salt(cfg.salt, "amazon")
+    now = clock()
     with log.step("reading the Amazon reports"):
         orders, fba, mfn = read_amazon(list(cfg.orders), cfg.fba_returns, cfg.mfn_returns)
     result = amazon_tables(
@@ -583,6 +595,7 @@ def import_amazon(cfg: AmazonConfig, *, log: StepLog = QUIET) -> ImportResult:
         reference=reference_countries(),
         label_window_days=cfg.label_window_days,
         log=log,
+        now=now,
     )
-    write_result(result, cfg.out, log)
+    write_result(result, cfg.out, log, now=now)
     return result

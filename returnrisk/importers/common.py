@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from returnrisk.arrays import to_utc
 from returnrisk.errors import ReturnriskError
 from returnrisk.labels import order_outcomes
 from returnrisk.progress import StepLog
@@ -161,11 +162,25 @@ def first_reason(reason: pd.Series, mask: pd.Series, name: str) -> pd.Series:
     return reason.mask(reason.isna() & mask.fillna(False).astype(bool), name)
 
 
-def write_result(result: ImportResult, out: Path, log: StepLog) -> None:
+def clock(now: pd.Timestamp | None = None) -> pd.Timestamp:
+    """The import's clock, read once (default: the wall clock): no timestamp the importer keeps
+    or assumes may be after it (the contract's rule, checked again on writing)."""
+    return pd.Timestamp.now(tz="UTC") if now is None else to_utc(pd.Timestamp(now))
+
+
+def outside_contract_time(ts: pd.Series, now: pd.Timestamp) -> pd.Series:
+    """Which timestamps the contract refuses: before ``EARLIEST_TS`` or after ``now`` (its
+    ``latest_ts``); missing ones are not (other rules judge them)."""
+    from returnrisk.contract import EARLIEST_TS, latest_ts
+
+    return ts.notna() & ((ts < EARLIEST_TS) | (ts > latest_ts(now)))
+
+
+def write_result(result: ImportResult, out: Path, log: StepLog, *, now: pd.Timestamp) -> None:
     from returnrisk.contract import coerce_tables, write_tables
 
     with log.step(f"checking the contract and writing {out}"):
-        tables = coerce_tables(result.tables, source=f"import into {out}")
+        tables = coerce_tables(result.tables, source=f"import into {out}", now=now)
         write_tables(tables, out)
         (out / "refused").mkdir(parents=True, exist_ok=True)
         for stem, df in result.refused.items():

@@ -18,8 +18,10 @@ from returnrisk.importers.common import (
     build_countries,
     canonical_columns,
     case_rate,
+    clock,
     country_codes,
     first_reason,
+    outside_contract_time,
     read_table_file,
     reference_countries,
     write_result,
@@ -153,7 +155,7 @@ def _parse_rows(raw: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _refusal_reasons(rows: pd.DataFrame) -> pd.Series:
+def _refusal_reasons(rows: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
     """Each parsed row's first refusal reason (NaN: kept), before cancellation matching."""
     inv, qty, price, is_cancel = rows["invoice"], rows["quantity"], rows["price"], rows["is_cancel"]
     is_postage = rows["is_postage"]
@@ -162,6 +164,7 @@ def _refusal_reasons(rows: pd.DataFrame) -> pd.Series:
     rules: list[tuple[str, pd.Series]] = [
         ("duplicate_invoice_in_earlier_file", rows["file_index"] > first_file),
         ("unparseable_invoice_date", rows["ts"].isna()),
+        ("invoice_date_outside_2000_to_now", outside_contract_time(rows["ts"], now)),
         ("unparseable_quantity", qty.isna() | (qty % 1 != 0)),
         ("unparseable_price", price.isna()),
         ("not_a_sales_or_cancellation_invoice", ~inv.str.fullmatch(r"C?\d+").fillna(False)),
@@ -332,12 +335,15 @@ def online_retail_tables(
     reference: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
+    now: pd.Timestamp | None = None,
 ) -> ImportResult:
-    """Contract tables from stacked Online Retail rows (see ``read_online_retail``)."""
+    """Contract tables from stacked Online Retail rows (see ``read_online_retail``). ``now``:
+    the import's clock (``clock``); a row dated outside 2000..now is refused."""
     n_in = len(raw)
+    now = clock(now)
     with log.step("online-retail: parsing and applying the refusal rules"):
         rows = _parse_rows(raw)
-        reason = _refusal_reasons(rows)
+        reason = _refusal_reasons(rows, now)
 
     with log.step("online-retail: orders, lines, customers, SKUs"):
         lines = _sale_lines(rows, reason)
@@ -404,10 +410,15 @@ class OnlineRetailConfig:
 
 def import_online_retail(cfg: OnlineRetailConfig, *, log: StepLog = QUIET) -> ImportResult:
     """Read the files, build the tables, write ``cfg.out`` (+ ``refused/``)."""
+    now = clock()
     with log.step(f"reading {len(cfg.files)} Online Retail file(s)"):
         raw = read_online_retail(list(cfg.files))
     result = online_retail_tables(
-        raw, reference=reference_countries(), label_window_days=cfg.label_window_days, log=log
+        raw,
+        reference=reference_countries(),
+        label_window_days=cfg.label_window_days,
+        log=log,
+        now=now,
     )
-    write_result(result, cfg.out, log)
+    write_result(result, cfg.out, log, now=now)
     return result

@@ -24,12 +24,14 @@ from returnrisk.importers.common import (
     carrier_ids,
     carriers_table,
     case_rate,
+    clock,
     customer_keys,
     destination_codes,
     first_reason,
     mode_by,
     money,
     null_str,
+    outside_contract_time,
     parse_utc,
     read_table_file,
     reference_countries,
@@ -117,9 +119,11 @@ def read_shopify(paths: list[Path] | tuple[Path, ...]) -> pd.DataFrame:
 
 
 def _cases_and_shipments(
-    orders: pd.DataFrame, refund_lag_days: int
+    orders: pd.DataFrame, refund_lag_days: int, now: pd.Timestamp
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A case per cancelled or refunded order, a shipment per fulfilled one."""
+    """A case per cancelled or refunded order, a shipment per fulfilled one. A refund's opening
+    time is assumed ``refund_lag_days`` after fulfilment, but never after ``now``: the export
+    already says the order was refunded."""
     base = orders["fulfilled_ts"].where(orders["fulfilled_ts"] >= orders["order_ts"])
     fulfilled = orders["fulfillment_status"].isin(FULFILLED_STATUSES) | base.notna()
     is_cancel = orders["cancelled_ts"].notna()
@@ -127,7 +131,7 @@ def _cases_and_shipments(
         orders["financial_status"].isin(REFUNDED_STATUSES) | (orders["refunded_amount"] > 0)
     )
     lag = pd.Timedelta(days=refund_lag_days)
-    refund_open = base.fillna(orders["order_ts"]) + lag
+    refund_open = (base.fillna(orders["order_ts"]) + lag).clip(upper=now)
     opened = orders["cancelled_ts"].where(is_cancel, refund_open)
     opened = opened.where(opened >= orders["order_ts"], orders["order_ts"])
     has_case = is_cancel | is_refund
@@ -189,9 +193,12 @@ def shopify_tables(
     reference: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
+    now: pd.Timestamp | None = None,
 ) -> ImportResult:
-    """Contract tables from stacked Shopify order-export rows (see ``read_shopify``)."""
+    """Contract tables from stacked Shopify order-export rows (see ``read_shopify``). ``now``:
+    the import's clock (``clock``); an order with a time outside 2000..now is refused."""
     n_in = len(raw)
+    now = clock(now)
     with log.step("shopify: order fields, refusal rules"):
         name = raw["Name"].astype("str").str.strip().where(~blank(raw["Name"]))
         group = [raw["file_index"], name.fillna("")]
@@ -228,6 +235,9 @@ def shopify_tables(
             ("missing_email", cust.isna()),
             ("unparseable_created_at", created.isna()),
             ("unparseable_cancelled_at", ~blank(order["Cancelled at"]) & cancelled_at.isna()),
+            ("created_at_outside_2000_to_now", outside_contract_time(created, now)),
+            ("cancelled_at_outside_2000_to_now", outside_contract_time(cancelled_at, now)),
+            ("fulfilled_at_outside_2000_to_now", outside_contract_time(fulfilled_at, now)),
             ("missing_currency", cur.isna()),
             ("currency_not_reporting_currency", cur != reporting),
             ("missing_shipping_country", blank(order["Shipping Country"])),
@@ -293,7 +303,7 @@ def shopify_tables(
         )
         orders["promised_delivery_days"] = pd.array([pd.NA] * len(orders), dtype="Int64")
 
-        cases, shipments = _cases_and_shipments(orders, refund_lag_days)
+        cases, shipments = _cases_and_shipments(orders, refund_lag_days, now)
         order_lines = pd.DataFrame(
             {
                 "order_id": df["order_id"],
@@ -370,6 +380,7 @@ class ShopifyConfig:
 def import_shopify(cfg: ShopifyConfig, *, log: StepLog = QUIET) -> ImportResult:
     """Read the files, build the tables, write ``cfg.out`` (+ ``refused/``)."""
     salt = resolve_salt(cfg.salt, "shopify")
+    now = clock()
     with log.step(f"reading {len(cfg.files)} Shopify order export(s)"):
         raw = read_shopify(list(cfg.files))
     result = shopify_tables(
@@ -381,6 +392,7 @@ def import_shopify(cfg: ShopifyConfig, *, log: StepLog = QUIET) -> ImportResult:
         reference=reference_countries(),
         label_window_days=cfg.label_window_days,
         log=log,
+        now=now,
     )
-    write_result(result, cfg.out, log)
+    write_result(result, cfg.out, log, now=now)
     return result

@@ -17,8 +17,10 @@ from returnrisk.importers.common import (
     build_countries,
     canonical_columns,
     case_rate,
+    clock,
     country_codes,
     first_reason,
+    outside_contract_time,
     read_table_file,
     reference_countries,
     write_result,
@@ -127,7 +129,9 @@ def _return_keys(ret: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _line_reasons(p: pd.DataFrame, returned: pd.Series, *, all_markets: bool) -> pd.Series:
+def _line_reasons(
+    p: pd.DataFrame, returned: pd.Series, *, all_markets: bool, now: pd.Timestamp
+) -> pd.Series:
     """Each parsed order line's first refusal reason (NaN: kept)."""
     oid, market, cust, pid = p["oid"], p["market"], p["cust"], p["pid"]
     sales, qty, discount, ship_cost = p["sales"], p["qty"], p["discount"], p["ship_cost"]
@@ -139,6 +143,8 @@ def _line_reasons(p: pd.DataFrame, returned: pd.Series, *, all_markets: bool) ->
         ("missing_product_id", pid.isna() | (pid == "")),
         ("unparseable_order_date", p["order_day"].isna()),
         ("unparseable_ship_date", p["ship_day"].isna()),
+        ("order_date_outside_2000_to_now", outside_contract_time(p["order_day"], now)),
+        ("ship_date_outside_2000_to_now", outside_contract_time(p["ship_day"], now)),
         ("unparseable_sales", sales.isna()),
         ("unparseable_quantity", qty.isna() | (qty % 1 != 0)),
         ("unparseable_discount", discount.isna()),
@@ -238,14 +244,17 @@ def _shipments(orders: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _cases(orders: pd.DataFrame, return_lag_days: int) -> pd.DataFrame:
-    """One return case per returned order, opened ``return_lag_days`` after shipping."""
+def _cases(orders: pd.DataFrame, return_lag_days: int, now: pd.Timestamp) -> pd.DataFrame:
+    """One return case per returned order, opened ``return_lag_days`` after shipping, but
+    never after ``now`` (the export already lists the return)."""
     ret_orders = orders[orders["returned"]]
     return pd.DataFrame(
         {
             "case_id": "return:" + ret_orders["order_id"],
             "order_id": ret_orders["order_id"],
-            "opened_ts": ret_orders["shipped_ts"] + pd.Timedelta(days=return_lag_days),
+            "opened_ts": (ret_orders["shipped_ts"] + pd.Timedelta(days=return_lag_days)).clip(
+                upper=now
+            ),
             "case_type": "return",
             "sku_id": pd.Series(np.nan, index=ret_orders.index, dtype="str"),
             "amount": np.nan,
@@ -345,21 +354,24 @@ def superstore_tables(
     reference: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
+    now: pd.Timestamp | None = None,
 ) -> ImportResult:
-    """Contract tables from Global Superstore order lines and its returns list."""
+    """Contract tables from Global Superstore order lines and its returns list. ``now``: the
+    import's clock (``clock``); a line dated outside 2000..now is refused."""
+    now = clock(now)
     with log.step("superstore: parsing and applying the refusal rules"):
         parsed = _parse_lines(lines_raw)
         ret = _clean_returns(returns_raw)
         keys = _return_keys(ret)
         returned = parsed["line_key"].isin(set(keys["key"][keys["yes"]]))
-        reason = _line_reasons(parsed, returned, all_markets=all_markets)
+        reason = _line_reasons(parsed, returned, all_markets=all_markets, now=now)
         keep = reason.isna()
 
     with log.step("superstore: orders, lines, shipments, cases"):
         df = _kept_lines(lines_raw, parsed, returned, keep)
         orders = _orders(df)
         shipments = _shipments(orders)
-        cases = _cases(orders, return_lag_days)
+        cases = _cases(orders, return_lag_days, now)
         orders = orders.drop(columns=["shipped_ts", "returned"])
         order_lines = _order_lines(df, parsed["discount"][keep])
 
@@ -421,6 +433,7 @@ class SuperstoreConfig:
 
 def import_superstore(cfg: SuperstoreConfig, *, log: StepLog = QUIET) -> ImportResult:
     """Read the export, build the tables, write ``cfg.out`` (+ ``refused/``)."""
+    now = clock()
     with log.step("reading the Global Superstore export"):
         lines, returns = read_superstore(cfg.orders_csv, cfg.returns_csv)
     result = superstore_tables(
@@ -431,6 +444,7 @@ def import_superstore(cfg: SuperstoreConfig, *, log: StepLog = QUIET) -> ImportR
         reference=reference_countries(),
         label_window_days=cfg.label_window_days,
         log=log,
+        now=now,
     )
-    write_result(result, cfg.out, log)
+    write_result(result, cfg.out, log, now=now)
     return result

@@ -21,9 +21,11 @@ from returnrisk.importers.common import (
     ImportResult,
     blank,
     canonical_columns,
+    clock,
     first_reason,
     norm_name,
     null_str,
+    outside_contract_time,
     parse_utc,
     read_table_file,
     without_personal,
@@ -102,13 +104,16 @@ def tracking_updates(
     cases: pd.DataFrame,
     *,
     log: StepLog = QUIET,
+    now: pd.Timestamp | None = None,
 ) -> ImportResult:
     """New ``shipments`` and ``after_sales_cases`` tables: the old rows plus what events show.
+    ``now``: the import's clock (``clock``); a row with a time outside 2000..now is refused.
 
     Shipments: ``shipped_ts`` = the earlier of the recorded one and the first carrier scan;
     ``delivered_ts`` = the first Delivered event (kept when already recorded). Cases: one per
     order and type, never one the order already has (any source), ids ``tracking:ORDER:TYPE``.
     """
+    now = clock(now)
     with log.step("tracking: refusal rules"):
         oid = raw["order_id"].astype("str").str.strip().where(~blank(raw["order_id"]))
         tag_key = (
@@ -131,6 +136,9 @@ def tracking_updates(
             ("unparseable_event_time", per_event & event_ts.isna()),
             ("unparseable_shipped_at", ~blank(raw["shipped_at"]) & shipped_at.isna()),
             ("unparseable_delivered_at", ~blank(raw["delivered_at"]) & delivered_at.isna()),
+            ("event_time_outside_2000_to_now", outside_contract_time(when, now)),
+            ("shipped_at_outside_2000_to_now", outside_contract_time(shipped_at, now)),
+            ("delivered_at_outside_2000_to_now", outside_contract_time(delivered_at, now)),
             ("event_before_order", (when < order_ts) | (shipped_at < order_ts)),
             ("delivered_before_shipped", delivered_at < shipped_at),
         ]
@@ -243,8 +251,9 @@ def import_tracking(cfg: TrackingConfig, *, log: StepLog = QUIET) -> ImportResul
     from returnrisk.contract import ContractError, coerce_tables, load_tables, write_tables
 
     into = Path(cfg.into)
+    now = clock()
     try:
-        tables = load_tables(into, log=log)
+        tables = load_tables(into, log=log, now=now)
     except ContractError as err:
         raise ImporterError(
             f"tracking: --into {into}: not a valid data directory:\n{err.report()}"
@@ -252,11 +261,11 @@ def import_tracking(cfg: TrackingConfig, *, log: StepLog = QUIET) -> ImportResul
     with log.step(f"reading {cfg.file}"):
         raw = read_tracking(cfg.file)
     result = tracking_updates(
-        raw, tables.orders, tables.shipments, tables.after_sales_cases, log=log
+        raw, tables.orders, tables.shipments, tables.after_sales_cases, log=log, now=now
     )
     with log.step(f"checking the contract and writing {into}"):
         merged = coerce_tables(
-            {**tables.as_dict(), **result.tables}, source=f"tracking into {into}"
+            {**tables.as_dict(), **result.tables}, source=f"tracking into {into}", now=now
         )
         for name in result.tables:
             fmt = (
