@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -57,7 +57,7 @@ def _is_number(values: pd.Series | np.ndarray) -> bool:
     return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
 
 
-Frame = pd.DataFrame | Mapping[str, Any]
+Frame: TypeAlias = pd.DataFrame | Mapping[str, Any]
 """What ``explain`` quotes: the feature table, or one order's row as ``features.online`` gives
 it (column -> 1-element array or list), which spares the service a one-row frame."""
 
