@@ -1,13 +1,11 @@
 """The monitor's page: figures (PNG, embedded) and the self-contained ``monitor.html`` of a
-``monitor.json`` report. No scripts, no network; every value HTML-escaped."""
+``monitor.json`` report (Jinja2, autoescape on). No scripts, no network."""
 
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
-import string
 from typing import Any
 
 import numpy as np
@@ -94,10 +92,6 @@ def monitor_figures(report: dict[str, Any]) -> dict[str, str]:
     return figs
 
 
-def _esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x))
-
-
 def _fmt(x: Any, spec: str = ".3f") -> str:
     return "–" if x is None else format(x, spec)
 
@@ -106,73 +100,33 @@ def _pair(value: float | None, ref: float | None) -> str:
     return f"{_fmt(value, '.2%')} ({_fmt(ref, '.2%')})"
 
 
-def _rows(items: list[list[Any]]) -> str:
-    return "\n".join("<tr>" + "".join(f"<td>{_esc(c)}</td>" for c in r) + "</tr>" for r in items)
+def _text(x: Any) -> str:
+    """A value as plain text ("" when missing); the template escapes it."""
+    return "" if x is None else str(x)
 
 
 def render_html(report: dict[str, Any]) -> str:
-    """The self-contained monitor page (inline CSS, PNG charts as data URIs, no scripts)."""
-    from importlib.resources import files
+    """The self-contained monitor page (inline CSS, PNG charts as data URIs, no scripts): the
+    Jinja2 template ``templates/monitor.html`` (autoescape on) fed with plain text."""
+    from .pages import render, stylesheet
 
-    template = string.Template(
-        files("returnrisk.serve").joinpath("templates", "monitor.html").read_text(encoding="utf-8")
-    )
+    return render("monitor.html", {**page_context(report), "css": stylesheet("monitor.css")})
+
+
+def page_context(report: dict[str, Any]) -> dict[str, Any]:
+    """Everything the monitor page shows, as plain values (no markup)."""
     figs = monitor_figures(report)
     alerts = report["alerts"]
-    alert_rows = (
-        _rows(
-            [
-                [a["metric"], a["subject"], _fmt(a["value"]), a["threshold"], a["message"]]
-                for a in alerts
-            ]
-        )
-        or '<tr><td colspan="5">no alert fired</td></tr>'
-    )
     d, e = report["drift"], report["expected"]
-    drift_rows = _rows(
-        [
-            [
-                r["feature"],
-                r["kind"],
-                _fmt(r.get("psi")),
-                _fmt(r.get("null_rate_change"), "+.3f"),
-                _fmt(r.get("unseen_share")),
-            ]
-            for r in sorted(d["features"], key=lambda r: -(r.get("psi") or 0))
-        ]
-    )
-    early_rows = _rows(
-        [
-            [
-                c["cohort_start"][:10],
-                c["n_orders"],
-                c["opened"],
-                _fmt(c["expected"], ".1f"),
-                f"{_fmt(c['low'], '.1f')}–{_fmt(c['high'], '.1f')}",
-                _fmt(c["z"], "+.2f"),
-            ]
-            for c in report["early_realised"]
-        ]
-    )
-    real_rows = _rows(
-        [
-            [
-                c["cohort_start"][:10],
-                c["n_orders"],
-                c["n_cases"],
-                _fmt(c["auc"]),
-                _fmt(c["ap"]),
-                _fmt(c["ece"]),
-                "yes" if c["seen_in_training"] else "",
-            ]
-            for c in report["realised"]
-        ]
-    )
-    kpis = "".join(
-        f'<div class="kpi"><b>{_esc(v)}</b><span>{_esc(k)}</span></div>'
-        for k, v in (
-            ("alerts fired", len(alerts)),
-            (f"orders, last {report['days']} days", d["n_orders"]),
+    m, ref = report["model"], report["reference"]
+    return {
+        "as_of": report["as_of"][:16].replace("T", " "),
+        "version": _text(m["version"]),
+        "status": "ALERT" if alerts else "OK",
+        "status_class": "bad" if alerts else "good",
+        "kpis": [
+            ("alerts fired", str(len(alerts))),
+            (f"orders, last {report['days']} days", str(d["n_orders"])),
             ("score PSI", _fmt(d["score_psi"])),
             (
                 "expected case rate (reference)",
@@ -182,22 +136,47 @@ def render_html(report: dict[str, Any]) -> str:
                 f"expected precision at top {e['capacity_pct']:g} % (reference)",
                 _pair(e["expected_precision"], e["reference_expected_precision"]),
             ),
-        )
-    )
-    m, ref = report["model"], report["reference"]
-    return template.substitute(
-        as_of=_esc(report["as_of"][:16].replace("T", " ")),
-        version=_esc(m["version"]),
-        status="ALERT" if alerts else "OK",
-        status_class="bad" if alerts else "good",
-        kpis=kpis,
-        alert_rows=alert_rows,
-        top=_esc(", ".join(d["top_drifting"]) or "–"),
-        drift_rows=drift_rows,
-        early_rows=early_rows,
-        real_rows=real_rows,
-        fig_early=figs["early"],
-        fig_realised=figs["realised"],
-        fig_drift=figs["drift"],
-        reference=_esc(f"{ref['start'][:10]}..{ref['end'][:10]}, {ref['n_orders']} orders"),
-    )
+        ],
+        "alert_rows": [
+            [a["metric"], a["subject"], _fmt(a["value"]), _text(a["threshold"]), a["message"]]
+            for a in alerts
+        ],
+        "top": ", ".join(d["top_drifting"]) or "–",
+        "drift_rows": [
+            [
+                r["feature"],
+                r["kind"],
+                _fmt(r.get("psi")),
+                _fmt(r.get("null_rate_change"), "+.3f"),
+                _fmt(r.get("unseen_share")),
+            ]
+            for r in sorted(d["features"], key=lambda r: -(r.get("psi") or 0))
+        ],
+        "early_rows": [
+            [
+                c["cohort_start"][:10],
+                str(c["n_orders"]),
+                str(c["opened"]),
+                _fmt(c["expected"], ".1f"),
+                f"{_fmt(c['low'], '.1f')}–{_fmt(c['high'], '.1f')}",
+                _fmt(c["z"], "+.2f"),
+            ]
+            for c in report["early_realised"]
+        ],
+        "real_rows": [
+            [
+                c["cohort_start"][:10],
+                str(c["n_orders"]),
+                str(c["n_cases"]),
+                _fmt(c["auc"]),
+                _fmt(c["ap"]),
+                _fmt(c["ece"]),
+                "yes" if c["seen_in_training"] else "",
+            ]
+            for c in report["realised"]
+        ],
+        "fig_early": figs["early"],
+        "fig_realised": figs["realised"],
+        "fig_drift": figs["drift"],
+        "reference": f"{ref['start'][:10]}..{ref['end'][:10]}, {ref['n_orders']} orders",
+    }

@@ -3,7 +3,6 @@ with plain-text view data made here from a ``SkuReport``; figures from ``report_
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .pages import asset, render, stylesheet
 from .report_aggregate import SkuReport
 from .report_figures import figures_png
 
@@ -245,37 +245,15 @@ def _json_script(obj: Any) -> str:
     return text.translate(_JSON_SCRIPT_ESCAPES)
 
 
-@functools.cache
-def _environment() -> Any:
-    """The Jinja2 environment of the package's templates (made on first use, autoescape on)."""
-    from importlib.resources import files
-
-    import jinja2
-
-    folder = files("returnrisk.serve").joinpath("templates")
-    return jinja2.Environment(
-        loader=jinja2.FunctionLoader(lambda name: folder.joinpath(name).read_text("utf-8")),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
-
-
-def _asset(name: str) -> str:
-    from importlib.resources import files
-
-    return files("returnrisk.serve").joinpath("templates", name).read_text(encoding="utf-8")
-
-
 def render_html(report: SkuReport) -> str:
     """One self-contained page: inline CSS + JS, figures as PNG data URIs, no external request."""
     from markupsafe import Markup
 
     context = page_context(report)
-    context["css"] = Markup(_asset("sku_report.css"))
-    context["js"] = Markup(_asset("sku_report.js"))
+    context["css"] = stylesheet("sku_report.css")
+    context["js"] = Markup(asset("sku_report.js"))
     context["data_json"] = Markup(context["data_json"])
-    return _environment().get_template("sku_report.html").render(context)
+    return render("sku_report.html", context)
 
 
 def page_context(report: SkuReport) -> dict[str, Any]:

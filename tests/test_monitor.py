@@ -114,6 +114,93 @@ def test_cut_tables_drops_everything_after_t(synth_world: Path):
     assert len(tables.orders) > len(cut.orders)  # the input is not modified
 
 
+def _page_report(hostile: str) -> dict:
+    """A small monitor report (as ``monitor_tables`` writes it) with ``hostile`` as a category
+    value in an alert's subject and message, a drifting feature and a table cell."""
+    early = [
+        {
+            "cohort_start": f"2025-05-{25 - k:02d}T00:00:00+00:00",
+            "n_orders": 100 + k,
+            "opened": k,
+            "expected": 1.5 * k,
+            "low": 0.5 * k,
+            "high": 2.5 * k,
+            "z": 0.1 * k if k else None,
+            "expected_at_maturity": 10.0,
+        }
+        for k in range(13)
+    ]
+    real = [
+        {
+            "cohort_start": "2025-02-01T00:00:00+00:00",
+            "n_orders": 300,
+            "n_cases": 30,
+            "auc": 0.7,
+            "ap": 0.3,
+            "ece": 0.02,
+            "seen_in_training": k > 3,
+            "families": {},
+        }
+        for k in range(6)
+    ]
+    feature = {"kind": "categorical", "psi": 0.4, "null_rate_change": 0.0, "unseen_share": 0.3}
+    return {
+        "as_of": "2025-06-01T00:00:00+00:00",
+        "days": 7,
+        "model": {"version": "3", "uri": "models:/return-risk/3", "run_id": "r"},
+        "reference": {
+            "start": "2024-10-01T00:00:00+00:00",
+            "end": "2024-11-30T00:00:00+00:00",
+            "n_orders": 1234,
+            "auc": 0.72,
+        },
+        "config": {"alerts": {"feature_psi": 0.25}},
+        "drift": {
+            "n_orders": 400,
+            "score_psi": 0.05,
+            "top_drifting": ["main_category"],
+            "features": [{"feature": "main_category", **feature}],
+        },
+        "expected": {
+            "capacity_pct": 5.0,
+            "expected_case_rate": 0.12,
+            "reference_expected_case_rate": 0.11,
+            "expected_precision": 0.4,
+            "reference_expected_precision": 0.38,
+        },
+        "early_realised": early,
+        "realised": real,
+        "alerts": [
+            {
+                "metric": "unseen_share",
+                "subject": f"main_category {hostile}",
+                "value": 0.3,
+                "threshold": 0.05,
+                "message": f"main_category: {hostile} never seen in training",
+            }
+        ],
+    }
+
+
+def test_monitor_page_escapes_a_hostile_value_and_shares_the_report_stylesheet():
+    from returnrisk.serve.monitor_page import render_html
+    from returnrisk.serve.pages import asset
+
+    hostile = "<script>alert(1)</script>"
+    page = render_html(_page_report(hostile))
+    assert hostile not in page
+    assert "<script" not in page
+    assert page.count("&lt;script&gt;alert(1)&lt;/script&gt;") == 2  # subject and message
+    assert "main_category &lt;script&gt;" in page
+    # the SKU report's base stylesheet, not a copy of it; the page adds its own rules after it
+    style = page.split("<style>\n", 1)[1].split("</style>", 1)[0]
+    assert style == asset("report_base.css") + asset("monitor.css")
+    assert 'class="status bad">ALERT' in page
+    calm = render_html({**_page_report(hostile), "alerts": []})
+    assert '<td colspan="5">no alert fired</td>' in calm
+    assert 'class="status good">OK' in calm
+
+
 # ---------------------------------------------------------------------------------- the model
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory, synth_world: Path):
