@@ -13,6 +13,7 @@ formulas, so batch and online rows agree bit for bit.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,75 @@ ITEM_SOURCES: dict[str, tuple[str, ...]] = {"items": ("units",), "cases": ()}
 
 
 # ---------------------------------------------------------------------------------------------
+# duties in force at the order's time (the optional ``duty_rules`` table)
+
+
+@dataclass(frozen=True)
+class DutyRules:
+    """The ``duty_rules`` of each country that has some, sorted by ``valid_from``: per country
+    (``position``: code -> index) the rules' start and end (int64 ns; an open end is the
+    largest int64), de-minimis (NaN: the country's) and default incoterm (None: the
+    country's)."""
+
+    countries: pd.Series  # "str": the codes, in index order
+    position: dict[str, int]
+    start: tuple[np.ndarray, ...]
+    end: tuple[np.ndarray, ...]
+    de_minimis: tuple[np.ndarray, ...]
+    incoterm: tuple[np.ndarray, ...]
+
+
+def duty_rules_of(rules: pd.DataFrame) -> DutyRules:
+    """``DutyRules`` from a contract ``duty_rules`` table (checked: no overlaps)."""
+    rules = rules.sort_values(["country_code", "valid_from"], kind="stable")
+    codes_ = rules["country_code"].astype("str")
+    parts = [g for _, g in rules.groupby(codes_, sort=True)]  # a loop over countries
+    names = [str(g["country_code"].iloc[0]) for g in parts]
+    end = [ts_int(g["valid_to"]) for g in parts]
+    return DutyRules(
+        countries=pd.Series(names, dtype="str"),
+        position={c: j for j, c in enumerate(names)},
+        start=tuple(ts_int(g["valid_from"]) for g in parts),
+        end=tuple(np.where(e == NAT, _TS_MAX, e) for e in end),
+        de_minimis=tuple(as_float(g["duty_de_minimis"]) for g in parts),
+        incoterm=tuple(
+            g["default_incoterm"]
+            .astype(object)
+            .where(g["default_incoterm"].notna(), None)
+            .to_numpy(dtype=object)
+            for g in parts
+        ),
+    )
+
+
+def duties_in_force(
+    rules: DutyRules,
+    rule_country: np.ndarray,
+    ts: np.ndarray,
+    de_minimis: np.ndarray,
+    incoterm: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The destination's de-minimis and default incoterm at each order's time: the rule in
+    force then (``valid_from <= t < valid_to``) replaces the country's values (a missing value
+    of the rule keeps the country's). ``rule_country``: each order's destination as an index of
+    ``rules.countries`` (-1: none has rules); ``incoterm``: object array (None: missing)."""
+    dm, inc = np.array(de_minimis, dtype=np.float64), np.array(incoterm, dtype=object)
+    for j in np.unique(rule_country[rule_country >= 0]):  # a loop over countries, not orders
+        rows = np.flatnonzero(rule_country == j)
+        t = ts[rows]
+        k = np.searchsorted(rules.start[j], t, side="right") - 1  # the last rule begun by t
+        live = (k >= 0) & (t != NAT)
+        live[live] &= t[live] < rules.end[j][k[live]]
+        rows, k = rows[live], k[live]
+        value = rules.de_minimis[j][k]
+        dm[rows[~np.isnan(value)]] = value[~np.isnan(value)]
+        term = rules.incoterm[j][k]
+        given = np.asarray([x is not None for x in term], dtype=bool)
+        inc[rows[given]] = term[given]
+    return dm, inc
+
+
+# ---------------------------------------------------------------------------------------------
 # static attributes of the order
 
 
@@ -78,8 +148,15 @@ def order_attributes(ctx: Context, out: dict[str, Any]) -> None:
     countries = tables.countries
     ci = ctx.q_country
     out["destination_region"] = take_str(countries["region"], ci)
-    default_inc = pd.Series(take_str(countries["default_incoterm"], ci))
-    eff = pd.Series(q["incoterm"].astype("str").array).fillna(default_inc)
+    rules = duty_rules_of(tables.duty_rules)
+    de_minimis, default_inc = duties_in_force(
+        rules,
+        lookup(q["destination_country"], rules.countries),
+        ctx.q_ts,
+        take_float(as_float(countries["duty_de_minimis"]), ci),
+        take_str(countries["default_incoterm"], ci).to_numpy(dtype=object, na_value=None),
+    )
+    eff = pd.Series(q["incoterm"].astype("str").array).fillna(pd.Series(default_inc, dtype="str"))
     out["effective_incoterm"] = eff.array
     order_value_features(
         out,
@@ -91,7 +168,7 @@ def order_attributes(ctx: Context, out: dict[str, Any]) -> None:
         discount=as_float(q["discount_value"]),
         shipping_fee=as_float(q["shipping_fee"]),
         promised_days=as_float(q["promised_delivery_days"]),
-        de_minimis=take_float(as_float(countries["duty_de_minimis"]), ci),
+        de_minimis=de_minimis,
         ddu=(eff == "DDU").fillna(False).to_numpy(dtype=bool),
         incoterm_known=eff.notna().to_numpy(),
     )

@@ -42,6 +42,8 @@ from .families import (
     LANE_SOURCES,
     basket_features,
     customer_features,
+    duties_in_force,
+    duty_rules_of,
     item_features,
     lane_features,
     order_value_features,
@@ -229,6 +231,7 @@ class OnlineFeatures:
             ),
         }
         self.order_ids = history.ids["orders"]
+        self.duty_rules = duty_rules_of(t.duty_rules)
 
     # -- lookups ----------------------------------------------------------------------------
     def knows(self, table: str, key: Any) -> bool:
@@ -280,7 +283,15 @@ class OnlineFeatures:
         dest = _text(o.get("destination_country"))
         country = self.tables["countries"].require(dest, new_rows["countries"])
         out["destination_region"] = [country["region"]]
-        default_inc = country["default_incoterm"]
+        rules = self.duty_rules
+        de_minimis, default_incs = duties_in_force(
+            rules,
+            np.asarray([rules.position.get(dest, -1) if dest is not None else -1]),
+            q_ts,
+            np.asarray([country["duty_de_minimis"]], dtype=np.float64),
+            np.asarray([country["default_incoterm"]], dtype=object),
+        )
+        default_inc = default_incs[0]
         inc = _text(o.get("incoterm"))
         eff = inc if inc is not None else default_inc
         out["effective_incoterm"] = [eff]
@@ -298,7 +309,7 @@ class OnlineFeatures:
             discount=one(_float(o.get("discount_value"))),
             shipping_fee=one(_float(o.get("shipping_fee"))),
             promised_days=one(_float(o.get("promised_delivery_days"))),
-            de_minimis=one(country["duty_de_minimis"]),
+            de_minimis=de_minimis,
             ddu=one(eff == "DDU", bool),
             incoterm_known=one(eff is not None, bool),
         )

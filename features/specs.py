@@ -225,7 +225,8 @@ HEAD_COLUMNS = (
     "label",
 )
 CONTEXT_COLUMNS: dict[str, str] = {
-    "duty_de_minimis": "destination's duty de-minimis (reporting currency)",
+    "duty_de_minimis": "destination's duty de-minimis in force at the order's time "
+    "(reporting currency)",
     "carrier_name": "name of the carrier service",
     "first_case_ts": "opened_ts of the order's first case known at as_of (label data: never a "
     "feature)",

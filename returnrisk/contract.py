@@ -42,8 +42,9 @@ TABLE_NAMES = (
     "customers",
     "after_sales_cases",
     "shipments",
+    "duty_rules",
 )
-OPTIONAL_TABLES = frozenset({"shipments"})
+OPTIONAL_TABLES = frozenset({"shipments", "duty_rules"})
 CASE_TYPES = (
     "return",
     "refund",
@@ -91,6 +92,7 @@ class Column:
     allowed: tuple[str, ...] | None = None
     pattern: str | None = None
     no_control: bool = False
+    future: bool = False  # a timestamp that may lie after now (a rule's announced dates)
     doc: str = ""
 
     @property
@@ -117,7 +119,9 @@ class Column:
             out.append("finite (no inf, -inf, NaN)")
         if self.kind == "int":
             out.append("whole number, |x| < 2^53")
-        if self.kind == "timestamp":
+        if self.kind == "timestamp" and self.future:
+            out.append(f"not before {EARLIEST_TS:%Y-%m-%d} (may be in the future)")
+        elif self.kind == "timestamp":
             out.append(f"{EARLIEST_TS:%Y-%m-%d} .. now (not in the future)")
         if self.no_control:
             out.append("no control characters (NUL, tab, newline, ...)")
@@ -280,6 +284,30 @@ SCHEMAS: dict[str, TableSchema] = {
             ),
             (ForeignKey("order_id", "orders", "order_id"),),
         ),
+        TableSchema(
+            "duty_rules",
+            "rule_id",
+            "optional; the duty rules of a destination over time: in force from `valid_from` "
+            "(inclusive) to `valid_to` (exclusive; open when missing), a rule replaces the "
+            "country's `duty_de_minimis` / `default_incoterm` for orders placed then (a missing "
+            "value keeps the country's); the rules of one country do not overlap",
+            (
+                _c("rule_id", "str", unique=True),
+                _c("country_code", "str", pattern=_ISO2, doc="in `countries`"),
+                _c("valid_from", "timestamp", future=True),
+                _c("valid_to", "timestamp", nullable=True, future=True, doc="after `valid_from`"),
+                _c(
+                    "duty_de_minimis",
+                    "float",
+                    nullable=True,
+                    ge=0,
+                    doc="order value below which no import duty is charged",
+                ),
+                _c("default_incoterm", "str", nullable=True, allowed=INCOTERMS),
+                _c("source", "str", nullable=True, doc="where the rule is published"),
+            ),
+            (ForeignKey("country_code", "countries", "country_code"),),
+        ),
     )
 }
 
@@ -360,6 +388,7 @@ class Tables:
     customers: pd.DataFrame
     after_sales_cases: pd.DataFrame
     shipments: pd.DataFrame = field(default_factory=lambda: empty_table("shipments"))
+    duty_rules: pd.DataFrame = field(default_factory=lambda: empty_table("duty_rules"))
 
     def as_dict(self) -> dict[str, pd.DataFrame]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -630,8 +659,9 @@ def _column_problems(
             add(col, "finite (not inf, -inf)", present & ~np.isfinite(s.to_numpy("float64")))
         if col.kind == "timestamp":
             add(col, f"not before {EARLIEST_TS:%Y-%m-%d}", present & (s < EARLIEST_TS))
-            future = f"not in the future (after {latest:%Y-%m-%d %H:%M:%S} UTC)"
-            add(col, future, present & (s > latest))
+            if not col.future:
+                future = f"not in the future (after {latest:%Y-%m-%d %H:%M:%S} UTC)"
+                add(col, future, present & (s > latest))
         if col.no_control:
             add(col, "no control characters (NUL, tab, newline, ...)", _has_control(s))
     return problems
@@ -700,7 +730,36 @@ def _cross_table_problems(
             ships["delivered_ts"],
             "not before shipped_ts",
         )
+    rules = frames.get("duty_rules")
+    if rules is not None and not (
+        {("duty_rules", "valid_from"), ("duty_rules", "valid_to"), ("duty_rules", "country_code")}
+        & skip
+    ):
+        problems += _duty_rule_problems(rules)
     return problems
+
+
+def _duty_rule_problems(rules: pd.DataFrame) -> list[Problem]:
+    """``valid_to`` after ``valid_from``; the rules of one country do not overlap."""
+    out: list[Problem] = []
+
+    def add(col: str, rule: str, mask: np.ndarray) -> None:
+        if mask.any():
+            out.append(Problem("duty_rules", col, rule, "rule_id", _keys(rules, "rule_id", mask)))
+
+    frm, to = rules["valid_from"], rules["valid_to"]
+    add("valid_to", "after valid_from", (to <= frm).fillna(False).to_numpy(dtype=bool))
+    order = np.lexsort((frm.to_numpy(dtype="int64"), rules["country_code"].astype("str")))
+    cc = rules["country_code"].astype("str").to_numpy(dtype=object)[order]
+    start = frm.to_numpy(dtype="int64")[order]
+    end = to.to_numpy(dtype="int64", na_value=np.iinfo(np.int64).max)[order]
+    clash = np.zeros(len(rules), dtype=bool)
+    if len(rules) > 1:
+        hit = (cc[1:] == cc[:-1]) & (start[1:] < end[:-1])  # starts before the previous ends
+        clash[order[1:][hit]] = True
+        clash[order[:-1][hit]] = True
+    add("valid_from", "the rules of one country do not overlap", clash)
+    return out
 
 
 def _is_missing(v: object) -> bool:
@@ -731,7 +790,7 @@ def _value_rules(col: Column, v: object, latest: pd.Timestamp) -> list[str]:
         ts = to_utc(pd.Timestamp(v))
         if ts < EARLIEST_TS:
             out.append(f"{col.name}: not before {EARLIEST_TS:%Y-%m-%d}")
-        if ts > latest:
+        if ts > latest and not col.future:
             out.append(f"{col.name}: not in the future")
     if col.no_control and isinstance(v, str) and re.search(_CONTROL, v):
         out.append(f"{col.name}: no control characters")
@@ -818,7 +877,8 @@ def coerce_tables(
     problems = missing + problems
     if problems:
         raise ContractError(problems, source, refused_rows(typed, problems))
-    typed.setdefault("shipments", empty_table("shipments"))
+    for name in OPTIONAL_TABLES:
+        typed.setdefault(name, empty_table(name))
     return Tables(**{n: typed[n] for n in TABLE_NAMES})
 
 

@@ -106,6 +106,17 @@ def tiny_frames() -> dict[str, pd.DataFrame]:
                 "delivered_ts": ["2024-01-09 08:00:00"],
             }
         ),
+        "duty_rules": pd.DataFrame(
+            {
+                "rule_id": ["us-2025-08"],
+                "country_code": ["US"],
+                "valid_from": ["2025-08-29 04:01:00"],
+                "valid_to": [None],
+                "duty_de_minimis": [0.0],
+                "default_incoterm": [None],
+                "source": ["Executive Order 14324"],
+            }
+        ),
     }
 
 

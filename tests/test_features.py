@@ -855,3 +855,94 @@ def test_feature_modules_import_no_private_names():
             if local and path.stem in allowed:
                 assert node.module in allowed[path.stem], f"{path.name} imports .{node.module}"
     assert packing == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# duties in force at the order's time (duty_rules)
+
+
+def _with_rules(rules: list[tuple]) -> dict[str, pd.DataFrame]:
+    frames = tiny_frames()
+    frames["duty_rules"] = pd.DataFrame(
+        rules,
+        columns=[
+            "rule_id",
+            "country_code",
+            "valid_from",
+            "valid_to",
+            "duty_de_minimis",
+            "default_incoterm",
+            "source",
+        ],
+    )
+    return frames
+
+
+def test_the_duty_rule_in_force_at_the_order_time_replaces_the_countrys() -> None:
+    """DE (de-minimis 150, DDP by default) orders at days 0, 1, 1, 5; a rule from day 1
+    (inclusive) to day 5 (exclusive) sets 50 and DDU: o2 / o3 (at day 1 exactly) get it, o1
+    (before) and o5 (at its end) keep the country's. A rule with a missing incoterm keeps the
+    country's; the US order (day 2) gets its rule's de-minimis 0."""
+    f = build_features(
+        coerce_tables(
+            _with_rules(
+                [
+                    ("de1", "DE", _d(1), _d(5), 50.0, "DDU", "test"),
+                    ("us1", "US", _d(-100), None, 0.0, None, "test"),
+                ]
+            )
+        )
+    ).set_index("order_id")
+    assert f["duty_de_minimis"].to_dict() == {
+        "o1": 150.0,
+        "o2": 50.0,
+        "o3": 50.0,
+        "o4": 0.0,
+        "o5": 150.0,
+    }
+    assert f["effective_incoterm"].to_dict() == {
+        "o1": "DDP",
+        "o2": "DDU",
+        "o3": "DDU",
+        "o4": "DDU",  # its own incoterm
+        "o5": "DDP",
+    }
+    # o2: 100 DDU above 50 -> duties due; o3: 60 DDU above 50; o1, o5 DDP: none
+    assert f["duties_due_on_arrival"].to_dict() == {
+        "o1": 0.0,
+        "o2": 1.0,
+        "o3": 1.0,
+        "o4": 1.0,
+        "o5": 0.0,
+    }
+    assert f.loc["o2", "value_to_de_minimis"] == 100.0 / 50.0
+    # no rules: the country's values (the table is optional)
+    plain = build_features(coerce_tables(tiny_frames())).set_index("order_id")
+    assert plain["duty_de_minimis"].tolist() == [150.0, 150.0, 150.0, 800.0, 150.0]
+
+
+def test_a_rule_with_a_missing_de_minimis_keeps_the_countrys() -> None:
+    f = build_features(
+        coerce_tables(_with_rules([("de1", "DE", _d(0), None, None, "DDU", None)]))
+    ).set_index("order_id")
+    assert f.loc[["o1", "o2", "o5"], "duty_de_minimis"].tolist() == [150.0] * 3
+    assert f.loc[["o1", "o2", "o5"], "effective_incoterm"].tolist() == ["DDU"] * 3
+
+
+def test_overlapping_or_inverted_duty_rules_are_refused() -> None:
+    from returnrisk.contract import ContractError
+
+    bad = _with_rules(
+        [
+            ("de1", "DE", _d(0), _d(10), 50.0, None, None),
+            ("de2", "DE", _d(5), None, 20.0, None, None),  # starts before de1 ends
+            ("us1", "US", _d(3), _d(3), 0.0, None, None),  # ends when it starts
+            ("fr1", "FR", _d(3), None, 0.0, None, None),  # not in countries
+        ]
+    )
+    with pytest.raises(ContractError) as err:
+        coerce_tables(bad)
+    text = str(err.value)
+    assert "duty_rules.valid_from: the rules of one country do not overlap — 2 rows" in text
+    assert "duty_rules.valid_to: after valid_from — 1 row, e.g. rule_id us1" in text
+    assert "duty_rules.country_code: foreign key: must exist in countries.country_code" in text

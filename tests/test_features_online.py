@@ -257,3 +257,37 @@ def test_the_store_splits_totals_by_the_names_the_feature_code_records(history) 
     assert set(history.events["destination"].cums) == columns(DESTINATION_SOURCES)
     for level in ("category", "sku", "product", "category_destination"):
         assert set(history.events[level].cums) == columns(ITEM_SOURCES)
+
+
+def test_duty_rules_in_force_agree_online_and_in_batch(synth_world: Path, new) -> None:
+    """Two rules for the new orders' most frequent destination, changing at a new order's own
+    time (inclusive start, exclusive end): the online store and build_features give the same
+    rows on both sides of each change, and the rule shows in the features."""
+    from returnrisk.contract import coerce_tables
+
+    tables = load_tables(synth_world)
+    dest = new["orders"]["destination_country"].mode().iloc[0]
+    mine = new["orders"].loc[new["orders"]["destination_country"] == dest]
+    t1 = mine["order_ts"].sort_values().iloc[len(mine) // 2]
+    rules = pd.DataFrame(
+        {
+            "rule_id": ["r1", "r2"],
+            "country_code": [dest, dest],
+            "valid_from": [t1 - pd.Timedelta(days=400), t1],
+            "valid_to": [t1, None],
+            "duty_de_minimis": [1e6, 0.0],
+            "default_incoterm": [None, "DDU"],
+            "source": ["test", "test"],
+        }
+    )
+    ruled = coerce_tables({**tables.as_dict(), "duty_rules": rules})
+    history = prepare_history(ruled)
+    store = OnlineFeatures(history)
+    seen = set()
+    for i in np.flatnonzero((new["orders"]["destination_country"] == dest).to_numpy()):
+        ts = new["orders"]["order_ts"].iloc[i]
+        order = _order(store, new, int(i), ts)
+        got = features_frame(store.order_features(order))
+        _assert_same(got, _offline(history, order))
+        seen.add(float(got["duty_de_minimis"].iloc[0]))
+    assert seen == {1e6, 0.0}  # both rules were in force for some of the orders

@@ -922,3 +922,64 @@ def test_cli_import_of_an_export_with_a_future_date_refuses_that_order(
     assert set(refused.loc[refused["Name"] == raw.loc[first, "Name"], "reason"]) == {
         "created_at_outside_2000_to_now"
     }
+
+
+def test_the_reference_duty_rules_are_a_valid_contract_table() -> None:
+    """Every rule's country is in the reference countries, no two overlap, each names a source."""
+    from returnrisk.contract import coerce_tables
+    from returnrisk.importers.common import build_countries, build_duty_rules, reference_countries
+    from returnrisk.reference import load_duty_rules
+
+    rules = load_duty_rules()
+    assert rules["source"].notna().all()
+    assert rules["rule_id"].is_unique
+    frames = tiny_frames_for_rules()
+    countries = build_countries(rules["country_code"], reference_countries(), currency="EUR")
+    frames["countries"] = countries
+    frames["duty_rules"] = build_duty_rules(countries, rules, currency="EUR")
+    assert len(frames["duty_rules"]) == len(rules)  # none owes no duty: all kept
+    coerce_tables(frames)  # FK, ranges, no overlaps
+
+
+def tiny_frames_for_rules() -> dict[str, pd.DataFrame]:
+    from returnrisk.contract import empty_table
+
+    names = ("orders", "order_lines", "skus", "carriers", "customers", "after_sales_cases")
+    return {name: empty_table(name) for name in names}
+
+
+def test_shopify_import_carries_the_duty_rules_and_the_features_use_them() -> None:
+    """A TR order of 2024-03 sees the EUR 150 limit in force then (the reference countries
+    table says 30, the value after August 2024); a US order of 2025-06 sees no de minimis (suspended
+    2025-05-02) although the countries table says USD 800. In the shop's currency (USD)."""
+    from returnrisk.contract import coerce_tables
+    from returnrisk.features import build_features
+    from returnrisk.importers.common import PER_EUR, reference_countries
+    from returnrisk.reference import load_duty_rules
+
+    result = _shopify(
+        _order("#1", **{"Shipping Country": "TR", "Currency": "USD"}),
+        _order(
+            "#2",
+            **{
+                "Shipping Country": "US",
+                "Currency": "USD",
+                "Created at": "2025-06-01 10:00:00 +0000",
+                "Fulfilled at": "2025-06-02 10:00:00 +0000",
+            },
+        ),
+        reference=reference_countries(),
+        duty_rules=load_duty_rules(),
+        now=pd.Timestamp("2025-07-01", tz="UTC"),
+    )
+    rules = result.tables["duty_rules"]
+    assert set(rules["country_code"]) == {"TR", "US"}
+    before = rules.set_index("rule_id").loc["TR-before-2024-08", "duty_de_minimis"]
+    assert before == round(150.0 * PER_EUR["USD"], 2)
+    feats = build_features(
+        coerce_tables(result.tables, now=pd.Timestamp("2025-07-01", tz="UTC"))
+    ).set_index("order_id")
+    assert feats.loc["#1", "duty_de_minimis"] == before
+    countries = result.tables["countries"].set_index("country_code")
+    assert countries.loc["US", "duty_de_minimis"] > 0
+    assert feats.loc["#2", "duty_de_minimis"] == 0.0

@@ -21,6 +21,7 @@ from returnrisk.importers.common import (
     ImportResult,
     blank,
     build_countries,
+    build_duty_rules,
     canonical_columns,
     case_rate,
     clock,
@@ -42,6 +43,7 @@ from returnrisk.importers.common import (
 )
 from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
+from returnrisk.reference import load_duty_rules
 
 ORDERS_REQUIRED = (
     "amazon-order-id",
@@ -417,6 +419,7 @@ def amazon_tables(
     currency: str | None = None,
     shop_country: str | None = None,
     reference: pd.DataFrame | None = None,
+    duty_rules: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
     now: pd.Timestamp | None = None,
@@ -541,6 +544,7 @@ def amazon_tables(
         "order_lines": order_lines,
         "skus": skus,
         "countries": countries,
+        "duty_rules": build_duty_rules(countries, duty_rules, currency=reporting),
         "carriers": carriers,
         "customers": customers,
         "after_sales_cases": cases,
@@ -593,6 +597,7 @@ def import_amazon(cfg: AmazonConfig, *, log: StepLog = QUIET) -> ImportResult:
         currency=cfg.currency,
         shop_country=shop_country_code(cfg.shop_country, "amazon"),
         reference=reference_countries(),
+        duty_rules=load_duty_rules(),
         label_window_days=cfg.label_window_days,
         log=log,
         now=now,

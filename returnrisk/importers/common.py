@@ -157,6 +157,22 @@ def build_countries(
     return out
 
 
+def build_duty_rules(
+    countries: pd.DataFrame, rules: pd.DataFrame | None, *, currency: str
+) -> pd.DataFrame:
+    """The dated duty rules (``returnrisk.reference.load_duty_rules``, EUR) of the destinations in
+    ``countries`` (``build_countries``) that owe import duty, converted to ``currency``: the
+    contract's ``duty_rules`` (empty without ``rules``)."""
+    from returnrisk.contract import SCHEMAS, empty_table
+
+    if rules is None or not len(rules):
+        return empty_table("duty_rules")
+    owed = countries.loc[~countries["no_import_duty"], "country_code"]
+    out = rules.loc[rules["country_code"].isin(owed), SCHEMAS["duty_rules"].column_names].copy()
+    out["duty_de_minimis"] = (out["duty_de_minimis"].astype("float64") * PER_EUR[currency]).round(2)
+    return out.reset_index(drop=True)
+
+
 def first_reason(reason: pd.Series, mask: pd.Series, name: str) -> pd.Series:
     """Set ``name`` on rows of ``mask`` that have no reason yet (first rule wins)."""
     return reason.mask(reason.isna() & mask.fillna(False).astype(bool), name)

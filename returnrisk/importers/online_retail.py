@@ -16,6 +16,7 @@ from returnrisk.importers.common import (
     ImporterError,
     ImportResult,
     build_countries,
+    build_duty_rules,
     canonical_columns,
     case_rate,
     clock,
@@ -28,6 +29,7 @@ from returnrisk.importers.common import (
 )
 from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
+from returnrisk.reference import load_duty_rules
 
 ONLINE_RETAIL_COLUMNS = {  # canonical (Online Retail II) name -> accepted spellings
     "Invoice": ("Invoice", "InvoiceNo"),
@@ -333,6 +335,7 @@ def online_retail_tables(
     raw: pd.DataFrame,
     *,
     reference: pd.DataFrame | None = None,
+    duty_rules: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
     now: pd.Timestamp | None = None,
@@ -379,6 +382,7 @@ def online_retail_tables(
         ),
         "skus": skus,
         "countries": countries,
+        "duty_rules": build_duty_rules(countries, duty_rules, currency=SHOP_CURRENCY),
         "carriers": carriers,
         "customers": customers,
         "after_sales_cases": cases[
@@ -416,6 +420,7 @@ def import_online_retail(cfg: OnlineRetailConfig, *, log: StepLog = QUIET) -> Im
     result = online_retail_tables(
         raw,
         reference=reference_countries(),
+        duty_rules=load_duty_rules(),
         label_window_days=cfg.label_window_days,
         log=log,
         now=now,

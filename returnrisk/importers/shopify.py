@@ -20,6 +20,7 @@ from returnrisk.importers.common import (
     ImportResult,
     blank,
     build_countries,
+    build_duty_rules,
     canonical_columns,
     carrier_ids,
     carriers_table,
@@ -43,6 +44,7 @@ from returnrisk.importers.common import (
 )
 from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
+from returnrisk.reference import load_duty_rules
 
 REQUIRED = (
     "Name",
@@ -191,6 +193,7 @@ def shopify_tables(
     shop_country: str | None = None,
     refund_lag_days: int = 14,
     reference: pd.DataFrame | None = None,
+    duty_rules: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
     now: pd.Timestamp | None = None,
@@ -339,6 +342,7 @@ def shopify_tables(
         "order_lines": order_lines,
         "skus": skus,
         "countries": countries,
+        "duty_rules": build_duty_rules(countries, duty_rules, currency=reporting),
         "carriers": carriers,
         "customers": customers,
         "after_sales_cases": cases,
@@ -390,6 +394,7 @@ def import_shopify(cfg: ShopifyConfig, *, log: StepLog = QUIET) -> ImportResult:
         shop_country=shop_country_code(cfg.shop_country, "shopify"),
         refund_lag_days=cfg.refund_lag_days,
         reference=reference_countries(),
+        duty_rules=load_duty_rules(),
         label_window_days=cfg.label_window_days,
         log=log,
         now=now,

@@ -15,6 +15,7 @@ import pandas as pd
 from returnrisk.importers.common import (
     ImportResult,
     build_countries,
+    build_duty_rules,
     canonical_columns,
     case_rate,
     clock,
@@ -27,6 +28,7 @@ from returnrisk.importers.common import (
 )
 from returnrisk.labels import LABEL_WINDOW_DAYS
 from returnrisk.progress import QUIET, StepLog
+from returnrisk.reference import load_duty_rules
 
 SUPERSTORE_COLUMNS = {
     c: (c,)
@@ -352,6 +354,7 @@ def superstore_tables(
     all_markets: bool = False,
     return_lag_days: int = 14,
     reference: pd.DataFrame | None = None,
+    duty_rules: pd.DataFrame | None = None,
     label_window_days: int = LABEL_WINDOW_DAYS,
     log: StepLog = QUIET,
     now: pd.Timestamp | None = None,
@@ -391,6 +394,7 @@ def superstore_tables(
         "order_lines": order_lines,
         "skus": skus,
         "countries": countries,
+        "duty_rules": build_duty_rules(countries, duty_rules, currency="USD"),
         "carriers": carriers,
         "customers": customers,
         "after_sales_cases": cases,
@@ -442,6 +446,7 @@ def import_superstore(cfg: SuperstoreConfig, *, log: StepLog = QUIET) -> ImportR
         all_markets=cfg.all_markets,
         return_lag_days=cfg.return_lag_days,
         reference=reference_countries(),
+        duty_rules=load_duty_rules(),
         label_window_days=cfg.label_window_days,
         log=log,
         now=now,
