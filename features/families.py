@@ -118,6 +118,8 @@ def duties_in_force(
     of the rule keeps the country's). ``rule_country``: each order's destination as an index of
     ``rules.countries`` (-1: none has rules); ``incoterm``: object array (None: missing)."""
     dm, inc = np.array(de_minimis, dtype=np.float64), np.array(incoterm, dtype=object)
+    if not rules.position:  # no rules (the table is optional)
+        return dm, inc
     for j in np.unique(rule_country[rule_country >= 0]):  # a loop over countries, not orders
         rows = np.flatnonzero(rule_country == j)
         t = ts[rows]

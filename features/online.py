@@ -283,10 +283,9 @@ class OnlineFeatures:
         dest = _text(o.get("destination_country"))
         country = self.tables["countries"].require(dest, new_rows["countries"])
         out["destination_region"] = [country["region"]]
-        rules = self.duty_rules
         de_minimis, default_incs = duties_in_force(
-            rules,
-            np.asarray([rules.position.get(dest, -1) if dest is not None else -1]),
+            self.duty_rules,
+            np.asarray([self.duty_rules.position.get(dest, -1) if dest is not None else -1]),
             q_ts,
             np.asarray([country["duty_de_minimis"]], dtype=np.float64),
             np.asarray([country["default_incoterm"]], dtype=object),
