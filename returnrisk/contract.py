@@ -430,11 +430,38 @@ def empty_table(name: str) -> pd.DataFrame:
 
 
 def _table_file(path: Path, name: str) -> Path | None:
+    """``name.parquet``, ``name.csv`` or the directory ``name/`` of Parquet parts."""
     for ext in (".parquet", ".csv"):
         candidate = path / f"{name}{ext}"
         if candidate.is_file():
             return candidate
-    return None
+    parts = path / name
+    return parts if parts.is_dir() else None
+
+
+def _parquet_parts(parts: Path) -> list[Path]:
+    """A table's Parquet parts (``**/*.parquet``, hive-partitioned or not; marker files such as
+    ``_SUCCESS`` and hidden files ignored), in path order: the same rows in the same order on
+    every read."""
+    found = (p for p in parts.rglob("*.parquet") if p.is_file())
+    rel = (p.relative_to(parts).parts for p in found)
+    return sorted(parts.joinpath(*r) for r in rel if not any(x.startswith((".", "_")) for x in r))
+
+
+def _read_parts(parts: Path) -> pd.DataFrame:
+    """The parts as one frame; ``key=value`` directories (hive partitions) become columns."""
+    import pyarrow.dataset as ds
+
+    files = _parquet_parts(parts)
+    if not files:
+        raise ValueError(f"no Parquet parts (*.parquet) in the directory {parts}")
+    dataset = ds.dataset(
+        [str(f) for f in files],
+        format="parquet",
+        partitioning=ds.HivePartitioning.discover(infer_dictionary=False),
+        partition_base_dir=str(parts),
+    )
+    return dataset.to_table().to_pandas()
 
 
 def read_frames(
@@ -455,8 +482,15 @@ def read_frames(
                     Problem(name, "", f"file missing: expected {name}.parquet or {name}.csv", "")
                 )
             continue
+        if file.is_file() and (path / name).is_dir():
+            problems.append(
+                Problem(name, "", f"both {file.name} and a directory {name}/: keep one", "")
+            )
+            continue
         try:
-            if file.suffix == ".parquet":
+            if file.is_dir():
+                frame = _read_parts(file)
+            elif file.suffix == ".parquet":
                 frame = pd.read_parquet(file)
             else:
                 frame = pd.read_csv(

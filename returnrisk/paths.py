@@ -64,6 +64,12 @@ def check_output_path(
                 f"{where}: inside the input directory {given} under the name of its table "
                 f"{table!r}; writing it would replace that table (choose another file name)"
             )
+        parts = next((p for p in target.parents if p.parent == source), None)
+        if parts is not None and parts.name in TABLE_NAMES:
+            raise OutputPathError(
+                f"{where}: inside the directory of parts of the table {parts.name!r} of the "
+                f"input {given}; it would be read as one of its parts (choose another place)"
+            )
     _check_writable(target, where, directory=directory)
     return Path(out)
 

@@ -17,6 +17,7 @@ from returnrisk.contract import (
     contract_markdown,
     find_problems,
     load_tables,
+    read_frames,
     write_tables,
 )
 
@@ -672,3 +673,62 @@ def test_the_fast_path_form_refuses_whatever_the_batch_refuses(table, column, va
     assert one, (table, column, value)  # never laxer than the batch
     if not (isinstance(value, str | bool) and rule == "wrong type"):  # stricter there
         assert set(batch.problems["order_id"]) == {order["order_id"]}  # the batch agrees
+
+
+# ---------------------------------------------------------------------------------------------
+# a table as a directory of Parquet parts (a history too large for one file)
+
+
+def _typed(tmp_path: Path) -> dict[str, pd.DataFrame]:
+    write_tables(coerce_tables(tiny_frames()), tmp_path / "one", fmt="parquet")
+    return load_tables(tmp_path / "one").as_dict()
+
+
+def test_a_table_may_be_a_directory_of_parquet_parts(tmp_path: Path) -> None:
+    """orders hive-partitioned by day (the partition column is an extra column), order_lines in
+    two plain parts, a Spark-style _SUCCESS marker and a hidden file: the same tables."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frames = _typed(tmp_path)
+    parts = tmp_path / "parts"
+    write_tables(load_tables(tmp_path / "one"), parts, fmt="parquet")
+    (parts / "orders.parquet").unlink()
+    (parts / "order_lines.parquet").unlink()
+    orders = frames["orders"].assign(order_day=frames["orders"]["order_ts"].dt.strftime("%Y-%m-%d"))
+    pq.write_to_dataset(
+        pa.Table.from_pandas(orders, preserve_index=False), parts / "orders", ["order_day"]
+    )
+    (parts / "orders" / "_SUCCESS").write_text("")
+    lines = frames["order_lines"]
+    (parts / "order_lines").mkdir()
+    lines.iloc[:2].to_parquet(parts / "order_lines" / "part-0.parquet", index=False)
+    lines.iloc[2:].to_parquet(parts / "order_lines" / "part-1.parquet", index=False)
+    (parts / "order_lines" / ".part-1.parquet.crc").write_text("x")
+    got = load_tables(parts)
+    pd.testing.assert_frame_equal(
+        got.orders[frames["orders"].columns].sort_values("order_id", ignore_index=True),
+        frames["orders"].sort_values("order_id", ignore_index=True),
+    )
+    pd.testing.assert_frame_equal(got.order_lines, lines)
+    assert set(got.orders["order_day"]) == {"2024-01-01", "2024-01-02"}
+
+
+def test_a_table_both_as_a_file_and_as_parts_or_with_no_parts_is_refused(tmp_path: Path) -> None:
+    write_tables(coerce_tables(tiny_frames()), tmp_path / "d", fmt="parquet")
+    (tmp_path / "d" / "orders").mkdir()
+    _, problems = read_frames(tmp_path / "d")
+    assert [p.rule for p in problems] == ["both orders.parquet and a directory orders/: keep one"]
+    (tmp_path / "d" / "orders.parquet").unlink()
+    _, problems = read_frames(tmp_path / "d")
+    assert len(problems) == 1
+    assert "no Parquet parts (*.parquet) in the directory" in problems[0].rule
+
+
+def test_an_output_inside_a_tables_parts_is_refused(tmp_path: Path) -> None:
+    from returnrisk.paths import OutputPathError, check_output_path
+
+    data = tmp_path / "d"
+    (data / "orders").mkdir(parents=True)
+    with pytest.raises(OutputPathError, match="directory of parts of the table 'orders'"):
+        check_output_path(data / "orders" / "scores.parquet", [data])
