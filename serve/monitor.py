@@ -126,6 +126,21 @@ ALERT_METRICS: dict[str, tuple[float, str]] = {
         "more than threshold orders in the last days to a destination with no mature order in "
         "the reference's history",
     ),
+    "new_destination_customers": (
+        2.0,
+        "more than threshold customers first seen in the last days from one country with no "
+        "mature order in the reference's history (a new market signs up before it orders)",
+    ),
+    "lane_transit_z": (
+        4.0,
+        "more of a lane's (carrier x destination, or a carrier's) parcels of the last "
+        "lane_window_days are not delivered by now than its reference pace predicts: one-sided "
+        "p-value as a z > threshold (and the excess below)",
+    ),
+    "lane_transit_excess": (
+        0.5,
+        "... and not delivered / expected not delivered - 1 > threshold (both must hold)",
+    ),
     "auc_drop": (
         0.05,
         "a newly mature cohort's AUC is below the model's test AUC by > threshold",
@@ -159,6 +174,13 @@ class MonitorConfig:
     min_drift_orders: int = 300  # drift and expected-* alerts need this many recent orders
     min_month_orders: int = 500  # feature drift is judged against the same calendar months of
     # the reference's history when each month of the window has this many mature orders there
+    season_weeks: int = 3  # early expectation from last year's same N weekly cohorts (0: off)
+    min_season_cases: int = 30  # ... when they (and last year's recalibration weeks) had this
+    # many cases
+    lane_window_days: int = 28  # the lane check judges the parcels shipped in the last N days
+    lane_baseline_days: int = 365  # ... against the lane's parcels of the orders placed in the N
+    # days up to the end of the reference's validation slice
+    lane_min_parcels: int = 50  # a lane is judged once its baseline has this many parcels
     drift_exclude: tuple[str, ...] = DRIFT_EXCLUDE  # features without drift alerts
     thresholds: dict[str, float | None] = field(default_factory=lambda: dict(DEFAULT_THRESHOLDS))
 
@@ -174,6 +196,11 @@ class MonitorConfig:
             "top_features": self.top_features >= 0,
             "min_drift_orders": self.min_drift_orders >= 1,
             "min_month_orders": self.min_month_orders >= 1,
+            "season_weeks": self.season_weeks >= 0,
+            "min_season_cases": self.min_season_cases >= 1,
+            "lane_window_days": self.lane_window_days >= 1,
+            "lane_baseline_days": self.lane_baseline_days >= 1,
+            "lane_min_parcels": self.lane_min_parcels >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -215,6 +242,11 @@ _CONFIG_KEYS = (
     "top_features",
     "min_drift_orders",
     "min_month_orders",
+    "season_weeks",
+    "min_season_cases",
+    "lane_window_days",
+    "lane_baseline_days",
+    "lane_min_parcels",
 )
 
 
@@ -447,6 +479,53 @@ def expected_report(p: np.ndarray, reference: dict[str, Any], capacity_pct: floa
     }
 
 
+YEAR_DAYS = 364  # 52 weeks: the same weekday and calendar week a year earlier
+
+
+def seasonal_basis(
+    frame: pd.DataFrame,
+    as_of: pd.Timestamp,
+    window_days: int,
+    recal_cohorts: list[int],
+    pool_weeks: int,
+    min_cases: int,
+) -> dict[str, Any] | None:
+    """What last year's same weeks say about the early cohorts, relative to the model.
+
+    For early cohort ``k`` (orders ``7k..7k+7`` days old): the orders placed ``YEAR_DAYS``
+    earlier in the ``pool_weeks`` weekly cohorts centred on the same calendar week (mature, so
+    their cases are known), their sorted days-to-first-case (``delays``) and expected cases
+    (``sum p``); for the recalibration cohorts (``recal_cohorts``, mature cohort indices) the same
+    a year earlier: their cases / expected (``recal_ratio``). ``early_realised`` then expects an
+    order ``a`` days old to have opened ``r * p * (C_k(a) / E_k) / recal_ratio`` cases, ``C_k(a)``
+    the pooled cases opened within ``a`` days: the model's probability, times last year's cases
+    per unit of probability by that age in the same weeks, relative to last year's in the weeks
+    the recalibration ratio ``r`` comes from -- a year-over-year seasonal adjustment of both the
+    level and the timing of the cases (a peak season the model under-predicts, whose parcels
+    and cases are slower). ``None`` (the reference's time-to-case curve is used) when off
+    (``pool_weeks`` 0), or when last year's recalibration weeks have fewer than ``min_cases``
+    cases; a cohort's entry is ``None`` when its pooled weeks have fewer."""
+    if pool_weeks <= 0 or not recal_cohorts:
+        return None
+    ly = (as_of - frame["order_ts"]).dt.total_seconds().to_numpy() / 86_400.0 - YEAR_DAYS
+    delay = frame["delay_days"].to_numpy()
+    p = frame["p"].to_numpy()
+    mature_week = np.floor((ly - window_days) / 7)
+    rec = np.isin(mature_week, recal_cohorts) & (ly >= window_days)
+    c_rec, e_rec = int(np.isfinite(delay[rec]).sum()), float(p[rec].sum())
+    if c_rec < min_cases or e_rec <= 0:
+        return None
+    h = pool_weeks // 2
+    week = np.floor(ly / 7)
+    cohorts: list[dict[str, Any] | None] = []
+    for k in range(int(math.ceil(window_days / 7))):
+        m = (week >= k - h) & (week <= k + h) & (ly >= 0)
+        d = np.sort(delay[m][np.isfinite(delay[m])])
+        e = float(p[m].sum())
+        cohorts.append({"delays": d, "expected": e} if len(d) >= min_cases and e > 0 else None)
+    return {"recal_ratio": c_rec / e_rec, "recal_cases": c_rec, "cohorts": cohorts}
+
+
 def early_realised(
     frame: pd.DataFrame,
     as_of: pd.Timestamp,
@@ -454,20 +533,41 @@ def early_realised(
     window_days: int,
     ratio: float = 1.0,
     rel_sd: float = 0.0,
+    *,
+    ratio_cases: int = 0,
+    season: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Weekly cohorts of the last ``window_days`` days (cohort 0 = the last 7 days): opened cases
-    vs expected by now (``ratio * p * F(age)``), with a 95 % normal-approximation interval and z.
-    The variance is the Poisson-binomial's ``sum q (1 - q)`` plus ``(rel_sd * expected)^2``: the
-    week-to-week error of the expectation itself (``recalibration``'s ``rel_sd``).
-    ``expected_model`` is the expectation from the probabilities alone (``ratio`` 1)."""
+    vs expected by now, with a 95 % normal-approximation interval and z. Expected per order:
+    ``ratio * p * F(age)`` (``F`` the reference's time-to-case curve), or, where ``season`` has
+    the cohort (``seasonal_basis``), ``ratio * p * (C_k(age) / E_k) / recal_ratio``.
+
+    The variance is the Poisson-binomial's ``sum q (1 - q)`` plus ``expected^2`` times the
+    relative variance of the expectation itself: ``rel_sd^2`` (the measured week-to-week error,
+    ``recalibration``'s ``rel_sd``), ``1 / ratio_cases`` (the recalibration ratio is counted
+    from that many cases: Poisson error of a ratio), and with the seasonal basis
+    ``1 / C_k + 1 / recal_cases`` (last year's counts it is made of; ``C_k`` at the cohort's
+    mean age). ``expected_model`` is the expectation from the probabilities and ``F`` alone."""
     age = (as_of - frame["order_ts"]).dt.total_seconds().to_numpy() / 86_400.0
-    keep = age < window_days
+    keep = (age < window_days) & (age >= 0)
     age, p = age[keep], frame["p"].to_numpy()[keep]
     opened = frame["opened"].to_numpy()[keep].astype(np.float64)
     q_model = p * time_to_case_share(age, reference["time_to_case"])
-    q = np.clip(q_model * ratio, 0.0, 1.0)
     week = np.floor(age / 7).astype(np.int64)
     n_weeks = int(math.ceil(window_days / 7))
+    shape = q_model.copy()
+    rel_var = np.full(n_weeks, rel_sd**2 + (1.0 / ratio_cases if ratio_cases > 0 else 0.0))
+    basis = ["time-to-case curve"] * n_weeks
+    for k, c in enumerate((season or {}).get("cohorts") or []):
+        m = week == k
+        if c is None or not m.any():
+            continue
+        opened_by = np.searchsorted(c["delays"], age[m], side="right").astype(np.float64)
+        shape[m] = p[m] * opened_by / c["expected"] / season["recal_ratio"]
+        at_mean = float(np.searchsorted(c["delays"], age[m].mean(), side="right"))
+        rel_var[k] += 1.0 / max(at_mean, 1.0) + 1.0 / season["recal_cases"]
+        basis[k] = "same weeks last year"
+    q = np.clip(shape * ratio, 0.0, 1.0)
     cnt = np.bincount(week, minlength=n_weeks)
     exp = np.bincount(week, weights=q, minlength=n_weeks)
     var = np.bincount(week, weights=q * (1 - q), minlength=n_weeks)
@@ -475,7 +575,7 @@ def early_realised(
     full = np.bincount(week, weights=p, minlength=n_weeks)
     raw = np.bincount(week, weights=q_model, minlength=n_weeks)
     out = []
-    var = var + (rel_sd * exp) ** 2
+    var = var + rel_var * exp**2
     for k in range(n_weeks):
         sd = math.sqrt(var[k])
         start = as_of - pd.Timedelta(days=min(7 * (k + 1), window_days))
@@ -488,6 +588,7 @@ def early_realised(
                 "opened": int(obs[k]),
                 "expected": as_float(exp[k]),
                 "expected_model": as_float(raw[k]),
+                "expected_basis": basis[k],
                 "low": as_float(max(0.0, exp[k] - 1.96 * sd)),
                 "high": as_float(exp[k] + 1.96 * sd),
                 "z": as_float((obs[k] - exp[k]) / sd) if sd > 0 else None,
@@ -499,20 +600,183 @@ def early_realised(
 
 
 def new_destinations(
-    recent: pd.DataFrame, reference: dict[str, Any], top: int = 10
+    recent: pd.DataFrame,
+    signups: pd.Series,
+    reference: dict[str, Any],
+    top: int = 10,
 ) -> list[dict[str, Any]]:
-    """Destinations of the recent orders with no mature order in the reference's history
-    (``reference["destinations"]``), by orders; empty when the reference has no such list."""
+    """Countries with no mature order in the reference's history (``reference["destinations"]``)
+    that the recent orders go to (``n_orders``) or that customers first seen in the last days
+    live in (``n_customers``: ``signups``, their ``country_code``), by orders then customers;
+    empty when the reference has no such list."""
     known = reference.get("destinations")
-    if known is None or len(recent) == 0:
+    if known is None:
         return []
-    dest = recent["destination_country"].astype("object")
-    counts = dest[dest.notna() & ~dest.isin(known)].astype(str).value_counts()
-    frame = pd.DataFrame({"d": counts.index.astype(str), "n": counts.to_numpy()})
-    frame = frame.sort_values(["n", "d"], ascending=[False, True], kind="stable").iloc[:top]
+
+    def unseen(values: pd.Series) -> pd.Series:
+        v = values.astype("object")
+        return v[v.notna() & ~v.isin(known)].astype(str).value_counts()
+
+    orders = unseen(recent["destination_country"]) if len(recent) else pd.Series(dtype="int64")
+    people = unseen(signups) if len(signups) else pd.Series(dtype="int64")
+    frame = pd.DataFrame({"n": orders, "c": people}).fillna(0).astype("int64")
+    frame = frame.rename_axis("d").reset_index()
+    frame = frame.sort_values(["n", "c", "d"], ascending=[False, False, True], kind="stable")
     return [
-        {"destination": d, "n_orders": int(n)} for d, n in zip(frame["d"], frame["n"], strict=True)
+        {"destination": str(d), "n_orders": int(n), "n_customers": int(c)}
+        for d, n, c in zip(frame["d"].iloc[:top], frame["n"], frame["c"], strict=False)
     ]
+
+
+def _lane_window(
+    inw: np.ndarray,
+    lr: np.ndarray,
+    S: np.ndarray,
+    got_i: np.ndarray,
+    n_l: np.ndarray,
+    n_base: np.ndarray,
+    c_codes: np.ndarray,
+    n_car: int,
+) -> tuple[dict[str, np.ndarray], float]:
+    """``lane_transit``'s rows (lanes, then carriers) over the parcels ``inw`` past their lane's
+    baseline median transit (``S <= 0.5``), and the pace."""
+    from scipy.special import betainc, gammaincc, ndtri
+
+    n_lanes = len(n_base)
+    wl = np.where(inw & (S <= 0.5), lr, n_lanes)  # the other parcels go to a spare bin
+
+    def per_lane(weights: np.ndarray | None) -> np.ndarray:
+        return np.bincount(wl, weights=weights, minlength=n_lanes + 1)[:n_lanes].astype(float)
+
+    raw, got = per_lane(1.0 - S), per_lane(got_i)
+    pace = min(1.0, float(got.sum() / raw.sum())) if raw.sum() > 0 else 1.0
+    sd_s = pace * per_lane(np.sqrt(S * (1.0 - S) / (n_l + 2.0)))  # one baseline per lane
+    lanes = {
+        "cnt": per_lane(None),
+        "late": per_lane(1.0 - got_i),
+        "exp": per_lane(1.0 - pace * (1.0 - S)),
+        "tau2": sd_s**2,
+        "base": n_base.astype(float),
+    }
+    rows = {k: np.r_[v, np.bincount(c_codes, weights=v, minlength=n_car)] for k, v in lanes.items()}
+    # P(U >= u): U the parcels not delivered by now, Poisson (a Poisson-binomial's variance
+    # is smaller: conservative) with a Gamma-distributed mean for the baseline's sampling error
+    # (negative binomial, variance mu + tau^2); as a one-sided normal z
+    mu, u, tau2 = rows["exp"], rows["late"], rows["tau2"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shape = np.where(tau2 > 0, mu**2 / np.maximum(tau2, 1e-300), np.inf)
+        prob = np.where(tau2 > 0, shape / (shape + mu), 1.0)
+        nb = betainc(np.maximum(u, 1.0), np.where(np.isfinite(shape), shape, 1.0), 1.0 - prob)
+        poisson = 1.0 - gammaincc(np.maximum(u, 1.0), mu)
+        tail = np.where(u <= 0, 1.0, np.where(np.isfinite(shape), nb, poisson))
+        rows["z"] = np.where(mu > 0, -ndtri(np.clip(tail, 1e-300, 1.0)), np.nan)
+    return rows, pace
+
+
+def lane_transit(
+    orders: pd.DataFrame,
+    shipments: pd.DataFrame,
+    as_of: pd.Timestamp,
+    reference_end: pd.Timestamp,
+    config: MonitorConfig,
+    top: int = 10,
+) -> dict[str, Any]:
+    """Deliveries of each lane (carrier x destination country), and of each carrier over its
+    lanes, against the lane's reference pace: a leading signal of lost or stuck parcels, weeks
+    before their ``not_received`` cases open.
+
+    The baseline of a lane: its parcels of the orders placed in the ``lane_baseline_days`` up to
+    ``reference_end``, shipped at least ``lane_window_days`` before ``as_of`` (so their fate at
+    every age judged is known); ``S(a) = (m + 0.5) / (n + 1)`` with ``m`` of its ``n`` baseline
+    parcels not delivered ``a`` days after shipping (never delivered counts as not delivered;
+    Jeffreys' half count keeps a share never seen above 0). Judged: the parcels shipped in the
+    window ``a`` days ago with ``S(a) <= 0.5`` (past the lane's median transit: not being
+    delivered is the rare, telling outcome). Each is not delivered by now with probability
+    ``1 - g (1 - S(a))``; the pace ``g`` is the delivered / expected ratio over every judged
+    parcel, at most 1, so a slowdown of all lanes (the peak season) moves the expectation, not
+    one lane's z. Per lane: not delivered ``U``, expected ``mu``, ``excess = U / mu - 1`` and
+    ``z``: the one-sided p-value ``P(U >= u)`` as a normal z, ``U`` Poisson (conservative for a
+    Poisson-binomial) with a Gamma-distributed mean of variance ``tau^2 = (g sum sd(S))^2``,
+    the baseline's own sampling error (a lane's parcels share one baseline: their errors add
+    up, not in quadrature) -- a negative binomial; a carrier's row (destination ``*``) sums its
+    lanes. Two windows: ``lane_window_days`` and its first half (a change of the last days is
+    not diluted by the weeks before it); each row is its window with the larger z. Lanes whose
+    baseline has fewer than ``lane_min_parcels`` parcels are not judged. Reported: the ``top``
+    rows by z and every row with z >= 2. Vectorised over parcels."""
+    from returnrisk.arrays import ts_int
+
+    out: dict[str, Any] = {"window_days": config.lane_window_days, "judged": 0, "pace": None}
+    out["lanes"] = []
+    if len(shipments) == 0 or len(orders) == 0:
+        return out
+    w = float(config.lane_window_days)
+    idx = pd.Index(orders["order_id"]).get_indexer(shipments["order_id"])
+    at = np.maximum(idx, 0)
+    car = orders["carrier_id"].astype("object").to_numpy()[at]
+    dest = orders["destination_country"].astype("object").to_numpy()[at]
+    order_ns = ts_int(orders["order_ts"])[at]
+    ok = (idx >= 0) & pd.notna(car) & pd.notna(dest)
+    shipped = shipments["shipped_ts"]
+    transit = (shipments["delivered_ts"] - shipped).dt.total_seconds().to_numpy() / 86_400.0
+    transit = np.minimum(np.where(np.isnan(transit), np.inf, transit), w + 1.0)
+    age = (as_of - shipped).dt.total_seconds().to_numpy() / 86_400.0
+    start = (reference_end - pd.Timedelta(days=config.lane_baseline_days)).value
+    base = ok & (order_ns > start) & (order_ns <= reference_end.value) & (age >= w)
+    recent = ok & (age < w) & (age >= 0)
+    lanes = pd.DataFrame({"c": car, "d": dest}).loc[base | recent].astype(str)
+    codes, names = pd.factorize(lanes["c"] + "\x1f" + lanes["d"], sort=True)
+    lane = np.full(len(shipments), -1, dtype=np.int64)
+    lane[base | recent] = codes
+    n_lanes = len(names)
+    n_base = np.bincount(lane[base], minlength=n_lanes)
+    recent &= (lane >= 0) & (n_base >= config.lane_min_parcels)[np.maximum(lane, 0)]
+    if not recent.any():
+        return out
+    span = w + 2.0  # S(a): per lane, the share of its baseline parcels with transit > a
+    bkey = np.sort(lane[base] * span + transit[base])
+    lr, ar = lane[recent], age[recent]
+    first = np.searchsorted(bkey, lr * span, side="left")
+    upto = np.searchsorted(bkey, lr * span + ar, side="right")
+    n_l = n_base[lr].astype(np.float64)
+    S = (n_l - (upto - first) + 0.5) / (n_l + 1.0)
+    got_i = (transit[recent] <= ar).astype(np.float64)
+    carrier_of = pd.factorize(pd.Series(names).str.split("\x1f").str[0], sort=True)
+    c_codes, c_names = carrier_of
+    best: dict[str, np.ndarray] = {}
+    paces = {}
+    for days in (w / 2.0, w):
+        rows, paces[f"{days:g}"] = _lane_window(
+            ar < days, lr, S, got_i, n_l, n_base, c_codes, len(c_names)
+        )
+        rows["days"] = np.full(len(rows["z"]), days)
+        if not best:
+            best = rows
+            continue
+        better = np.nan_to_num(rows["z"], nan=-np.inf) > np.nan_to_num(best["z"], nan=-np.inf)
+        best = {k: np.where(better | np.isnan(best["z"]), rows[k], best[k]) for k in rows}
+    label = [*(str(x).split("\x1f") for x in names), *([str(c), "*"] for c in c_names)]
+    judged = np.flatnonzero(best["cnt"][:n_lanes] > 0)
+    keep = np.flatnonzero((best["cnt"] > 0) & ~np.isnan(best["z"]))
+    keep = keep[np.lexsort((keep, -best["z"][keep]))]
+    out.update(judged=len(judged), pace={k: as_float(v) for k, v in paces.items()})
+    with np.errstate(divide="ignore", invalid="ignore"):
+        excess = np.where(best["exp"] > 0, best["late"] / best["exp"] - 1.0, np.nan)
+    out["lanes"] = [
+        {
+            "carrier_id": label[k][0],
+            "destination": label[k][1],
+            "window_days": as_float(best["days"][k]),
+            "baseline_parcels": int(best["base"][k]),
+            "parcels": int(best["cnt"][k]),
+            "not_delivered": int(best["late"][k]),
+            "expected_not_delivered": as_float(best["exp"][k]),
+            "excess": as_float(excess[k]),
+            "z": as_float(best["z"][k]),
+        }
+        for i, k in enumerate(keep)
+        if i < top or best["z"][k] >= 2.0  # the top rows and every row far out of its pace
+    ]
+    return out
 
 
 def realised(
@@ -590,11 +854,13 @@ def recalibration(real: list[dict[str, Any]], weeks: int) -> dict[str, Any]:
     already reports. 1 when there is no such cohort."""
     unseen = [c for c in real if not c["seen_in_training"] and c["n_orders"]]
     use = unseen[:weeks]
+    used = [j for j, c in enumerate(real) if not c["seen_in_training"] and c["n_orders"]]
     cases = sum(c["n_cases"] for c in use)
     expected = sum(c["expected_case_rate"] * c["n_orders"] for c in use)
     ratio = cases / expected if use and expected > 0 and cases > 0 else 1.0
     return {
         "weeks": len(use),
+        "cohorts": used[:weeks],
         "cases": cases,
         "expected": as_float(expected),
         "ratio": as_float(ratio),
@@ -682,19 +948,48 @@ def _early_alerts(report: dict[str, Any], config: MonitorConfig) -> list[Alert]:
 
 
 def _new_destination_alerts(report: dict[str, Any], config: MonitorConfig) -> list[Alert]:
-    tn = config.threshold("new_destination_orders")
-    if tn is None:
+    out: list[Alert] = []
+    for metric, key, what in (
+        ("new_destination_orders", "n_orders", "orders {days} to {d}"),
+        ("new_destination_customers", "n_customers", "customers first seen {days} in {d}"),
+    ):
+        tn = config.threshold(metric)
+        if tn is None:
+            continue
+        out += [
+            (
+                metric,
+                f"destination {c['destination']}",
+                c[key],
+                f"{c[key]} "
+                + what.format(days=f"in the last {config.days} days", d=c["destination"])
+                + ", a destination the model has no mature order of",
+            )
+            for c in report.get("new_destinations", [])
+            if c.get(key, 0) > tn
+        ]
+    return out
+
+
+def _lane_alerts(report: dict[str, Any], config: MonitorConfig) -> list[Alert]:
+    tz, te = config.threshold("lane_transit_z"), config.threshold("lane_transit_excess")
+    lanes = report.get("lane_transit") or {}
+    if tz is None:
         return []
     return [
         (
-            "new_destination_orders",
-            f"destination {c['destination']}",
-            c["n_orders"],
-            f"{c['n_orders']} orders in the last {config.days} days to {c['destination']}, "
-            "a destination the model has no mature order of",
+            "lane_transit_z",
+            f"lane {r['carrier_id']} -> {r['destination']}",
+            r["z"],
+            f"lane {r['carrier_id']} -> {r['destination']}: {r['not_delivered']} of "
+            f"{r['parcels']} parcels shipped in the last {r['window_days']:g} days and past the "
+            f"lane's median transit not delivered, {r['expected_not_delivered']:.1f} expected, "
+            f"z {r['z']:+.1f}",
         )
-        for c in report.get("new_destinations", [])
-        if c["n_orders"] > tn
+        for r in lanes.get("lanes", [])
+        if r["z"] is not None
+        and r["z"] > tz
+        and (te is None or (r["excess"] is not None and r["excess"] > te))
     ]
 
 
@@ -732,6 +1027,7 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
         *_expected_alerts(report, config),
         *_early_alerts(report, config),
         *_new_destination_alerts(report, config),
+        *_lane_alerts(report, config),
         *_realised_alerts(report, config),
     ]
     return [
@@ -744,6 +1040,15 @@ def evaluate_alerts(report: dict[str, Any], config: MonitorConfig) -> list[dict[
         }
         for metric, subject, value, message in found
     ]
+
+
+def _signups(customers: pd.DataFrame, as_of: pd.Timestamp, days: int) -> pd.Series:
+    """The ``country_code`` of the customers first seen in the last ``days`` days."""
+    if "country_code" not in customers or "first_seen_ts" not in customers:
+        return pd.Series(dtype="object")
+    seen = customers["first_seen_ts"]
+    new = (seen > as_of - pd.Timedelta(days=days)) & (seen <= as_of)
+    return customers.loc[new.to_numpy(dtype=bool), "country_code"]
 
 
 def _reference_auc(loaded: Any, reference: dict[str, Any]) -> dict[str, Any]:
@@ -799,7 +1104,11 @@ def monitor_tables(
             "does not have; retrain it"
         )
     cut = cut_tables(tables, T)
-    start = T - pd.Timedelta(days=max(window + 7 * config.realised_weeks, config.days))
+    back = max(window + 7 * config.realised_weeks, config.days)
+    if config.season_weeks > 0:  # last year's weeks of the early and recalibration cohorts
+        half = config.season_weeks // 2
+        back = max(back, YEAR_DAYS + window + 7 * (config.recalibrate_weeks + half + 1))
+    start = T - pd.Timedelta(days=back)
     orders = cut.orders
     ids = orders.loc[orders["order_ts"] > start, "order_id"]
     with log.step(f"features of {len(ids):,d} orders placed {start:%Y-%m-%d}..{T:%Y-%m-%d}"):
@@ -820,6 +1129,9 @@ def monitor_tables(
             "p": p,
             "label": feats["label"].to_numpy(dtype=np.float64),
             "opened": opened.to_numpy(dtype=bool),
+            "delay_days": ((fc - feats["order_ts"]).dt.total_seconds() / 86_400.0)
+            .where(opened)
+            .to_numpy(dtype=np.float64, na_value=np.nan),
         }
     ).assign(**_family_labels(feats, cut.after_sales_cases, window))
     recent = (feats["order_ts"] > T - pd.Timedelta(days=config.days)).to_numpy()
@@ -848,14 +1160,29 @@ def monitor_tables(
                 "alerts": {k: config.threshold(k) for k in ALERT_METRICS},
             },
             "drift": drift_report(feats.loc[recent], p[recent], model, reference, config),
-            "new_destinations": new_destinations(feats.loc[recent], reference),
+            "new_destinations": new_destinations(
+                feats.loc[recent], _signups(cut.customers, T, config.days), reference
+            ),
+            "lane_transit": lane_transit(
+                cut.orders, cut.shipments, T, pd.Timestamp(reference["end"]), config
+            ),
             "expected": expected_report(p[recent], reference, config.capacity_pct),
         }
         real = realised(frame, T, window, config.realised_weeks, seen_until)
         report["recalibration"] = recalibration(real, config.recalibrate_weeks)
         cal = report["recalibration"]
+        season = seasonal_basis(
+            frame, T, window, cal["cohorts"], config.season_weeks, config.min_season_cases
+        )
         report["early_realised"] = early_realised(
-            frame, T, reference, window, cal["ratio"], cal["rel_sd"]
+            frame,
+            T,
+            reference,
+            window,
+            cal["ratio"],
+            cal["rel_sd"],
+            ratio_cases=cal["cases"] if cal["weeks"] else 0,
+            season=season,
         )
         report["realised"] = real
         report["alerts"] = evaluate_alerts(report, config)

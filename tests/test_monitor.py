@@ -379,25 +379,62 @@ def _truncate(tables, T: pd.Timestamp, out: Path) -> None:
     write_tables(d, out)
 
 
-def test_cut_at_t_gives_identical_monitor_json(env, synth_world: Path):
+def _sign_ups(tables, T: pd.Timestamp, country: str):
+    """``tables`` with customers from ``country`` first seen 4 before ``T`` (within the last
+    week) and 5 after it (not known at ``T``), none of whom ordered."""
+    cu = tables.customers
+    seen = [T - pd.Timedelta(days=d) for d in (1, 2, 3, 6)]
+    seen += [T + pd.Timedelta(days=d) for d in (1, 2, 3, 4, 5)]
+    new = pd.DataFrame(
+        {
+            "customer_id": [f"SIGNUP{i:03d}" for i in range(len(seen))],
+            "first_seen_ts": pd.DatetimeIndex(seen),
+            "country_code": country,
+            "segment": "b2c",
+        }
+    )[cu.columns].astype(cu.dtypes.to_dict())
+    return tables.replace(customers=pd.concat([cu, new], ignore_index=True))
+
+
+def test_cut_at_t_gives_identical_monitor_json(env):
+    """Truncating the data at T (an independent implementation of cut_tables) gives the same
+    monitor.json at T, for every signal: drift, early realised (with last year's weeks as its
+    basis), realised, new destinations (orders and sign-ups) and the lanes' deliveries."""
     from returnrisk.cli import app
+    from returnrisk.contract import write_tables
 
     T = env.tables.as_of() - pd.Timedelta(days=23, hours=5)
-    cut_dir = env.tmp / "cut"
-    _truncate(env.tables, T, cut_dir)
+    never = [c for c in ("IS", "TH", "VN", "AQ") if c not in env.reference["destinations"]]
+    tables = _sign_ups(env.tables, T, never[0])
+    full_dir, cut_dir = env.tmp / "cut-full", env.tmp / "cut"
+    write_tables(tables, full_dir)
+    _truncate(tables, T, cut_dir)
+    config = env.tmp / "cut.json"  # a small world: last year's weeks have a few cases
+    config.write_text('{"min_season_cases": 5}')
     outs = []
-    for name, data in (("full", synth_world), ("cut", cut_dir)):
+    for name, data in (("full", full_dir), ("cut", cut_dir)):
         out = env.tmp / f"out-{name}"
         res = runner.invoke(
-            app, ["monitor", str(data), "--as-of", T.isoformat(), "--out", str(out), "--quiet"]
+            app,
+            ["monitor", str(data), "--as-of", T.isoformat(), "--out", str(out), "--quiet"]
+            + ["--config", str(config)],
         )
         assert res.exit_code in (0, 1), res.output
         outs.append((out / "monitor.json").read_bytes())
     assert outs[0] == outs[1]
     at_t = json.loads(outs[0])
     assert at_t["as_of"] == T.isoformat()
-    now = _monitor(env, env.tables)
-    assert at_t["early_realised"] != now["early_realised"]  # not vacuous: T matters
+    # not vacuous: T matters, and each new signal has something to say at T
+    from returnrisk.serve.monitor import MonitorConfig
+
+    now = _monitor(env, tables, config=MonitorConfig(min_season_cases=5))
+    assert at_t["early_realised"] != now["early_realised"]
+    assert "same weeks last year" in {c["expected_basis"] for c in at_t["early_realised"]}
+    signups = {d["destination"]: d["n_customers"] for d in at_t["new_destinations"]}
+    assert signups[never[0]] == 4  # the 5 first seen after T are not known at T
+    lanes = at_t["lane_transit"]
+    assert lanes["judged"] > 0
+    assert lanes["lanes"] != now["lane_transit"]["lanes"]
 
 
 def test_cli_exit_codes_outputs_and_mlflow_run(env):
@@ -660,4 +697,6 @@ def test_scenario_new_market_fires_new_destination_orders_in_the_first_week():
     assert _alerts_at(world, 0) == []
     fired = _alerts_at(world, 7)
     assert ("new_destination_orders", f"destination {country}") in fired
-    assert {m for m, _ in fired} == {"new_destination_orders"}
+    # the market's first customers sign up before they order: the leading signal fires too
+    assert ("new_destination_customers", f"destination {country}") in fired
+    assert {m for m, _ in fired} == {"new_destination_orders", "new_destination_customers"}
