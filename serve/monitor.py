@@ -174,7 +174,7 @@ class MonitorConfig:
     min_drift_orders: int = 300  # drift and expected-* alerts need this many recent orders
     min_month_orders: int = 500  # feature drift is judged against the same calendar months of
     # the reference's history when each month of the window has this many mature orders there
-    season_weeks: int = 3  # early expectation from last year's same N weekly cohorts (0: off)
+    season_weeks: int = 5  # early expectation from last year's same N weekly cohorts (0: off)
     min_season_cases: int = 30  # ... when they (and last year's recalibration weeks) had this
     # many cases
     lane_window_days: int = 28  # the lane check judges the parcels shipped in the last N days
@@ -558,9 +558,10 @@ def early_realised(
     shape = q_model.copy()
     rel_var = np.full(n_weeks, rel_sd**2 + (1.0 / ratio_cases if ratio_cases > 0 else 0.0))
     basis = ["time-to-case curve"] * n_weeks
-    for k, c in enumerate((season or {}).get("cohorts") or []):
+    cohorts = season["cohorts"] if season else []
+    for k, c in enumerate(cohorts):
         m = week == k
-        if c is None or not m.any():
+        if c is None or not m.any() or season is None:
             continue
         opened_by = np.searchsorted(c["delays"], age[m], side="right").astype(np.float64)
         shape[m] = p[m] * opened_by / c["expected"] / season["recal_ratio"]
@@ -575,9 +576,9 @@ def early_realised(
     full = np.bincount(week, weights=p, minlength=n_weeks)
     raw = np.bincount(week, weights=q_model, minlength=n_weeks)
     out = []
-    var = var + rel_var * exp**2
+    total_var = var + rel_var * exp**2
     for k in range(n_weeks):
-        sd = math.sqrt(var[k])
+        sd = math.sqrt(total_var[k])
         start = as_of - pd.Timedelta(days=min(7 * (k + 1), window_days))
         out.append(
             {
@@ -628,6 +629,30 @@ def new_destinations(
     ]
 
 
+def _upper_tail_z(u: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``P(U >= u)`` as a one-sided normal z, for a count ``U`` of the given mean and variance:
+    a binomial matched on both moments when the variance is below the mean (a Poisson-binomial:
+    ``n' = mean^2 / (mean - var)``, ``p' = 1 - var / mean``), else a negative binomial (a
+    Poisson whose mean is Gamma-distributed: the baseline's sampling error); both tails as
+    regularized incomplete beta functions. NaN where the mean is 0."""
+    from scipy.special import betainc, ndtri
+
+    u = np.asarray(u, dtype=np.float64)
+    mean = np.asarray(mean, dtype=np.float64)
+    var = np.maximum(np.asarray(var, dtype=np.float64), 1e-12)
+    k = np.maximum(u, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        under = var < mean
+        p_b = np.clip(1.0 - var / mean, 1e-12, 1.0)
+        n_b = np.maximum(mean / p_b, k)  # at least u trials: a count above n' is impossible
+        binom = betainc(k, np.maximum(n_b - k + 1.0, 1e-12), p_b)
+        shape = mean**2 / np.maximum(var - mean, 1e-12)
+        negbin = betainc(k, shape, mean / (shape + mean))
+        tail = np.where(under, binom, negbin)
+        tail = np.where(u <= 0, 1.0, tail)
+        return np.where(mean > 0, -ndtri(np.clip(tail, 1e-300, 1.0)), np.nan)
+
+
 def _lane_window(
     inw: np.ndarray,
     lr: np.ndarray,
@@ -640,8 +665,6 @@ def _lane_window(
 ) -> tuple[dict[str, np.ndarray], float]:
     """``lane_transit``'s rows (lanes, then carriers) over the parcels ``inw`` past their lane's
     baseline median transit (``S <= 0.5``), and the pace."""
-    from scipy.special import betainc, gammaincc, ndtri
-
     n_lanes = len(n_base)
     wl = np.where(inw & (S <= 0.5), lr, n_lanes)  # the other parcels go to a spare bin
 
@@ -651,25 +674,16 @@ def _lane_window(
     raw, got = per_lane(1.0 - S), per_lane(got_i)
     pace = min(1.0, float(got.sum() / raw.sum())) if raw.sum() > 0 else 1.0
     sd_s = pace * per_lane(np.sqrt(S * (1.0 - S) / (n_l + 2.0)))  # one baseline per lane
+    u_i = 1.0 - pace * (1.0 - S)
     lanes = {
         "cnt": per_lane(None),
         "late": per_lane(1.0 - got_i),
-        "exp": per_lane(1.0 - pace * (1.0 - S)),
-        "tau2": sd_s**2,
+        "exp": per_lane(u_i),
+        "var": per_lane(u_i * (1.0 - u_i)) + sd_s**2,
         "base": n_base.astype(float),
     }
     rows = {k: np.r_[v, np.bincount(c_codes, weights=v, minlength=n_car)] for k, v in lanes.items()}
-    # P(U >= u): U the parcels not delivered by now, Poisson (a Poisson-binomial's variance
-    # is smaller: conservative) with a Gamma-distributed mean for the baseline's sampling error
-    # (negative binomial, variance mu + tau^2); as a one-sided normal z
-    mu, u, tau2 = rows["exp"], rows["late"], rows["tau2"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        shape = np.where(tau2 > 0, mu**2 / np.maximum(tau2, 1e-300), np.inf)
-        prob = np.where(tau2 > 0, shape / (shape + mu), 1.0)
-        nb = betainc(np.maximum(u, 1.0), np.where(np.isfinite(shape), shape, 1.0), 1.0 - prob)
-        poisson = 1.0 - gammaincc(np.maximum(u, 1.0), mu)
-        tail = np.where(u <= 0, 1.0, np.where(np.isfinite(shape), nb, poisson))
-        rows["z"] = np.where(mu > 0, -ndtri(np.clip(tail, 1e-300, 1.0)), np.nan)
+    rows["z"] = _upper_tail_z(rows["late"], rows["exp"], rows["var"])
     return rows, pace
 
 
@@ -695,14 +709,14 @@ def lane_transit(
     ``1 - g (1 - S(a))``; the pace ``g`` is the delivered / expected ratio over every judged
     parcel, at most 1, so a slowdown of all lanes (the peak season) moves the expectation, not
     one lane's z. Per lane: not delivered ``U``, expected ``mu``, ``excess = U / mu - 1`` and
-    ``z``: the one-sided p-value ``P(U >= u)`` as a normal z, ``U`` Poisson (conservative for a
-    Poisson-binomial) with a Gamma-distributed mean of variance ``tau^2 = (g sum sd(S))^2``,
-    the baseline's own sampling error (a lane's parcels share one baseline: their errors add
-    up, not in quadrature) -- a negative binomial; a carrier's row (destination ``*``) sums its
-    lanes. Two windows: ``lane_window_days`` and its first half (a change of the last days is
-    not diluted by the weeks before it); each row is its window with the larger z. Lanes whose
-    baseline has fewer than ``lane_min_parcels`` parcels are not judged. Reported: the ``top``
-    rows by z and every row with z >= 2. Vectorised over parcels."""
+    ``z``: the one-sided p-value ``P(U >= u)`` as a normal z (``_upper_tail_z``: a discrete
+    distribution matched on the mean and the variance ``sum u (1 - u) + (g sum sd(S))^2``, the
+    Poisson-binomial's plus the baseline's own sampling error -- a lane's parcels share one
+    baseline: their errors add up, not in quadrature); a carrier's row (destination ``*``)
+    sums its lanes. Two windows: ``lane_window_days`` and its first half (a change of the last
+    days is not diluted by the weeks before it); each row is its window with the larger z.
+    Lanes whose baseline has fewer than ``lane_min_parcels`` parcels are not judged. Reported:
+    the ``top`` rows by z and every row with z >= 2. Vectorised over parcels."""
     from returnrisk.arrays import ts_int
 
     out: dict[str, Any] = {"window_days": config.lane_window_days, "judged": 0, "pace": None}

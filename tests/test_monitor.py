@@ -608,6 +608,118 @@ def test_month_matched_feature_reference():
     assert month_weights(june.iloc[:30], {}, 1) is None  # a reference without monthly shares
 
 
+def test_upper_tail_z_matches_the_binomial_and_negative_binomial_tails():
+    from scipy import stats
+    from scipy.special import ndtri
+
+    from returnrisk.serve.monitor import _upper_tail_z
+
+    # variance below the mean: the binomial of the same two moments (n 40, p 0.3)
+    got = _upper_tail_z(np.array([12.0, 18.0, 25.0]), np.full(3, 12.0), np.full(3, 8.4))
+    want = [-ndtri(stats.binom.sf(k - 1, 40, 0.3)) for k in (12, 18, 25)]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    # above it: the negative binomial (mean 5, variance 10)
+    got = _upper_tail_z(np.array([12.0, 20.0]), np.full(2, 5.0), np.full(2, 10.0))
+    want = [-ndtri(stats.nbinom.sf(k - 1, 5.0, 0.5)) for k in (12, 20)]
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+    # one rare event is not 10 sigma: P(U >= 1) with mean 0.01 is 1 %, z 2.3
+    assert _upper_tail_z(np.array([1.0]), np.array([0.01]), np.array([0.0099]))[0] < 2.4
+    assert np.isnan(_upper_tail_z(np.array([0.0]), np.array([0.0]), np.array([0.0]))[0])
+
+
+def _lanes(n_base: int = 300, n_recent: int = 60, lost: float = 0.0):
+    """Orders and shipments of two lanes (c1 -> DE, c2 -> FR) whose parcels take 5-9 days; the
+    baseline's orders are placed in 2024, the recent ones' parcels shipped 0-27 days before
+    2025-06-01; a share ``lost`` of c1's recent parcels is never delivered."""
+    rng = np.random.default_rng(3)
+    T = pd.Timestamp("2025-06-01", tz="UTC")
+    rows = []
+    for lane, (car, dest) in enumerate((("c1", "DE"), ("c2", "FR"))):
+        base_ship = pd.Timestamp("2024-03-01", tz="UTC") + pd.to_timedelta(
+            rng.uniform(0, 200, n_base), unit="D"
+        )
+        rec_ship = T - pd.to_timedelta(rng.uniform(0, 27.9, n_recent), unit="D")
+        ship = base_ship.append(rec_ship)
+        transit = pd.to_timedelta(rng.uniform(5, 9, len(ship)), unit="D")
+        delivered = pd.Series(ship + transit)
+        if lane == 0:
+            gone = np.r_[np.zeros(n_base, bool), rng.random(n_recent) < lost]
+            delivered[gone] = pd.NaT
+        delivered[delivered > T] = pd.NaT
+        ids = [f"{car}-{i}" for i in range(len(ship))]
+        rows.append(
+            pd.DataFrame(
+                {
+                    "order_id": ids,
+                    "order_ts": ship - pd.Timedelta(days=1),
+                    "carrier_id": car,
+                    "destination_country": dest,
+                    "shipped_ts": ship,
+                    "delivered_ts": delivered.to_numpy(),
+                }
+            )
+        )
+    frame = pd.concat(rows, ignore_index=True)
+    frame["delivered_ts"] = pd.to_datetime(frame["delivered_ts"], utc=True)
+    orders = frame[["order_id", "order_ts", "carrier_id", "destination_country"]]
+    return orders, frame[["order_id", "shipped_ts", "delivered_ts"]], T
+
+
+def test_lane_transit_names_the_lane_whose_parcels_stop_arriving():
+    from returnrisk.serve.monitor import MonitorConfig, evaluate_alerts, lane_transit
+
+    ref_end = pd.Timestamp("2024-12-31", tz="UTC")
+    cfg = MonitorConfig()
+
+    def alerts(lanes):
+        report = {
+            "drift": {"n_orders": 0, "score_psi": None, "features": []},
+            "expected": {"expected_case_rate_change": None, "expected_precision_change": None},
+            "early_realised": [],
+            "reference": {"auc": None},
+            "realised": [],
+            "lane_transit": lanes,
+        }
+        off = {"min_recent_orders": None}
+        return evaluate_alerts(report, MonitorConfig(thresholds={**cfg.thresholds, **off}))
+
+    orders, shipments, T = _lanes(lost=0.0)
+    calm = lane_transit(orders, shipments, T, ref_end, cfg)
+    assert calm["judged"] == 2
+    assert max(r["z"] for r in calm["lanes"]) < 3
+    assert alerts(calm) == []
+    orders, shipments, T = _lanes(lost=0.5)
+    before = shipments.copy()
+    hit = lane_transit(orders, shipments, T, ref_end, cfg)
+    pd.testing.assert_frame_equal(shipments, before)  # inputs untouched
+    top = hit["lanes"][0]
+    assert (top["carrier_id"], top["destination"]) in {("c1", "DE"), ("c1", "*")}
+    fired = {a["subject"] for a in alerts(hit)}
+    assert "lane c1 -> DE" in fired
+    assert not any("c2" in f for f in fired)
+    # every judged parcel of c1 -> DE past its median transit, lost ones not delivered
+    de = next(r for r in hit["lanes"] if r["destination"] == "DE")
+    assert de["not_delivered"] > 2 * de["expected_not_delivered"]
+    # a lane with too small a baseline is not judged
+    small = lane_transit(orders, shipments, T, ref_end, MonitorConfig(lane_min_parcels=301))
+    assert small["judged"] == 0
+    assert small["lanes"] == []
+
+
+def test_new_destinations_counts_orders_and_sign_ups_of_unknown_countries():
+    from returnrisk.serve.monitor import new_destinations
+
+    ref = {"destinations": ["DE", "FR"]}
+    recent = pd.DataFrame({"destination_country": ["DE", "TH", "TH", "FR", None]})
+    signups = pd.Series(["TH", "VN", "VN", "VN", "DE", None])
+    got = new_destinations(recent, signups, ref)
+    assert got == [
+        {"destination": "TH", "n_orders": 2, "n_customers": 1},
+        {"destination": "VN", "n_orders": 0, "n_customers": 3},
+    ]
+    assert new_destinations(recent, signups, {}) == []
+
+
 def test_dispersion_is_the_extra_relative_sd_of_the_cohorts():
     from returnrisk.serve.monitor import dispersion
 
@@ -628,10 +740,18 @@ def test_dispersion_is_the_extra_relative_sd_of_the_cohorts():
 SCENARIO_ORDERS, SCENARIO_DAYS, SCENARIO_SEED = 20_000, 300, 5  # ~67 orders a day
 
 
-def _scenario_world(scenario: str):
-    """A world of ``returnrisk synth --scenario`` (20k orders, 300 days, the change from 56 days
-    before the end), a model trained at the onset on what was known then (never retrained, no
-    MLflow) and its reference; returns (tables, loaded, reference, onset, what was chosen)."""
+def _scenario_world(
+    scenario: str,
+    *,
+    n_orders: int = SCENARIO_ORDERS,
+    days: int = SCENARIO_DAYS,
+    seed: int = SCENARIO_SEED,
+    onset_day: int = SCENARIO_DAYS - 56,
+):
+    """A world of ``returnrisk synth --scenario`` (default: 20k orders, 300 days, the change from
+    56 days before the end), a model trained at the onset on what was known then (never
+    retrained, no MLflow) and its reference; returns (tables, loaded, reference, onset, what was
+    chosen)."""
     from datetime import date, timedelta
 
     from returnrisk.contract import coerce_tables
@@ -644,14 +764,10 @@ def _scenario_world(scenario: str):
     from returnrisk.train.reference import build_reference
     from returnrisk.train.registry import LoadedModel
 
-    start = date(2024, 1, 1) + timedelta(days=SCENARIO_DAYS - 56)
+    start = date(2024, 1, 1) + timedelta(days=onset_day)
     world = generate_world(
         SynthConfig(
-            n_orders=SCENARIO_ORDERS,
-            seed=SCENARIO_SEED,
-            days=SCENARIO_DAYS,
-            scenario=scenario,
-            scenario_start=start,
+            n_orders=n_orders, seed=seed, days=days, scenario=scenario, scenario_start=start
         )
     )
     tables = coerce_tables(world.tables)
@@ -700,3 +816,69 @@ def test_scenario_new_market_fires_new_destination_orders_in_the_first_week():
     # the market's first customers sign up before they order: the leading signal fires too
     assert ("new_destination_customers", f"destination {country}") in fired
     assert {m for m, _ in fired} == {"new_destination_orders", "new_destination_customers"}
+
+
+# A world of the replay's size (benchmarks/bench_monitor_scenarios.py: 100k orders over 825 days,
+# onset 2025-08-05): the 20k-order worlds above are too thin for a lane or one market's duties
+# (a lane has about one parcel a day there), so these are `slow`.
+REPLAY = {"n_orders": 100_000, "days": 825, "onset_day": 582}
+
+
+@pytest.fixture(scope="module")
+def replay_worlds():
+    cache: dict[tuple[str, int], tuple] = {}
+
+    def get(scenario: str, seed: int):
+        if (scenario, seed) not in cache:
+            cache[scenario, seed] = _scenario_world(scenario, seed=seed, **REPLAY)
+        return cache[scenario, seed]
+
+    return get
+
+
+def _runs_until(world, metric: str, weeks: int) -> list[tuple[int, list[str]]]:
+    """(days after the onset, subjects of ``metric``) of the weekly runs, up to the first that
+    fires ``metric`` or ``weeks`` runs."""
+    out = []
+    for k in range(1, weeks + 1):
+        fired = [s for m, s in _alerts_at(world, 7 * k) if m == metric]
+        out.append((7 * k, fired))
+        if fired:
+            break
+    return out
+
+
+@pytest.mark.slow
+def test_scenario_lane_collapse_fires_lane_transit_on_the_collapsed_carrier(replay_worlds):
+    # seed 32's collapse hits a standard carrier (pb_std, median transit ~8 days); seed 31's an
+    # economy one (yl_eco, ~13 days) that the check sees only after ~6 weeks (docs/operations.md)
+    world = replay_worlds("lane_collapse", 32)
+    info = world[4]
+    runs = _runs_until(world, "lane_transit_z", weeks=8)
+    days, fired = runs[-1]
+    assert fired, runs
+    lanes = {f"lane {info['carrier_id']} -> {c}" for c in [*info["countries"], "*"]}
+    assert set(fired) <= lanes, (fired, info)
+    # the stationary world of the same seed: no lane alert in those runs
+    calm = replay_worlds("stationary", 32)
+    assert [f for _, f in _runs_until(calm, "lane_transit_z", weeks=days // 7)] == [[]] * (
+        days // 7
+    )
+
+
+@pytest.mark.slow
+def test_scenario_de_minimis_drop_fires_on_the_country_within_six_weeks(replay_worlds):
+    world = replay_worlds("de_minimis_drop", 31)
+    country = world[4]["country"]
+    fired = []
+    for k in range(1, 7):
+        fired = _alerts_at(world, 7 * k)
+        if fired:
+            break
+    assert fired, "no alert within 42 days"
+    # what fires is the country's early cases or its parcels refused at customs (not delivered)
+    for metric, subject in fired:
+        assert metric == "early_realised_z" or subject.endswith(f"-> {country}"), fired
+    # ... and none of them in the stationary world of the same seed at that run
+    calm = replay_worlds("stationary", 31)
+    assert not set(fired) & set(_alerts_at(calm, 7 * k))
