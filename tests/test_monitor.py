@@ -80,6 +80,12 @@ def test_parse_config_defaults_and_errors(tmp_path: Path):
         ({"window": 3}, "unknown setting 'window'"),
         ({"days": 0}, "days = 0 is out of range"),
         ({"days": 2.5}, "whole number"),
+        (
+            {"alerts": {"lane_transit_z": -1}},
+            "alerts.lane_transit_z = -1: a threshold must be >= 0",
+        ),
+        ({"season_weeks": -1}, "season_weeks = -1 is out of range"),
+        ({"lane_window_days": 0}, "lane_window_days = 0 is out of range"),
     ]
     for doc, message in bad:
         with pytest.raises(MonitorInputError, match=message.replace(".", r"\.")):
