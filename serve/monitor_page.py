@@ -175,6 +175,23 @@ def page_context(report: dict[str, Any]) -> dict[str, Any]:
             ]
             for c in report["realised"]
         ],
+        "lane_days": (report.get("lane_transit") or {}).get("window_days", "–"),
+        "lane_rows": [
+            [
+                r["carrier_id"],
+                r["destination"],
+                _fmt(r["window_days"], "g"),
+                str(r["parcels"]),
+                str(r["not_delivered"]),
+                _fmt(r["expected_not_delivered"], ".1f"),
+                _fmt(r["z"], "+.2f"),
+            ]
+            for r in (report.get("lane_transit") or {}).get("lanes", [])
+        ],
+        "destination_rows": [
+            [c["destination"], str(c["n_orders"]), str(c.get("n_customers", 0))]
+            for c in report.get("new_destinations", [])
+        ],
         "fig_early": figs["early"],
         "fig_realised": figs["realised"],
         "fig_drift": figs["drift"],

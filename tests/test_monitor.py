@@ -202,6 +202,26 @@ def test_monitor_page_escapes_a_hostile_value_and_shares_the_report_stylesheet()
     style = page.split("<style>\n", 1)[1].split("</style>", 1)[0]
     assert style == asset("report_base.css") + asset("monitor.css")
     assert 'class="status bad">ALERT' in page
+    # the leading signals' tables: a hostile carrier id is escaped there too
+    lanes = {
+        "window_days": 28,
+        "lanes": [
+            {
+                "carrier_id": hostile,
+                "destination": "DE",
+                "window_days": 14.0,
+                "parcels": 30,
+                "not_delivered": 12,
+                "expected_not_delivered": 4.5,
+                "z": 3.2,
+            }
+        ],
+    }
+    dest = [{"destination": "TH", "n_orders": 0, "n_customers": 5}]
+    page = render_html({**_page_report(hostile), "lane_transit": lanes, "new_destinations": dest})
+    assert hostile not in page
+    assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>DE</td><td>14</td>" in page
+    assert "<td>TH</td><td>0</td><td>5</td>" in page
     calm = render_html({**_page_report(hostile), "alerts": []})
     assert '<td colspan="5">no alert fired</td>' in calm
     assert 'class="status good">OK' in calm
