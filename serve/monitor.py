@@ -494,7 +494,8 @@ def seasonal_basis(
 
     For early cohort ``k`` (orders ``7k..7k+7`` days old): the orders placed ``YEAR_DAYS``
     earlier in the ``pool_weeks`` weekly cohorts centred on the same calendar week (mature, so
-    their cases are known), their sorted days-to-first-case (``delays``) and expected cases
+    their cases are known; for the two youngest cohorts the pool is cut at a year before),
+    their sorted days-to-first-case (``delays``) and expected cases
     (``sum p``); for the recalibration cohorts (``recal_cohorts``, mature cohort indices) the same
     a year earlier: their cases / expected (``recal_ratio``). ``early_realised`` then expects an
     order ``a`` days old to have opened ``r * p * (C_k(a) / E_k) / recal_ratio`` cases, ``C_k(a)``
