@@ -38,7 +38,7 @@ def train_at(tables, T, seed: int = 0):
     import pandas as pd
 
     from returnrisk.features import FEATURE_SPECS, build_features
-    from returnrisk.serve.monitor import cut_tables
+    from returnrisk.serve.monitor_signals import cut_tables
     from returnrisk.train.evaluate import binary_metrics
     from returnrisk.train.model import RiskModel
     from returnrisk.train.pipeline import SplitConfig, time_split
@@ -62,7 +62,7 @@ def truth_coverage(tables, truth, reference, T, window_days: int = 90) -> tuple[
     import numpy as np
     import pandas as pd
 
-    from returnrisk.serve.monitor import time_to_case_share
+    from returnrisk.serve.monitor_signals import time_to_case_share
 
     o = tables.orders[["order_id", "order_ts"]]
     age = (T - o["order_ts"]).dt.total_seconds().to_numpy() / 86_400.0

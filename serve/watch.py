@@ -190,7 +190,7 @@ class Watch:
         """The gauges' values over the window (NaN where not reportable)."""
         from returnrisk.train.reference import numeric_shares
 
-        from .monitor import psi, smoothed_shares
+        from .monitor_signals import psi, smoothed_shares
 
         with self._lock:
             status = self._status.copy()

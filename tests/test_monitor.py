@@ -21,7 +21,7 @@ runner = CliRunner()
 
 # ---------------------------------------------------------------------------------- pure pieces
 def test_psi_matches_hand_computed_values():
-    from returnrisk.serve.monitor import psi
+    from returnrisk.serve.monitor_signals import psi
 
     # 0.25 ln 2 + 0.25 ln(3/2)
     assert psi([0.5, 0.5], [0.25, 0.75]) == pytest.approx(
@@ -37,7 +37,7 @@ def test_psi_matches_hand_computed_values():
 
 
 def test_bins_shares_and_smoothing_on_tiny_arrays():
-    from returnrisk.serve.monitor import smoothed_shares, time_to_case_share
+    from returnrisk.serve.monitor_signals import smoothed_shares, time_to_case_share
     from returnrisk.train.reference import categorical_shares, numeric_shares, quantile_edges
 
     # bins (-inf, 2], (2, 3], (3, inf), missing
@@ -107,7 +107,7 @@ def test_parse_config_defaults_and_errors(tmp_path: Path):
 
 def test_cut_tables_drops_everything_after_t(synth_world: Path):
     from returnrisk.contract import load_tables
-    from returnrisk.serve.monitor import cut_tables
+    from returnrisk.serve.monitor_signals import cut_tables
 
     tables = load_tables(synth_world)
     T = tables.as_of() - pd.Timedelta(days=20)
@@ -605,7 +605,7 @@ def test_realised_alerts_judge_only_large_unseen_cohorts():
 
 
 def test_month_matched_feature_reference():
-    from returnrisk.serve.monitor import month_weights
+    from returnrisk.serve.monitor_signals import month_weights
     from returnrisk.train.reference import feature_summary, monthly_feature_shares
 
     # January orders discount little, June orders a lot; the reference's bins come from a mix
@@ -638,7 +638,7 @@ def test_upper_tail_z_matches_the_binomial_and_negative_binomial_tails():
     from scipy import stats
     from scipy.special import ndtri
 
-    from returnrisk.serve.monitor import _upper_tail_z
+    from returnrisk.serve.monitor_signals import _upper_tail_z
 
     # variance below the mean: the binomial of the same two moments (n 40, p 0.3)
     got = _upper_tail_z(np.array([12.0, 18.0, 25.0]), np.full(3, 12.0), np.full(3, 8.4))
@@ -692,7 +692,8 @@ def _lanes(n_base: int = 300, n_recent: int = 60, lost: float = 0.0):
 
 
 def test_lane_transit_names_the_lane_whose_parcels_stop_arriving():
-    from returnrisk.serve.monitor import MonitorConfig, evaluate_alerts, lane_transit
+    from returnrisk.serve.monitor import MonitorConfig, evaluate_alerts
+    from returnrisk.serve.monitor_signals import lane_transit
 
     ref_end = pd.Timestamp("2024-12-31", tz="UTC")
     cfg = MonitorConfig()
@@ -733,7 +734,7 @@ def test_lane_transit_names_the_lane_whose_parcels_stop_arriving():
 
 
 def test_new_destinations_counts_orders_and_sign_ups_of_unknown_countries():
-    from returnrisk.serve.monitor import new_destinations
+    from returnrisk.serve.monitor_signals import new_destinations
 
     ref = {"destinations": ["DE", "FR"]}
     recent = pd.DataFrame({"destination_country": ["DE", "TH", "TH", "FR", None]})
@@ -747,7 +748,7 @@ def test_new_destinations_counts_orders_and_sign_ups_of_unknown_countries():
 
 
 def test_dispersion_is_the_extra_relative_sd_of_the_cohorts():
-    from returnrisk.serve.monitor import dispersion
+    from returnrisk.serve.monitor_signals import dispersion
 
     def cohorts(cases):
         return [{"n_cases": c, "n_orders": 1000, "expected_case_rate": 0.15} for c in cases]
@@ -782,7 +783,7 @@ def _scenario_world(
 
     from returnrisk.contract import coerce_tables
     from returnrisk.features import FEATURE_SPECS, build_features
-    from returnrisk.serve.monitor import cut_tables
+    from returnrisk.serve.monitor_signals import cut_tables
     from returnrisk.synth import SynthConfig, generate_world
     from returnrisk.train.evaluate import binary_metrics
     from returnrisk.train.model import RiskModel
