@@ -861,6 +861,14 @@ def serve(
             help="Orders in the window before a watch gauge (score PSI, rates) is reported.",
         ),
     ] = 300,
+    costs: Annotated[
+        Path | None,
+        typer.Option(
+            "--costs",
+            help="Cost model YAML file of the what-if actions (default: the documented "
+            "assumptions, case costs from the history).",
+        ),
+    ] = None,
     tracking_uri: TrackingUri = None,
     quiet: Quiet = False,
 ) -> None:
@@ -876,6 +884,12 @@ def serve(
             f"--watch-min-orders {watch_min_orders} > --watch-window {watch_window}: "
             "the window could never report; lower it or widen the window"
         )
+    from returnrisk.costs import CostFileError, read_cost_file
+
+    try:  # a bad cost file: refused before anything is loaded
+        overrides = read_cost_file(costs) if costs is not None else {}
+    except CostFileError as err:
+        _fail(str(err))
     import uvicorn
 
     from returnrisk.serve.app import ServeConfig, create_app, make_loader
@@ -888,6 +902,8 @@ def serve(
         api_key=os.environ.get("RETURNRISK_API_KEY") or None,
         watch_window=watch_window,
         watch_min_orders=watch_min_orders,
+        costs=overrides,
+        costs_source=str(costs) if costs is not None else "defaults",
     )
     with _mlflow_command(quiet, tracking_uri, must_exist=True) as (log, store):
         app_ = create_app(cfg, loader=make_loader(data, model, log=log))

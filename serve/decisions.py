@@ -140,11 +140,57 @@ class Decider:
         out["variant_carrier"] = out["carrier_id"].astype("str")
         return out
 
+    def online_variant_features(self, online: Any, new: Any) -> dict[str, Any]:
+        """``variant_features`` of one order (``new``: a ``features.online.OnlineOrder``) from
+        the online store ``online`` (``features.online``: ``build_features``' row, bit for bit,
+        tested): the order as it is, changed to DDP unless it is DDP already, and switched to
+        each other service seen shipping to its country in the history -- each variant the
+        order changed and built, as ``variant_features`` builds it. The rows as one mapping of
+        column -> values (``features.online.features_frame`` makes it the frame)."""
+        from dataclasses import replace
+
+        base = online.order_features(new)
+        rows, actions = [base], ["ship"]
+        if base["effective_incoterm"][0] != "DDP":
+            rows.append(online.order_features(replace(new, order={**new.order, "incoterm": "DDP"})))
+            actions.append("ship_ddp")
+        lanes = self.lanes if self.lanes is not None else history_lanes(self.history.tables.orders)
+        dest, own = base["destination_country"][0], base["carrier_id"][0]
+        served = lanes.loc[lanes["destination_country"] == dest, "carrier_id"].tolist()
+        for carrier in served:  # a handful of services
+            if carrier == own:
+                continue
+            rows.append(
+                online.order_features(replace(new, order={**new.order, "carrier_id": carrier}))
+            )
+            actions.append("switch_carrier")
+        out = _stack(rows)
+        out["action"] = actions
+        out["variant_carrier"] = list(out["carrier_id"])
+        return out
+
+    def online_action_table(self, online: Any, new: Any) -> pd.DataFrame:
+        """``action_table`` of one order from the online store (``online_variant_features``),
+        through the same decision rule (``table_of``)."""
+        feats = self.online_variant_features(online, new)
+        value = new.order.get("order_value")
+        orders = pd.DataFrame(
+            {
+                "order_id": np.asarray(feats["order_id"][:1], dtype=object),
+                "order_value": [np.nan if value is None else float(value)],
+            }
+        )
+        return self.table_of(orders, feats)
+
     # -- probabilities ----------------------------------------------------------------------
-    def family_proba(self, features: pd.DataFrame) -> np.ndarray:
-        """(n, families) P(case) x P(family | case) of feature rows; rows add up to P(case)."""
-        names = list(self.risk_model.feature_names_)
-        p = np.asarray(self.risk_model.predict_case(features[names]), dtype=np.float64)
+    def family_proba(self, features: Any) -> np.ndarray:
+        """(n, families) P(case) x P(family | case) of feature rows (a frame, or a mapping of
+        column -> values as the online store gives them); rows add up to P(case)."""
+        rm = self.risk_model
+        if isinstance(features, pd.DataFrame):
+            p = np.asarray(rm.predict_case(features[list(rm.feature_names_)]), dtype=np.float64)
+        else:  # the online rows, as ScoringState.score_one predicts them
+            p = np.asarray(rm.predict_matrix(rm.encode(features)[0]), dtype=np.float64)
         if self.case_types is not None:
             given = self.case_types.predict_family_proba(features)
         else:
@@ -157,40 +203,40 @@ class Decider:
         """Every action for every order: ``TABLE_COLUMNS``, sorted by order (input order), then
         action (``ACTIONS`` order), then carrier."""
         orders = new["orders"].reset_index(drop=True)
-        feats = self.variant_features(new, as_of=as_of)
+        return self.table_of(orders, self.variant_features(new, as_of=as_of))
+
+    def table_of(self, orders: pd.DataFrame, feats: Any) -> pd.DataFrame:
+        """``action_table`` from the variants' feature rows (``variant_features``' frame, or
+        ``online_variant_features``' mapping): the one decision rule of both, in arrays (one
+        frame at the end)."""
         pf = self.family_proba(feats)
-        cost_f = self.costs.family_costs()
-        value = orders.set_index(orders["order_id"].astype("str"))["order_value"]
-        fid = feats["order_id"].astype("str")
-        base_rows = (feats["action"] == "ship").to_numpy()
-        base = pd.DataFrame(pf[base_rows], index=fid[base_rows].to_numpy())
-        pf_base = base.loc[fid].to_numpy()  # each variant's order as it is
-        # the re-scored variants (ship, ship_ddp, switch_carrier)
-        scored = pd.DataFrame(
+        fid = pd.array(feats["order_id"], dtype="str").to_numpy(dtype=object)
+        act = np.asarray(feats["action"], dtype=object)
+        car = pd.array(feats["variant_carrier"], dtype="str").to_numpy(dtype=object)
+        base_rows = act == "ship"
+        ids = fid[base_rows]
+        pb = pf[base_rows]
+        pf_base = pb[pd.Index(ids).get_indexer(fid)]  # each variant's order as it is
+        # the table actions on the order as it is: p_family x (1 - efficacy)
+        others = [a for a in ACTIONS if a != "ship" and a not in WHAT_IF_ACTIONS]
+        eff = np.array([[self.costs.efficacy[a][f] for f in FAMILIES] for a in others])
+        k, n = len(others), len(ids)
+        pf_if = np.concatenate([pf, (pb[None, :, :] * (1 - eff[:, None, :])).reshape(k * n, -1)])
+        rows = pd.DataFrame(
             {
-                "order_id": fid.to_numpy(),
-                "action": feats["action"].to_numpy(),
-                "carrier_id": feats["variant_carrier"].to_numpy(),
+                "order_id": np.concatenate([fid, np.tile(ids, k)]),
+                "action": np.concatenate([act, np.repeat(np.asarray(others, dtype=object), n)]),
+                "carrier_id": np.concatenate([car, np.tile(car[base_rows], k)]),
             }
         )
-        tables = [self._rows(scored, pf, pf_base, cost_f, value)]
-        # the table actions on the order as it is
-        ids = fid[base_rows].to_numpy()
-        for action in ACTIONS:
-            if action == "ship" or action in WHAT_IF_ACTIONS:
-                continue
-            eff = np.array([self.costs.efficacy[action][f] for f in FAMILIES])
-            carrier = feats.loc[base_rows, "variant_carrier"].to_numpy()
-            rows = pd.DataFrame({"order_id": ids, "action": action, "carrier_id": carrier})
-            pb = pf[base_rows]
-            tables.append(self._rows(rows, pb * (1 - eff), pb, cost_f, value))
-        out = pd.concat(tables, ignore_index=True)
-        pos = pd.Series(np.arange(len(orders)), index=orders["order_id"].astype("str"))
-        rank = out["action"].map({a: i for i, a in enumerate(ACTIONS)}).to_numpy()
-        order = np.lexsort(
-            (out["carrier_id"].fillna("").to_numpy(dtype=str), rank, pos.loc[out["order_id"]])
-        )
-        out = out.iloc[order].reset_index(drop=True)
+        value = orders.set_index(orders["order_id"].astype("str"))["order_value"]
+        pf_b = np.concatenate([pf_base, np.tile(pb, (k, 1))])
+        out = self._rows(rows, pf_if, pf_b, self.costs.family_costs(), value)
+        pos = pd.Index(orders["order_id"].astype("str")).get_indexer(out["order_id"])
+        rank = pd.Index(ACTIONS).get_indexer(out["action"])
+        carrier = out["carrier_id"].to_numpy(dtype=object)
+        carrier = np.where(pd.isna(carrier), "", carrier).astype(str)
+        out = out.iloc[np.lexsort((carrier, rank, pos))].reset_index(drop=True)
         out["carrier_id"] = out["carrier_id"].astype("str")
         return out[list(TABLE_COLUMNS)]
 
@@ -202,19 +248,21 @@ class Decider:
         cost_f: np.ndarray,
         value: pd.Series,
     ) -> pd.DataFrame:
-        act = rows["action"].to_numpy()
-        v = value.loc[rows["order_id"]].to_numpy(dtype=np.float64)
+        """``rows`` (order_id, action, carrier_id) with ``p_case_if``, the families' ``_if``,
+        ``action_cost`` and ``saving`` = (p_family - p_family_if) x family cost - action cost."""
+        act = pd.Index(ACTIONS).get_indexer(rows["action"])
+        v = value.to_numpy(dtype=np.float64)[value.index.get_indexer(rows["order_id"])]
         v = np.where(np.isfinite(v), v, 0.0)
-        fixed = pd.Series(self.costs.action_cost).loc[act].to_numpy()
-        share = pd.Series(self.costs.action_value_share).loc[act].to_numpy()
+        fixed = np.array([self.costs.action_cost[a] for a in ACTIONS])[act]
+        share = np.array([self.costs.action_value_share[a] for a in ACTIONS])[act]
         cost = fixed + share * v
-        out = rows.copy()
-        out["p_case_if"] = pf_if.sum(axis=1)
+        cols: dict[str, Any] = {c: rows[c].to_numpy() for c in rows.columns}
+        cols["p_case_if"] = pf_if.sum(axis=1)
         for j, c in enumerate(FAMILY_COLUMNS):
-            out[f"{c}_if"] = pf_if[:, j]
-        out["action_cost"] = cost
-        out["saving"] = (pf_base - pf_if) @ cost_f - cost
-        return out
+            cols[f"{c}_if"] = pf_if[:, j]
+        cols["action_cost"] = cost
+        cols["saving"] = (pf_base - pf_if) @ cost_f - cost
+        return pd.DataFrame(cols)
 
     def recommend(self, table: pd.DataFrame) -> pd.DataFrame:
         """Per order (first-seen order of ``table``): ``recommended_action``,
@@ -224,27 +272,41 @@ class Decider:
         return recommend(table)
 
 
+def _stack(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several ``OnlineFeatures.order_features`` rows as one (lists, arrays, time indexes)."""
+    out: dict[str, Any] = {}
+    for key, first in rows[0].items():
+        values = [r[key] for r in rows]
+        if isinstance(first, list):
+            out[key] = [x for v in values for x in v]
+        elif isinstance(first, pd.Index):
+            out[key] = first.append(values[1:])
+        else:
+            out[key] = np.concatenate(values)
+    return out
+
+
 def recommend(table: pd.DataFrame) -> pd.DataFrame:
     """See ``Decider.recommend``; ``table`` is ``Decider.action_table``'s (sorted) output."""
-    ids = pd.unique(table["order_id"])
-    ship = table[table["action"] == "ship"].set_index("order_id")
+    codes, ids = pd.factorize(table["order_id"].to_numpy(dtype=object))  # first-seen order
+    s = table["saving"].to_numpy(dtype=np.float64)
+    act = table["action"].to_numpy(dtype=object)
+    p_if = table["p_case_if"].to_numpy(dtype=np.float64)
     # the first row with the largest saving of each order (the table is in ACTIONS order)
-    s = table["saving"].to_numpy()
-    best_s = table.groupby("order_id", sort=False)["saving"].transform("max").to_numpy()
-    first = table[s == best_s].drop_duplicates("order_id").set_index("order_id").loc[ids]
-    positive = first["saving"].to_numpy() > 0
+    order = np.lexsort((np.arange(len(s)), -s, codes))
+    first = order[np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]] if len(s) else order
+    ship = np.flatnonzero(act == "ship")
+    p_case = np.full(len(ids), np.nan)
+    p_case[codes[ship]] = p_if[ship]
+    positive = s[first] > 0
+    carrier = table["carrier_id"].to_numpy(dtype=object)[first]
     out = pd.DataFrame({"order_id": ids})
-    out["recommended_action"] = np.where(positive, first["action"].to_numpy(dtype=object), "ship")
-    carrier = np.where(
-        positive & (first["action"].to_numpy() == "switch_carrier"),
-        first["carrier_id"].to_numpy(dtype=object),
-        None,
-    )
-    out["recommended_carrier"] = pd.Series(carrier, dtype="str")
-    out["expected_saving"] = np.where(positive, first["saving"].to_numpy(), 0.0)
-    out["p_case"] = ship.loc[ids, "p_case_if"].to_numpy()
-    out["p_case_if"] = np.where(positive, first["p_case_if"].to_numpy(), out["p_case"].to_numpy())
-    out["recommended_action"] = out["recommended_action"].astype("str")
+    out["recommended_action"] = pd.Series(np.where(positive, act[first], "ship"), dtype="str")
+    keep = positive & (act[first] == "switch_carrier")
+    out["recommended_carrier"] = pd.Series(np.where(keep, carrier, None), dtype="str")
+    out["expected_saving"] = np.where(positive, s[first], 0.0)
+    out["p_case"] = p_case
+    out["p_case_if"] = np.where(positive, p_if[first], p_case)
     return out
 
 
@@ -332,10 +394,13 @@ def with_actions(
     result: Any,
     costs: CostModel,
     which: str = "flagged",
+    *,
+    decider: Decider | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``result.results`` with ``ACTION_COLUMNS`` for the flagged (or all scored) orders, and
     their whole action table. ``state``: the ``ScoringState`` that scored ``raw``. The what-if
-    builds cover those orders only (see the module's docstring)."""
+    builds cover those orders only (see the module's docstring). ``decider``: one built for
+    ``state`` with ``costs`` (the service keeps one per state); default: built here."""
     from .scoring import validate_new
 
     if which not in ACTIONS_FOR[1:]:
@@ -357,7 +422,8 @@ def with_actions(
             dtype = "str" if c.startswith("recommended_") else "float64"
             out[c] = pd.Series(np.nan, index=out.index, dtype=dtype)
         return out, pd.DataFrame(columns=list(TABLE_COLUMNS))
-    decider = Decider.build(state.feature_history, state.risk_model, costs)
+    if decider is None:
+        decider = Decider.build(state.feature_history, state.risk_model, costs)
     table = decider.action_table(new, as_of=as_of)
     rec = recommend(table).set_index("order_id")
     key = out["order_id"].astype("str")
@@ -366,3 +432,61 @@ def with_actions(
     for c in ("recommended_action", "recommended_carrier"):
         out[c] = out[c].astype("str")
     return out, table
+
+
+# ---------------------------------------------------------------------------------------------
+# the service's answer (``POST /v1/score?actions=...``): the same table, as JSON
+
+NO_ACTION: dict[str, Any] = dict.fromkeys(ACTION_COLUMNS)
+
+
+def _json_value(v: Any) -> Any:
+    if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+        return None
+    return v.item() if hasattr(v, "item") else v
+
+
+def table_records(table: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
+    """An action table as JSON records by order (each row's columns but ``order_id``)."""
+    cols = [c for c in TABLE_COLUMNS if c != "order_id"]
+    ids = table["order_id"].astype("str").tolist()
+    out: dict[str, list[dict[str, Any]]] = {}
+    for oid, row in zip(ids, table[cols].astype(object).to_dict("records"), strict=True):
+        out.setdefault(oid, []).append({k: _json_value(v) for k, v in row.items()})
+    return out
+
+
+def online_action_fields(
+    decider: Decider, online: Any, new: Any, flagged: bool, which: str
+) -> dict[str, Any]:
+    """The action fields of one order of the service's fast path: nothing computed for an
+    unflagged order under ``flagged`` (``NO_ACTION``), else its what-if table from the online
+    store, through ``recommend`` (and with ``all`` the table itself under ``actions``)."""
+    if which == "flagged" and not flagged:
+        return NO_ACTION
+    table = decider.online_action_table(online, new)
+    rec = recommend(table).iloc[0]
+    out = {c: _json_value(rec[c]) for c in ACTION_COLUMNS}
+    if which == "all":
+        out["actions"] = next(iter(table_records(table).values()))
+    return out
+
+
+def records_with_actions(
+    records: list[dict[str, Any]], results: pd.DataFrame, table: pd.DataFrame, which: str
+) -> list[dict[str, Any]]:
+    """``results_to_records``' records (one per row of ``results``) with the action fields of
+    ``with_actions``' results and table, as new records: ``ACTION_COLUMNS`` on every scored
+    order (null where none was computed), with ``all`` the order's table under ``actions``."""
+    fields = results[list(ACTION_COLUMNS)].astype(object).to_dict("records")
+    tables = table_records(table) if which == "all" and len(table) else {}
+    out = []
+    for rec, f, oid in zip(records, fields, results["order_id"].astype("str"), strict=True):
+        if rec["status"] != "scored":
+            out.append(rec)
+            continue
+        extra = {k: _json_value(v) for k, v in f.items()}
+        if which == "all":
+            extra["actions"] = tables.get(oid, [])
+        out.append({**rec, **extra})
+    return out

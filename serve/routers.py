@@ -10,15 +10,17 @@ key check (``require_key``: a bearer token, declared in the OpenAPI document as
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .decisions import Decider, online_action_fields, records_with_actions, with_actions
 from .schemas import (
+    Actions,
     HealthOut,
     ModelOut,
     ReadyOut,
@@ -29,7 +31,7 @@ from .schemas import (
     online_order,
     request_frames,
 )
-from .scoring import ScoreConfig, ScoringState, results_to_records
+from .scoring import ScoreConfig, ScoreResult, ScoringState, results_to_records
 from .service import Service
 
 
@@ -101,13 +103,44 @@ def readyz(service: ServiceDep) -> JSONResponse:
 score = APIRouter(tags=["score"], dependencies=KEYED, responses=error_responses(401))
 
 
+SCORE_QUERY = ("actions",)
+
+
+async def known_query(request: Request) -> None:
+    """An unknown query parameter is a mistake to say, not to ignore (``?action=all`` would
+    otherwise answer as if nothing were asked)."""
+    unknown = sorted(set(request.query_params) - set(SCORE_QUERY))
+    if unknown:
+        raise HTTPException(
+            422,
+            f"unknown query parameter {unknown[0]!r}: POST /v1/score takes only "
+            f"{', '.join(SCORE_QUERY)} (none, flagged or all)",
+        )
+
+
 @score.post(
     "/v1/score",
+    dependencies=[Depends(known_query)],
     summary="Score orders before shipment",
     response_model=ScoreOut,
     responses=error_responses(413, 422, 503),
 )
-async def score_orders(req: ScoreRequest, service: ServiceDep, st: ReadyState) -> JSONResponse:
+async def score_orders(
+    req: ScoreRequest,
+    service: ServiceDep,
+    st: ReadyState,
+    actions: Annotated[
+        Actions,
+        Query(
+            description="What-if actions (`returnrisk score --actions`, the same computation): "
+            "`flagged` (default) adds `recommended_action`, `recommended_carrier`, "
+            "`expected_saving` and `p_case_if` to the flagged orders (null on the others); "
+            "`all` to every scored order, with its whole action table (`actions`: every "
+            "action's `p_case_if` and saving); `none` leaves them out. A what-if is a model "
+            "estimate under the cost model's assumptions, not a causal guarantee."
+        ),
+    ] = "flagged",
+) -> JSONResponse:
     config = service.config
     if len(req.orders) > config.max_orders:
         raise HTTPException(
@@ -115,12 +148,24 @@ async def score_orders(req: ScoreRequest, service: ServiceDep, st: ReadyState) -
         )
     cfg = ScoreConfig(policy=config.policy, explain=req.explain or config.explain)
     if len(req.orders) == 1:  # the online case: ~1.6 ms in the event loop, no thread hop
-        one = st.score_one(online_order(req), cfg)
+        new = online_order(req)
+        one = st.score_one(new, cfg)
         if one is not None:
             service.observe_one(one)
-            return service.answer(st.model_version, 1, 0, int(one.flagged), [one.record])
-    result = await anyio.to_thread.run_sync(
-        st.score, request_frames(req), cfg, limiter=service.limiter
+            record = one.record
+            if actions != "none":  # an unflagged order under `flagged`: nothing to compute
+                decider = service.decider_for(st)
+                record = {
+                    **record,
+                    **online_action_fields(decider, st.online, new, one.flagged, actions),
+                }
+            return service.answer(
+                st.model_version, 1, 0, int(one.flagged), [record], actions=actions
+            )
+    frames = request_frames(req)
+    decider = service.decider_for(st) if actions != "none" else None
+    result, records = await anyio.to_thread.run_sync(
+        _score_batch, st, frames, cfg, actions, decider, limiter=service.limiter
     )
     service.observe_batch(result)
     return service.answer(
@@ -128,8 +173,25 @@ async def score_orders(req: ScoreRequest, service: ServiceDep, st: ReadyState) -
         result.n_scored,
         result.n_refused,
         result.n_flagged,
-        results_to_records(result.results),
+        records,
+        actions=actions,
     )
+
+
+def _score_batch(
+    st: ScoringState,
+    frames: dict[str, Any],
+    cfg: ScoreConfig,
+    actions: str,
+    decider: Decider | None,
+) -> tuple[ScoreResult, list[dict[str, Any]]]:
+    """The full path (in a thread): score, then the what-if actions as ``score --actions``."""
+    result = st.score(frames, cfg)
+    records = results_to_records(result.results)
+    if decider is None:
+        return result, records
+    results, table = with_actions(st, frames, result, decider.costs, actions, decider=decider)
+    return result, records_with_actions(records, results, table, actions)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -115,6 +115,31 @@ class Reason(BaseModel):
     contribution: float
 
 
+Actions = Literal["none", "flagged", "all"]
+ActionName = Literal[
+    "ship", "hold_inspect", "contact_buyer", "ship_ddp", "switch_carrier", "cancel"
+]
+
+
+class ActionOut(BaseModel):
+    """One action of an order's what-if table (``?actions=all``)."""
+
+    action: ActionName
+    carrier_id: str | None = Field(
+        description="the service switched to (switch_carrier), else the order's own"
+    )
+    p_case_if: float = Field(ge=0, le=1, description="P(case) if the action is taken")
+    p_logistics_if: float = Field(ge=0, le=1)
+    p_duties_if: float = Field(ge=0, le=1)
+    p_product_if: float = Field(ge=0, le=1)
+    p_return_refund_if: float = Field(ge=0, le=1)
+    p_other_if: float = Field(ge=0, le=1)
+    action_cost: float = Field(description="EUR the action costs on this order")
+    saving: float = Field(
+        description="expected EUR saved: (P(family) - P(family if)) x case cost - action cost"
+    )
+
+
 class ScoredOut(BaseModel):
     order_id: str
     status: Literal["scored"]
@@ -124,6 +149,24 @@ class ScoredOut(BaseModel):
     flagged: bool
     reasons: list[Reason]
     model_version: str
+    # what-if actions (``?actions=flagged|all``; absent with ``none``, null where not computed)
+    recommended_action: ActionName | None = Field(
+        None,
+        description="the action with the largest expected saving (ship when none is positive); "
+        "a model estimate under the cost model's assumptions, not a causal guarantee",
+    )
+    recommended_carrier: str | None = Field(
+        None, description="the service to switch to, when the recommendation is switch_carrier"
+    )
+    expected_saving: float | None = Field(
+        None, ge=0, description="EUR the recommended action is expected to save (0: ship)"
+    )
+    p_case_if: float | None = Field(
+        None, ge=0, le=1, description="P(case) if the recommended action is taken"
+    )
+    actions: list[ActionOut] | None = Field(
+        None, description="every action with p_case_if and saving (``?actions=all`` only)"
+    )
 
 
 class RefusedOut(BaseModel):
@@ -135,6 +178,7 @@ class RefusedOut(BaseModel):
 class ScoreOut(BaseModel):
     model_version: str
     policy: str
+    actions: Actions = Field(description="which orders got what-if actions (the query's)")
     n_scored: int
     n_refused: int
     n_flagged: int

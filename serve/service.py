@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gc
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from returnrisk.train.names import CHAMPION_URI
 
+from .decisions import Decider
 from .metrics import Metrics
 from .policy import PolicyConfig
 from .scoring import OnlineResult, ScoreResult, ScoringState
@@ -38,6 +39,10 @@ class ServeConfig:
     max_concurrent_scoring: int = 2  # full-path scoring threads (CPU-bound: about the cores)
     watch_window: int = 5_000  # the rolling window of the service's gauges, in orders
     watch_min_orders: int = 300  # orders before a window gauge (score PSI, rates) is reported
+    # the cost model of the what-if actions: a cost file's checked overrides
+    # (``costs.read_cost_file``), resolved over each loaded history (its case medians)
+    costs: Mapping[str, Any] = field(default_factory=dict)
+    costs_source: str = "defaults"
 
     def __post_init__(self) -> None:
         if not 1 <= self.watch_min_orders <= self.watch_window:
@@ -80,9 +85,30 @@ class Service:
         self.limiter = anyio.CapacityLimiter(max(1, config.max_concurrent_scoring))
         self.reference_of = reference_of
         self.watch: Watch | None = None
+        self._decider: Decider | None = None
         if state is not None:
             metrics.set_model(state.model_version)
             self.watch = metrics.watch = self._new_watch(state)
+            self._decider = self._new_decider(state)
+
+    def _new_decider(self, state: ScoringState) -> Decider:
+        """The what-if decisions of ``state``: the cost model resolved over its history (the
+        defaults from its cases, then the cost file's overrides), lanes and shares once."""
+        from returnrisk.costs import resolve_costs
+
+        cfg = self.config
+        costs = resolve_costs(cfg.costs, state.tables.after_sales_cases, source=cfg.costs_source)
+        return Decider.build(state.feature_history, state.risk_model, costs)
+
+    def decider_for(self, state: ScoringState) -> Decider:
+        """The decider of ``state`` (built once per loaded state; a request that read the state
+        just before a reload gets one of its own state, never the new one's)."""
+        d = self._decider
+        if d is None or d.history is not state.feature_history:
+            d = self._new_decider(state)
+            if state is self.state:
+                self._decider = d
+        return d
 
     def _new_watch(self, state: ScoringState) -> Watch:
         """A new, empty window over ``state``'s model and its monitoring reference."""
@@ -100,11 +126,13 @@ class Service:
             try:
                 new = self.loader()
                 watch = self._new_watch(new)
+                decider = self._new_decider(new)
             except Exception as err:  # a failed (re)load keeps the old state
                 self.load_error = f"{type(err).__name__}: {err}"
                 self.metrics.reloaded("failed")
                 raise
             self.state = new
+            self._decider = decider
             self.watch = self.metrics.watch = watch  # the window starts with the new model
             settle_heap()  # the old state is released: collect it, freeze the new one
             self.load_error = None
@@ -125,13 +153,20 @@ class Service:
             self.metrics.refusals(self.watch.record_batch(result.results, result.unseen))
 
     def answer(
-        self, version: str, n_scored: int, n_refused: int, n_flagged: int, results: list[Any]
+        self,
+        version: str,
+        n_scored: int,
+        n_refused: int,
+        n_flagged: int,
+        results: list[Any],
+        actions: str = "none",
     ) -> JSONResponse:
         self.metrics.orders(n_scored, n_flagged, n_refused)
         return JSONResponse(
             {
                 "model_version": version,
                 "policy": self.config.policy.describe(),
+                "actions": actions,
                 "n_scored": n_scored,
                 "n_refused": n_refused,
                 "n_flagged": n_flagged,
