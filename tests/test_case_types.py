@@ -65,6 +65,23 @@ def test_family_probabilities_add_up_to_p_case(fitted) -> None:
     assert (fam.to_numpy() >= 0).all()
 
 
+def test_the_matrix_path_predicts_what_the_frame_of_categoricals_does(fitted) -> None:
+    """``predict_family_proba`` reads the float matrix LightGBM makes of ``_prepare``'s frame:
+    the same numbers, for a frame, for a mapping of columns (the online rows), with unseen and
+    missing categories."""
+    prepared, te, _, ct = fitted
+    names = prepared.feature_names
+    X = te[names].head(300).copy()
+    cat = next(c for c in names if c in ct.categories_)
+    X[cat] = X[cat].astype("str").where(np.arange(len(X)) % 7 != 0, "never-seen")
+    X.loc[X.index[1], cat] = None
+    raw = ct.booster_.predict(ct._prepare(X), num_iteration=ct.best_iteration_)
+    want = raw / raw.sum(axis=1, keepdims=True)
+    np.testing.assert_array_equal(ct.predict_family_proba(X), want)
+    cols = {c: X[c].to_numpy() if c not in ct.categories_ else X[c].tolist() for c in names}
+    np.testing.assert_array_equal(ct.predict_family_proba(cols), want)
+
+
 def test_families_are_informative_and_evaluated(fitted) -> None:
     prepared, te, risk, ct = fitted
     names = prepared.feature_names
