@@ -1052,6 +1052,10 @@ def backtest(
     date_to: Annotated[
         str | None, typer.Option("--to", help="Last day, YYYY-MM-DD (default: last mature).")
     ] = None,
+    weeks: Annotated[
+        int,
+        typer.Option("--weeks", min=1, help="Window length without --from, in weeks."),
+    ] = 12,
     model: Annotated[
         str | None,
         typer.Option(
@@ -1072,7 +1076,7 @@ def backtest(
         try:
             result, j, h = backtest_dir(
                 data, out, policy_files=policy or (), costs_file=costs, date_from=date_from,
-                date_to=date_to, model_uri=model, log=log,
+                date_to=date_to, weeks=weeks, model_uri=model, log=log,
             )  # fmt: skip
         except ContractError as err:
             typer.echo(err.report(), err=True)
@@ -1081,11 +1085,16 @@ def backtest(
             _fail(err.report())
         except OSError as err:
             _write_failed(err)
+    w = result.report["window"]
+    typer.echo(
+        f"backtest {w['from']} .. {w['to']}: {w['orders']:,} mature orders, model "
+        f"{result.report['model']}"
+    )
     for name, pol in result.report["policies"].items():
         lo, hi = pol["net_saving_ci90"]
         typer.echo(
-            f"{name}: net saving {pol['net_saving']:,.0f} (90 % interval {lo:,.0f} .. {hi:,.0f}),"
-            f" {pol['flagged']:,} orders flagged"
+            f"{name}: net saving {pol['net_saving']:,.0f} EUR (90 % interval {lo:,.0f} .. "
+            f"{hi:,.0f}), {pol['flagged']:,} orders flagged"
         )
     typer.echo(f"{j}\n{h}")
 
@@ -1104,7 +1113,8 @@ def demo(
     quiet: Quiet = False,
 ) -> None:
     """The whole journey on built-in demo data: synth, validate, retrain (champion gate),
-    screen a day of new orders, write the merchandiser SKU report."""
+    screen a day of new orders, write the merchandiser SKU report, backtest the default
+    screening policy in money."""
     _quiet_environment()
     data = workdir / "data"
     steps = [
@@ -1132,11 +1142,21 @@ def demo(
                 data, workdir / "sku_report.html", tracking_uri=tracking_uri, quiet=quiet
             ),
         ),
+        (
+            # the last mature week (a model trained as of its start): short, so the demo stays
+            # quick; `returnrisk backtest` replays 12 weeks by default
+            "backtest the default policy (top 5 % a day, recommended action) on the last "
+            "mature week",
+            lambda: backtest(
+                data, workdir / "backtest", weeks=1, tracking_uri=tracking_uri, quiet=quiet
+            ),
+        ),
     ]
     for i, (title, run) in enumerate(steps, 1):
         typer.secho(f"\n== {i}/{len(steps)} {title}", bold=True)
         run()
     typer.secho(f"\nSKU report: {(workdir / 'sku_report.html').resolve()}", bold=True)
+    typer.secho(f"Backtest: {(workdir / 'backtest' / 'backtest.html').resolve()}", bold=True)
 
 
 if __name__ == "__main__":  # `python -m returnrisk.cli ...` (what MLproject runs)

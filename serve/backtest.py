@@ -205,8 +205,14 @@ class Window:
         return int((self.end - self.start) / pd.Timedelta(days=1))
 
 
-def choose_window(tables: Any, date_from: str | None, date_to: str | None) -> Window:
-    """The window (default: the last 12 weeks whose orders are all mature); one-line errors."""
+DEFAULT_WEEKS = 12
+
+
+def choose_window(
+    tables: Any, date_from: str | None, date_to: str | None, weeks: int = DEFAULT_WEEKS
+) -> Window:
+    """The window (default: the last ``weeks`` weeks whose orders are all mature; ``--from``
+    overrides the start); one-line errors."""
     as_of = tables.as_of()
     last_mature = (as_of - pd.Timedelta(days=LABEL_WINDOW_DAYS)).floor("D")  # days before it
     dates = {}
@@ -218,7 +224,7 @@ def choose_window(tables: Any, date_from: str | None, date_to: str | None) -> Wi
         except ValueError:
             raise BacktestError(f"{option}: not a date in YYYY-MM-DD form: {text!r}") from None
     end = dates["--to"] + pd.Timedelta(days=1) if "--to" in dates else last_mature
-    start = dates.get("--from", end - pd.Timedelta(weeks=12))
+    start = dates.get("--from", end - pd.Timedelta(weeks=weeks))
     if end > last_mature:
         raise BacktestError(
             f"--to {(end - pd.Timedelta(days=1)).date()}: orders of that day are not mature "
@@ -777,6 +783,7 @@ def backtest_dir(
     costs_file: Path | None = None,
     date_from: str | None = None,
     date_to: str | None = None,
+    weeks: int = DEFAULT_WEEKS,
     model_uri: str | None = None,
     seed: int = 0,
     log: StepLog = QUIET,
@@ -791,7 +798,7 @@ def backtest_dir(
         raise BacktestError(f"--out: {out} exists and is not a directory")
     with log.step(f"load tables from {data}"):
         tables = load_tables(data, log=log)
-    window = choose_window(tables, date_from, date_to)
+    window = choose_window(tables, date_from, date_to, weeks)
     costs = resolve_costs(
         overrides,
         cut_tables(tables, window.start).after_sales_cases,

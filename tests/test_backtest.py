@@ -277,3 +277,11 @@ def test_cli_model_option_refuses_a_model_trained_on_the_window(
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "b" / "backtest.json").read_text())
     assert rep["model"] == f"models:/{MODEL_NAME}/{before.version}"
+
+
+def test_weeks_sets_the_default_window_length(tables) -> None:
+    twelve = choose_window(tables, None, None)
+    one = choose_window(tables, None, None, weeks=1)
+    assert twelve.days == 84
+    assert one.days == 7
+    assert one.end == twelve.end  # both end at the last mature day

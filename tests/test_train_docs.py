@@ -3,6 +3,7 @@ and the MLflow project runs from a checkout without the venv on PATH."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -92,6 +93,14 @@ def test_doc_examples_run_on_the_demo_world(tmp_path):
         ["bash", "docs.sh"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
     )
     assert proc.returncode == 0, f"{proc.stderr[-3000:]}\n--- stdout\n{proc.stdout[-2000:]}"
+    # the demo ends with a backtest of the default policy: its net saving with the interval
+    demo_log = (tmp_path / "demo.log").read_text()
+    tail = demo_log[demo_log.index("backtest the default policy") :]
+    assert re.search(r"net saving -?[\d,]+ EUR \(90 % interval -?[\d,]+ \.\. -?[\d,]+\)", tail)
+    assert "orders flagged" in tail
+    report = json.loads((tmp_path / "demo" / "backtest" / "backtest.json").read_text())
+    assert report["window"]["days"] == 7
+    assert set(report["scorers"]) >= {"model", "lookback", "truth", "hindsight"}
     # the HTTP example is scored, not refused, on the demo world
     assert re.search(r'"status":\s*"scored"', proc.stdout), proc.stdout[-2000:]
     assert not re.search(r'"status":\s*"refused"', proc.stdout), proc.stdout[-2000:]
