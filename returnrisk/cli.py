@@ -183,6 +183,16 @@ def synth(
             "--scenario-start", help="First day of the change, YYYY-MM-DD (default: 60 % in)."
         ),
     ] = None,
+    truth_actions_days: Annotated[
+        int,
+        typer.Option(
+            "--truth-actions-days",
+            min=0,
+            help="truth_actions.parquet also for the history orders of a backtest window of "
+            "up to D days ending at the last mature day (default: backtest's 12 weeks); 0: "
+            "new orders only.",
+        ),
+    ] = 84,
     quiet: Quiet = False,
 ) -> None:
     """Generate a synthetic cross-border world: every contract table + truth.parquet + new/."""
@@ -208,6 +218,7 @@ def synth(
             new_days=new_days,
             scenario=scenario,
             scenario_start=change_day,
+            truth_actions_days=truth_actions_days,
         )
     except ValueError as err:
         field, _, rest = str(err).partition(": ")

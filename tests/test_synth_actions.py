@@ -14,7 +14,8 @@ from returnrisk.synth.actions import FAMILY_CAUSES, family_truth
 
 @pytest.fixture(scope="module")
 def world():
-    return generate_world(SynthConfig(n_orders=6000, seed=4, new_days=20))
+    """New orders only (``truth_actions_days=0``): the tests of the truth itself."""
+    return generate_world(SynthConfig(n_orders=6000, seed=4, new_days=20, truth_actions_days=0))
 
 
 def test_ship_rows_are_the_worlds_truth_and_cover_every_new_order(world) -> None:
@@ -72,7 +73,10 @@ def test_switch_carrier_offers_the_services_seen_on_the_lane_and_keeps_the_order
 
 
 def test_lane_collapse_follows_the_carrier_not_the_order() -> None:
-    w = generate_world(SynthConfig(n_orders=6000, seed=4, new_days=20, scenario="lane_collapse"))
+    cfg = SynthConfig(
+        n_orders=6000, seed=4, new_days=20, scenario="lane_collapse", truth_actions_days=0
+    )
+    w = generate_world(cfg)
     carrier, lanes = w.scenario["carrier_id"], w.scenario["countries"]
     ta = w.truth_actions
     dest = ta["order_id"].map(w.new["orders"].set_index("order_id")["destination_country"])
@@ -91,5 +95,55 @@ def test_written_with_new_orders_and_deterministic(tmp_path: Path) -> None:
     a = pd.read_parquet(tmp_path / "a" / "truth_actions.parquet")
     pd.testing.assert_frame_equal(a, pd.read_parquet(tmp_path / "b" / "truth_actions.parquet"))
     assert list(a.columns[:4]) == ["order_id", "action", "carrier_id", "p_case_true"]
-    write_world(generate_world(SynthConfig(n_orders=2000, seed=9, new_days=0)), tmp_path / "a")
+    cfg = SynthConfig(n_orders=2000, seed=9, new_days=0, truth_actions_days=0)
+    write_world(generate_world(cfg), tmp_path / "a")
     assert not (tmp_path / "a" / "truth_actions.parquet").exists()
+
+
+def test_the_default_backtest_window_has_its_truth(tmp_path: Path) -> None:
+    """``truth_actions_days`` (default 84, backtest's 12 weeks): every order of the window
+    ``returnrisk backtest`` chooses by default (and of a shorter one) has its truth for
+    actions, as do the new orders; nothing else of the world changes."""
+    from returnrisk.contract import load_tables
+    from returnrisk.serve.backtest import choose_window
+
+    cfg = SynthConfig(n_orders=6000, seed=4, days=400, new_days=2)
+    assert cfg.truth_actions_days == 84
+    world = generate_world(cfg)
+    write_world(world, tmp_path / "w")
+    ta = pd.read_parquet(tmp_path / "w" / "truth_actions.parquet")
+    ship = ta[ta["action"] == "ship"].set_index("order_id")
+    assert ship.index.is_unique
+    tables = load_tables(tmp_path / "w")
+    o = tables.orders
+    for weeks in (12, 1):
+        w = choose_window(tables, None, None, weeks)
+        ids = o.loc[(o["order_ts"] >= w.start) & (o["order_ts"] < w.end), "order_id"]
+        assert len(ids) > 50 * weeks
+        assert set(ids) <= set(ship.index)
+    new_ids = set(world.new["orders"]["order_id"])
+    assert new_ids <= set(ship.index)
+    # only those: the window (a day's margin either side), not the whole history
+    hist = set(ship.index) - new_ids
+    w = choose_window(tables, None, None)
+    placed = o.set_index("order_id").loc[sorted(hist), "order_ts"]
+    assert placed.min() >= w.start - pd.Timedelta(days=2)
+    assert placed.max() < w.end + pd.Timedelta(days=2)
+    assert len(hist) < len(o) / 3
+    # the same truth as the world's, and per order the same rows as a new-orders-only world
+    truth = world.truth.set_index("order_id")
+    np.testing.assert_array_equal(ship["p_case_true"], truth.loc[ship.index, "p_case"])
+    other = generate_world(SynthConfig(n_orders=6000, seed=4, days=400, new_days=2,
+                                       truth_actions_days=0))  # fmt: skip
+    for name, df in world.tables.items():
+        pd.testing.assert_frame_equal(df, other.tables[name])
+    only_new = ta[ta["order_id"].isin(new_ids)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(only_new, other.truth_actions.reset_index(drop=True))
+    # the window's orders get the same alternatives: DDP and the carriers of their lane
+    assert set(ta.loc[ta["order_id"].isin(hist), "action"]) == {"ship", "ship_ddp",
+                                                                 "switch_carrier"}  # fmt: skip
+
+
+def test_truth_actions_days_must_not_be_negative() -> None:
+    with pytest.raises(ValueError, match="truth_actions_days: must be >= 0"):
+        SynthConfig(truth_actions_days=-1)

@@ -8,6 +8,8 @@ from typing import Any
 
 import pandas as pd
 
+from returnrisk.labels import LABEL_WINDOW_DAYS
+
 NEW_TABLES = ("orders", "order_lines", "skus", "customers")
 DAY = 86_400
 CASE_CAUSES = (
@@ -38,6 +40,9 @@ class SynthConfig:
     b2b_share: float = 0.05
     scenario: str = "stationary"
     scenario_start: date | None = None  # None: 60 % into the world
+    # truth for actions also for the history orders a backtest window needs: the last
+    # ``truth_actions_days`` days of mature orders and everything after (0: new orders only)
+    truth_actions_days: int = 84
 
     def __post_init__(self) -> None:
         if self.n_orders < 10:
@@ -46,6 +51,8 @@ class SynthConfig:
             raise ValueError(f"days must be >= 2, got {self.days}")
         if not 0 <= self.new_days < self.days:
             raise ValueError(f"new_days must be in [0, days={self.days}), got {self.new_days}")
+        if self.truth_actions_days < 0:
+            raise ValueError(f"truth_actions_days: must be >= 0, got {self.truth_actions_days}")
         if self.customers_per_order <= 0:
             raise ValueError("customers_per_order must be > 0")
         if self.scenario not in SCENARIOS:
@@ -59,6 +66,19 @@ class SynthConfig:
                 f"scenario_start: {self.scenario_start} is outside the world's window "
                 f"({first} .. {last}: the change must start after the first day)"
             )
+
+    @property
+    def truth_actions_days_range(self) -> tuple[int, int]:
+        """The days [first, end) (0 = ``start``) whose history orders get truth for actions:
+        every window of up to ``truth_actions_days`` days of mature orders ending at the
+        history's last mature day (the history's events run to the world's end; outcomes are
+        known 90 days on; one day's margin for where the export's last event falls), as
+        ``returnrisk backtest`` chooses its default window; empty when ``truth_actions_days``
+        is 0."""
+        end = self.days - LABEL_WINDOW_DAYS
+        if self.truth_actions_days == 0 or end <= 0:
+            return (0, 0)
+        return (max(0, end - self.truth_actions_days - 1), end)
 
     @property
     def scenario_day(self) -> int:

@@ -81,7 +81,10 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
         stages = Stages(
             cfg.days, cal, geo, cat, orders, lines, prices, car, shift, charges, cfg.scenario_day
         )
-        truth_actions = action_truth(stages, keys.order_ids, orders.o_new)
+        # the new orders, and the history orders of the default backtest window
+        first, end = cfg.truth_actions_days_range
+        wanted = orders.o_new | ((orders.o_day >= first) & (orders.o_day < end))
+        truth_actions = action_truth(stages, keys.order_ids, wanted)
     scenario = None if plan.stationary else shift.info
     if scenario is not None and shift.affected is not None:
         log.info(f"scenario {json.dumps(scenario)}: {int(shift.affected.sum()):,} orders affected")
@@ -98,8 +101,8 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
 def write_world(world: World, out_dir: str | Path, *, log: StepLog = QUIET) -> Path:
     """Write every table as Parquet into ``out_dir`` (+ ``truth.parquet`` and ``new/``).
 
-    A scenario world also gets ``scenario.json`` (what the scenario chose); the new orders'
-    truth for actions goes to ``truth_actions.parquet``.
+    A scenario world also gets ``scenario.json`` (what the scenario chose); the truth for
+    actions (new orders and the backtest window's) goes to ``truth_actions.parquet``.
     """
     out = Path(out_dir)
     with log.step(f"writing {out}"):
@@ -109,7 +112,7 @@ def write_world(world: World, out_dir: str | Path, *, log: StepLog = QUIET) -> P
         world.truth.to_parquet(out / "truth.parquet", index=False)
         if world.truth_actions is not None and len(world.truth_actions):
             world.truth_actions.to_parquet(out / "truth_actions.parquet", index=False)
-        else:  # no new orders: do not leave a previous run's truth for actions behind
+        else:  # no rows: do not leave a previous run's truth for actions behind
             (out / "truth_actions.parquet").unlink(missing_ok=True)
         if world.new:
             (out / "new").mkdir(exist_ok=True)
