@@ -497,8 +497,13 @@ def evaluate(
     *,
     mean_case_cost: float,
     seed: int = 0,
+    truth_table: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Every policy under every scorer, from the decisions and what really happened."""
+    """Every policy under every scorer, from the decisions and what really happened; with
+    ``truth_table`` (``decisions.truth_action_table`` of the window's orders) also how the
+    model's recommended actions of its flagged orders fare under the generator's truth."""
+    from .decisions import compare_recommendations
+
     ids = decisions["order_id"].astype("str")
     outcome = realised_costs(tables, ids, costs)
     orders = tables.orders.set_index(tables.orders["order_id"].astype("str"))
@@ -584,6 +589,11 @@ def evaluate(
                     "enter": int((flagged & ~base).sum()),
                     "leave": int((~flagged & base).sum()),
                 }
+            if name == "model" and truth_table is not None and not fixed:
+                # the flagged orders that got the recommended action (not a rule's)
+                pick = flagged & (act_used == recommended)
+                cols = ["order_id", "recommended_action", "recommended_carrier"]
+                sc["vs_truth_actions"] = compare_recommendations(frame.loc[pick, cols], truth_table)
             res["scorers"][name] = sc
         model = res["scorers"].get("model", next(iter(res["scorers"].values())))
         for k in ("net_saving", "net_saving_ci90", "flagged", "families", "curve"):
@@ -610,6 +620,7 @@ def run_backtest(
     window: Window,
     replayer: Replayer | None = None,
     truth: pd.DataFrame | None = None,
+    truth_actions: pd.DataFrame | None = None,
     seed: int = 0,
     log: StepLog = QUIET,
 ) -> BacktestResult:
@@ -637,9 +648,17 @@ def run_backtest(
         fallback = before["case_type"].astype("str").map(costs.case_cost)
         per_case = amounts.where(before["amount"].notna(), fallback)
         mean_case_cost = float(per_case.mean()) if len(per_case) else float("nan")
+        truth_table = None
+        if truth_actions is not None:  # the generator's truth for actions (truth_actions.parquet)
+            from .decisions import truth_action_table
+
+            mine = truth_actions[truth_actions["order_id"].astype("str").isin(ids)]
+            if len(mine):
+                truth_table = truth_action_table(mine, costs, o["order_value"])
         policies_out = evaluate(
-            tables, decisions, policies, costs, scorers, mean_case_cost=mean_case_cost, seed=seed
-        )
+            tables, decisions, policies, costs, scorers, mean_case_cost=mean_case_cost,
+            seed=seed, truth_table=truth_table,
+        )  # fmt: skip
     report = {
         "window": {
             "from": str(window.start.date()),
@@ -752,6 +771,14 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"{html.escape(pol['action'])}, {len(pol['rules'])} rule(s)</p>"
         )
         parts.append(_svg_curve(pol["scorers"]))
+        vs = pol["scorers"].get("model", {}).get("vs_truth_actions")
+        if vs and vs.get("n"):
+            parts.append(
+                f"<p>Against the generator's truth for actions ({vs['n']:,.0f} flagged orders "
+                f"with the recommended action): the truth-best action for "
+                f"{100 * vs['agreement']:.0f} %; regret {100 * vs['regret_share']:.0f} % of the "
+                f"truth-best saving.</p>"
+            )
         head = ["scorer", "flagged", "net saving", "90 % interval", "per 1,000 orders",
                 "cases avoided", "action cost"]  # fmt: skip
         head += [f"precision {f}" for f in FAMILIES] + [f"recall {f}" for f in FAMILIES]
@@ -815,6 +842,8 @@ def backtest_dir(
         replayer = Replayer(loaded.risk_model, ct, costs, model_uri, fit)
     truth_path = data / "truth.parquet"
     truth = pd.read_parquet(truth_path) if truth_path.is_file() else None
+    ta_path = data / "truth_actions.parquet"
+    truth_actions = pd.read_parquet(ta_path) if ta_path.is_file() else None
     result = run_backtest(
         tables,
         policies=policies,
@@ -822,6 +851,7 @@ def backtest_dir(
         window=window,
         replayer=replayer,
         truth=truth,
+        truth_actions=truth_actions,
         seed=seed,
         log=log,
     )

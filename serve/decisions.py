@@ -351,7 +351,19 @@ def compare_to_truth(model_table: pd.DataFrame, truth_table: pd.DataFrame) -> di
     sum of truth-best savings), their totals and the count. A recommendation the truth cannot
     replay (a carrier the generator has no row for) counts as ``ship``."""
     ids = np.intersect1d(pd.unique(model_table["order_id"]), pd.unique(truth_table["order_id"]))
-    m = recommend(model_table[model_table["order_id"].isin(ids)])
+    return compare_recommendations(recommend(model_table[model_table["order_id"].isin(ids)]),
+                                   truth_table)  # fmt: skip
+
+
+def compare_recommendations(
+    recommendations: pd.DataFrame, truth_table: pd.DataFrame
+) -> dict[str, float]:
+    """``compare_to_truth`` of recommendations already made (``recommend``'s ``order_id``,
+    ``recommended_action``, ``recommended_carrier``; e.g. the backtest's flagged orders), over
+    those the truth has rows for."""
+    m = recommendations[recommendations["order_id"].astype("str").isin(truth_table["order_id"])]
+    m = m.assign(order_id=m["order_id"].astype("str")).reset_index(drop=True)
+    ids = m["order_id"]
     t = recommend(truth_table[truth_table["order_id"].isin(ids)]).set_index("order_id")
     t = t.loc[m["order_id"]]
     key = ["order_id", "action", "carrier_id"]

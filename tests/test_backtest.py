@@ -161,6 +161,37 @@ def test_policies_in_money(tables, window, replayer, world: Path) -> None:
     assert set(res.decisions["recommended_action"]) <= set(ACTIONS)
 
 
+def test_recommended_actions_against_the_truth_for_actions(
+    tables, window, replayer, world: Path
+) -> None:
+    """``truth_actions.parquet`` covers the window (synth's default): the model's flagged
+    orders' recommended actions are compared with the truth-best ones, as compare_to_truth."""
+    from returnrisk.serve.decisions import compare_recommendations, truth_action_table
+
+    ta = pd.read_parquet(world / "truth_actions.parquet")
+    res = run_backtest(
+        tables, costs=replayer.costs, window=window, replayer=replayer, truth_actions=ta,
+        policies=[Policy(), Policy("hold all", "capacity", 0.05, "hold_inspect")],
+    )  # fmt: skip
+    pol = res.report["policies"]
+    vs = pol["capacity 5 %"]["scorers"]["model"]["vs_truth_actions"]
+    assert vs["n"] == pol["capacity 5 %"]["scorers"]["model"]["flagged"]  # all covered
+    assert 0 <= vs["agreement"] <= 1
+    assert vs["truth_best_saving"] > 0
+    assert vs["recommended_true_saving"] <= vs["truth_best_saving"] + 1e-9
+    assert "vs_truth_actions" not in pol["hold all"]["scorers"]["model"]  # a fixed action
+    # the same figures as comparing by hand: the top 5 % of each day by P(case)
+    d = res.decisions
+    rank = d.groupby("day")["p_case"].rank(ascending=False, method="first")
+    top = d[rank <= np.ceil(d.groupby("day")["p_case"].transform("size") * 0.05 - 1e-9)]
+    value = tables.orders.set_index("order_id")["order_value"]
+    truth = truth_action_table(ta[ta["order_id"].isin(d["order_id"])], replayer.costs, value)
+    want = compare_recommendations(top, truth)
+    assert want["n"] == vs["n"]
+    assert want["agreement"] == pytest.approx(vs["agreement"])
+    assert want["regret_share"] == pytest.approx(vs["regret_share"])
+
+
 def test_a_model_trained_on_the_window_is_refused(window) -> None:
     start = window.start
     inside = {"train_end": "2024-05-01T00:00:00+00:00", "valid_end": str(start)}
