@@ -421,6 +421,9 @@ def with_actions(
     scored = res["status"] == "scored"
     pick = scored & (res["flagged"].fillna(False).astype(bool) if which == "flagged" else True)
     ids = pd.Index(res.loc[pick, "order_id"].astype("str"))
+    # the rows of those orders only (accepted once already: checking them alone accepts them
+    # again), so a batch's few flagged orders are not all checked a second time
+    raw = _rows_of(raw, ids)
     v = validate_new(raw, state.history)
     o = v.orders
     as_of = max(state.as_of, o["order_ts"].max()) if len(o) else state.as_of
@@ -444,6 +447,18 @@ def with_actions(
     for c in ("recommended_action", "recommended_carrier"):
         out[c] = out[c].astype("str")
     return out, table
+
+
+def _rows_of(raw: Mapping[str, pd.DataFrame], ids: pd.Index) -> dict[str, pd.DataFrame]:
+    """``raw`` with the orders and lines of ``ids`` only (the static rows as they are)."""
+    from returnrisk.contract import order_keys
+
+    out = dict(raw)
+    for name in ("orders", "order_lines"):
+        df = raw.get(name)
+        if df is not None and "order_id" in df.columns:
+            out[name] = df[ids.get_indexer(order_keys(df["order_id"])) >= 0]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
