@@ -154,11 +154,10 @@ async def score_orders(
             service.observe_one(one)
             record = one.record
             if actions != "none":  # an unflagged order under `flagged`: nothing to compute
-                decider = service.decider_for(st)
-                record = {
-                    **record,
-                    **online_action_fields(decider, st.online, new, one.flagged, actions),
-                }
+                fields = online_action_fields(
+                    service.decider_for(st), st.online, new, one.flagged, actions
+                )
+                record = {**record, **fields}
             return service.answer(
                 st.model_version, 1, 0, int(one.flagged), [record], actions=actions
             )
