@@ -467,7 +467,9 @@ def _evaluate(
     hindsight: bool = False,
 ) -> Evaluated:
     """Flags per day (the rules first, then the flag rule), the chosen actions' saving."""
-    day = frame["day"].to_numpy()
+    # each day as its rank among the days (an int: sorting the days' Timestamps as Python
+    # objects made the 84 evaluations of a 12-week backtest on 200k orders take 20 s)
+    day = pd.factorize(frame["day"], sort=True)[0]
     ids = frame["order_id"].to_numpy(dtype=str)
     hit, then = _rule_masks(policy, frame)
     rule, value = ("capacity", capacity) if capacity is not None else (policy.rule, policy.value)
@@ -483,8 +485,7 @@ def _evaluate(
     flagged |= by_rule
     act = np.where(by_rule, pd.Index(ACTIONS).get_indexer(then.astype(str)), action_idx)
     net = np.where(flagged, saving[np.arange(len(frame)), act], 0.0)
-    d_idx = pd.Index(np.unique(day)).get_indexer(day)
-    per_day = np.bincount(d_idx, weights=net, minlength=int(d_idx.max(initial=-1)) + 1)
+    per_day = np.bincount(day, weights=net, minlength=int(day.max(initial=-1)) + 1)
     return Evaluated(flagged, act, net, per_day)
 
 
