@@ -316,3 +316,16 @@ def test_weeks_sets_the_default_window_length(tables) -> None:
     assert twelve.days == 84
     assert one.days == 7
     assert one.end == twelve.end  # both end at the last mature day
+
+
+def test_the_replays_cutter_cuts_as_cut_tables(tables) -> None:
+    from returnrisk.serve.backtest import Cutter
+
+    cutter = Cutter(tables)
+    first = tables.orders["order_ts"].min()
+    days = [pd.Timestamp(d, tz="UTC") for d in ("2024-05-01", "2024-07-03")]
+    after = tables.as_of() + pd.Timedelta(days=1)
+    for t in [first, first + pd.Timedelta(hours=5), *days, after]:
+        want, got = cut_tables(tables, t), cutter.at(t)
+        for name, df in want.as_dict().items():
+            pd.testing.assert_frame_equal(got.as_dict()[name], df, check_exact=True, obj=name)
