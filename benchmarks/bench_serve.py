@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+SCORE_PATH = "/v1/score"  # + "?actions=..." with --actions (default: the service's, flagged)
+
 SERVER = """
 import sys, warnings
 warnings.simplefilter("ignore")
@@ -209,7 +211,7 @@ async def open_loop(
                 conn = await Conn.open(port)
             else:  # at the connection cap: wait for a free one (the wait counts as latency)
                 conn = await idle.get()
-            status = await asyncio.wait_for(conn.post("/v1/score", bodies[i % len(bodies)]), 120)
+            status = await asyncio.wait_for(conn.post(SCORE_PATH, bodies[i % len(bodies)]), 120)
             lat.append(time.perf_counter() - scheduled)
             if status != 200:
                 errors["status"] += 1
@@ -264,7 +266,7 @@ async def closed_loop(port: int, bodies: list[bytes], clients: int, seconds: flo
         while time.perf_counter() < stop:
             start = time.perf_counter()
             try:
-                status = await conn.post("/v1/score", bodies[i % len(bodies)])
+                status = await conn.post(SCORE_PATH, bodies[i % len(bodies)])
                 lat.append(time.perf_counter() - start)
                 if status != 200:
                     errors["status"] += 1
@@ -350,7 +352,7 @@ def _sequential(port: int, bodies: list[bytes]) -> dict:
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as c:
         for b in bodies:
             t = time.perf_counter()
-            r = c.post("/v1/score", content=b, headers={"content-type": "application/json"})
+            r = c.post(SCORE_PATH, content=b, headers={"content-type": "application/json"})
             assert r.status_code == 200, r.text[:300]
             seq.append(time.perf_counter() - t)
     seq_ms = np.asarray(seq[2:]) * 1000
@@ -434,12 +436,19 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-service", action="store_true")
     p.add_argument("--skip-batch", action="store_true")
+    p.add_argument(
+        "--actions", choices=["none", "flagged", "all"], default=None,
+        help="the service's ?actions= (default: its own, flagged: what-ifs for flagged orders)",
+    )  # fmt: skip
     args = p.parse_args()
+    global SCORE_PATH
+    if args.actions is not None:
+        SCORE_PATH = f"/v1/score?actions={args.actions}"
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import warnings
 
     warnings.simplefilter("ignore")
-    out: dict = {"benchmark": "serve", "cpus": os.cpu_count()}
+    out: dict = {"benchmark": "serve", "cpus": os.cpu_count(), "score_path": SCORE_PATH}
     if not args.skip_batch:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
