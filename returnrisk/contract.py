@@ -153,6 +153,18 @@ def _c(name: str, kind: Kind, **kw: object) -> Column:
     return Column(name, kind, **kw)  # type: ignore[arg-type]
 
 
+# a destination's duties: the country's values, and a duty rule's for its period
+_DUTY_COLUMNS = (
+    _c(
+        "duty_de_minimis",
+        "float",
+        nullable=True,
+        ge=0,
+        doc="order value below which no import duty is charged",
+    ),
+    _c("default_incoterm", "str", nullable=True, allowed=INCOTERMS),
+)
+
 SCHEMAS: dict[str, TableSchema] = {
     s.name: s
     for s in (
@@ -224,14 +236,7 @@ SCHEMAS: dict[str, TableSchema] = {
                 _c("country_code", "str", unique=True, pattern=_ISO2),
                 _c("region", "str"),
                 _c("languages", "str", nullable=True, pattern=_LANGS),
-                _c(
-                    "duty_de_minimis",
-                    "float",
-                    nullable=True,
-                    ge=0,
-                    doc="order value below which no import duty is charged",
-                ),
-                _c("default_incoterm", "str", nullable=True, allowed=INCOTERMS),
+                *_DUTY_COLUMNS,
             ),
         ),
         TableSchema(
@@ -296,14 +301,7 @@ SCHEMAS: dict[str, TableSchema] = {
                 _c("country_code", "str", pattern=_ISO2, doc="in `countries`"),
                 _c("valid_from", "timestamp", future=True),
                 _c("valid_to", "timestamp", nullable=True, future=True, doc="after `valid_from`"),
-                _c(
-                    "duty_de_minimis",
-                    "float",
-                    nullable=True,
-                    ge=0,
-                    doc="order value below which no import duty is charged",
-                ),
-                _c("default_incoterm", "str", nullable=True, allowed=INCOTERMS),
+                *_DUTY_COLUMNS,
                 _c("source", "str", nullable=True, doc="where the rule is published"),
             ),
             (ForeignKey("country_code", "countries", "country_code"),),

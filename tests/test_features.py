@@ -16,6 +16,7 @@ from returnrisk.features import (
 )
 from returnrisk.features.kernels import combine_codes, prior_aggregate, prior_aggregate_many
 from returnrisk.features.specs import FAMILIES, describe_features
+from returnrisk.reference import DUTY_RULE_COLUMNS
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 K = 20.0
@@ -863,18 +864,7 @@ def test_feature_modules_import_no_private_names():
 
 def _with_rules(rules: list[tuple]) -> dict[str, pd.DataFrame]:
     frames = tiny_frames()
-    frames["duty_rules"] = pd.DataFrame(
-        rules,
-        columns=[
-            "rule_id",
-            "country_code",
-            "valid_from",
-            "valid_to",
-            "duty_de_minimis",
-            "default_incoterm",
-            "source",
-        ],
-    )
+    frames["duty_rules"] = pd.DataFrame(rules, columns=list(DUTY_RULE_COLUMNS))
     return frames
 
 
