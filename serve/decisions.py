@@ -140,16 +140,20 @@ class Decider:
         out["variant_carrier"] = out["carrier_id"].astype("str")
         return out
 
-    def online_variant_features(self, online: Any, new: Any) -> dict[str, Any]:
+    def online_variant_features(
+        self, online: Any, new: Any, base: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """``variant_features`` of one order (``new``: a ``features.online.OnlineOrder``) from
         the online store ``online`` (``features.online``: ``build_features``' row, bit for bit,
         tested): the order as it is, changed to DDP unless it is DDP already, and switched to
         each other service seen shipping to its country in the history -- each variant the
         order changed and built, as ``variant_features`` builds it. The rows as one mapping of
-        column -> values (``features.online.features_frame`` makes it the frame)."""
+        column -> values (``features.online.features_frame`` makes it the frame). ``base``: the
+        order's own row when the caller has it (``ScoringState.score_one``'s), else built."""
         from dataclasses import replace
 
-        base = online.order_features(new)
+        if base is None:
+            base = online.order_features(new)
         rows, actions = [base], ["ship"]
         if base["effective_incoterm"][0] != "DDP":
             rows.append(online.order_features(replace(new, order={**new.order, "incoterm": "DDP"})))
@@ -169,10 +173,12 @@ class Decider:
         out["variant_carrier"] = list(out["carrier_id"])
         return out
 
-    def online_action_table(self, online: Any, new: Any) -> pd.DataFrame:
+    def online_action_table(
+        self, online: Any, new: Any, base: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         """``action_table`` of one order from the online store (``online_variant_features``),
         through the same decision rule (``table_of``)."""
-        feats = self.online_variant_features(online, new)
+        feats = self.online_variant_features(online, new, base)
         value = new.order.get("order_value")
         orders = pd.DataFrame(
             {
@@ -484,14 +490,20 @@ def table_records(table: pd.DataFrame) -> dict[str, list[dict[str, Any]]]:
 
 
 def online_action_fields(
-    decider: Decider, online: Any, new: Any, flagged: bool, which: str
+    decider: Decider,
+    online: Any,
+    new: Any,
+    flagged: bool,
+    which: str,
+    base: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The action fields of one order of the service's fast path: nothing computed for an
     unflagged order under ``flagged`` (``NO_ACTION``), else its what-if table from the online
-    store, through ``recommend`` (and with ``all`` the table itself under ``actions``)."""
+    store, through ``recommend`` (and with ``all`` the table itself under ``actions``).
+    ``base``: the order's feature row, when the fast path has built it already."""
     if which == "flagged" and not flagged:
         return NO_ACTION
-    table = decider.online_action_table(online, new)
+    table = decider.online_action_table(online, new, base)
     rec = recommend(table).iloc[0]
     out = {c: _json_value(rec[c]) for c in ACTION_COLUMNS}
     if which == "all":

@@ -155,7 +155,7 @@ async def score_orders(
             record = one.record
             if actions != "none":  # an unflagged order under `flagged`: nothing to compute
                 fields = online_action_fields(
-                    service.decider_for(st), st.online, new, one.flagged, actions
+                    service.decider_for(st), st.online, new, one.flagged, actions, one.features
                 )
                 record = {**record, **fields}
             return service.answer(

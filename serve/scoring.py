@@ -114,11 +114,13 @@ class ScoreResult:
 @dataclass(frozen=True)
 class OnlineResult:
     """``ScoringState.score_one``: the order's JSON record (as ``results_to_records`` writes it),
-    whether it was flagged, and its unseen-category counts."""
+    whether it was flagged, its unseen-category counts, and its feature row (the online store's:
+    the what-if actions start from it instead of building it again)."""
 
     record: dict[str, Any]
     flagged: bool
     unseen: dict[str, int]
+    features: dict[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,7 +272,7 @@ class ScoringState:
             names = [*rm.feature_names_, "bias"]
             result.update(explain_row(row, contrib, names, self.specs, top=config.top_reasons))
         record = _scored_record(result, config.top_reasons)
-        return OnlineResult(record, flagged, unseen)
+        return OnlineResult(record, flagged, unseen, row)
 
     def _qualifies(self, new: OnlineOrder) -> bool:
         """Whether the contract accepts ``new`` (``contract.check_new_order``, the one-order

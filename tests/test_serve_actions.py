@@ -119,6 +119,11 @@ def test_online_what_if_rows_are_the_batch_rows(state, new_raw) -> None:
         new = online_order(ScoreRequest.model_validate(body))
         got = features_frame(d.online_variant_features(state.online, new))
         acts = d.online_variant_features(state.online, new)["action"]
+        # the fast path hands score_one's row over as the base: the same variants
+        one = state.score_one(new)
+        assert one is not None
+        given = features_frame(d.online_variant_features(state.online, new, one.features))
+        pd.testing.assert_frame_equal(given, got)
         frames = request_frames(ScoreRequest.model_validate(body))
         v = validate_new(frames, state.history)
         o = v.orders
