@@ -174,31 +174,15 @@ def read_policy_file(path: str | Path) -> Policy:
 def cut_tables(tables: Any, t: pd.Timestamp) -> Any:
     """The tables as known just before ``t``: orders placed, cases opened, parcels shipped and
     delivered before it (a later delivery is not known yet); reference tables kept whole,
-    customers only those who ordered before ``t``."""
-    o = tables.orders
-    orders = o[o["order_ts"] < t]
-    keep = pd.Index(orders["order_id"])
-    lines = tables.order_lines[keep.get_indexer(tables.order_lines["order_id"]) >= 0]
-    cases = tables.after_sales_cases
-    cases = cases[(cases["opened_ts"] < t) & (keep.get_indexer(cases["order_id"]) >= 0)]
-    sh = tables.shipments
-    sh = sh[(sh["shipped_ts"] < t) & (keep.get_indexer(sh["order_id"]) >= 0)]
-    sh = sh.assign(delivered_ts=sh["delivered_ts"].where(sh["delivered_ts"] < t))
-    cust = tables.customers
-    cust = cust[pd.Index(orders["customer_id"].unique()).get_indexer(cust["customer_id"]) >= 0]
-    return tables.replace(
-        orders=orders.reset_index(drop=True),
-        order_lines=lines.reset_index(drop=True),
-        after_sales_cases=cases.reset_index(drop=True),
-        shipments=sh.reset_index(drop=True),
-        customers=cust.reset_index(drop=True),
-    )
+    customers only those who ordered before ``t``. One cut: ``Cutter(tables).at(t)`` (the replay
+    keeps its ``Cutter`` to cut many days)."""
+    return Cutter(tables).at(t)
 
 
 class Cutter:
     """``cut_tables(tables, t)`` for many ``t`` (the replay's days): each line's, case's and
     shipment's order time and each customer's first order time looked up once, so a cut is
-    boolean masks only (the same frames, tested)."""
+    boolean masks only (checked against a cut written out row by key in the tests)."""
 
     def __init__(self, tables: Any):
         self.tables = tables
