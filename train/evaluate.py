@@ -333,7 +333,10 @@ def logistic_baseline(
         pipe.fit(plain(X_fit), np.asarray(y_fit, dtype=np.float64))
     converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
     proba = pipe.predict_proba(plain(X_score))[:, 1]
-    return proba.astype(np.float64), {"converged": converged, "n_fit_rows": len(X_fit)}
+    # the columns the fitted transformer took in (every one of them feeds the regression)
+    used = [str(c) for c in pipe[0].feature_names_in_]
+    info = {"converged": converged, "n_fit_rows": len(X_fit), "features": used}
+    return proba.astype(np.float64), info
 
 
 # ---------------------------------------------------------------------------------- figures

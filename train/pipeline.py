@@ -85,6 +85,7 @@ class TrainConfig:
     num_threads: int = 2
     baselines: bool = True
     figures: bool = True
+    case_types: bool = True  # fit the case-type model (risk by family) after the risk model
     shap_sample: int = 2000
     logreg_max_rows: int = 100_000
     tracking_uri: str | None = None
@@ -124,6 +125,10 @@ class TrainResult:
     version: str | None = None
     empty_features: list[str] = field(default_factory=list)
     tune: dict[str, Any] | None = None
+    # every test score by name (model, base_rate, lookback, logreg): the arrays behind the
+    # metrics and slices, aligned with ``test``
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    logreg_features: list[str] = field(default_factory=list)  # the columns the LR was fitted on
 
 
 @dataclass
@@ -273,6 +278,41 @@ def fit_and_evaluate(
 ) -> TrainResult:
     """Split, (tune), fit, evaluate model + baselines on test; figures into ``artifacts_dir``."""
     parts = time_split(prepared.features, config.split)
+    return fit_parts(prepared, parts, config, log=log, artifacts_dir=artifacts_dir)
+
+
+def check_time_order(parts: dict[str, pd.DataFrame]) -> None:
+    """Every train order strictly before every validation order, and those strictly before every
+    test order (by order_ts): tuning, early stopping and calibration never see the test slice
+    nor anything after its start. Raises ``TrainDataError`` naming the rows that break it."""
+    names = ("train", "valid", "test")
+    for before, after in zip(names[:-1], names[1:], strict=True):
+        a, b = parts[before], parts[after]
+        if len(a) == 0 or len(b) == 0:
+            continue
+        first_after = b["order_ts"].min()
+        late = a["order_ts"] >= first_after
+        if late.any():
+            ids = a.loc[late, "order_id"].astype(str).head(5).tolist()
+            raise TrainDataError(
+                f"time split: {int(late.sum())} {before} order(s) at or after the first "
+                f"{after} order ({first_after}), e.g. {ids}; every {before} order must be "
+                f"strictly before the {after} slice"
+            )
+
+
+def fit_parts(
+    prepared: PreparedData,
+    parts: dict[str, pd.DataFrame],
+    config: TrainConfig,
+    *,
+    log: StepLog = QUIET,
+    artifacts_dir: Path | None = None,
+) -> TrainResult:
+    """(Tune), fit and evaluate on given ``train`` / ``valid`` / ``test`` slices of
+    ``prepared.features`` (checked: strictly in that time order), with ``prepared``'s feature
+    list: tuning, early stopping and calibration see ``train`` and ``valid`` only."""
+    check_time_order(parts)
     window = data_window(parts, prepared)
     names, cats = prepared.feature_names, prepared.categorical
     tr, va, te = parts["train"], parts["valid"], parts["test"]
@@ -315,10 +355,17 @@ def fit_and_evaluate(
     # risk by case-type family (train/case_types.py): carried by the model, in its pickle
     from .case_types import fit_case_types
 
-    with log.step("fit the case-type model on the positive orders"):
-        model.case_types_ = fit_case_types(
-            tr, va, prepared.tables, names, cats, seed=config.seed, num_threads=config.num_threads
-        )
+    if config.case_types:
+        with log.step("fit the case-type model on the positive orders"):
+            model.case_types_ = fit_case_types(
+                tr,
+                va,
+                prepared.tables,
+                names,
+                cats,
+                seed=config.seed,
+                num_threads=config.num_threads,
+            )
     if artifacts_dir is not None:  # the monitoring reference (returnrisk monitor)
         write_reference(model, parts, artifacts_dir)
     y_te = te["label"].to_numpy(dtype=np.float64)
@@ -328,6 +375,7 @@ def fit_and_evaluate(
         metrics["unseen_category_rows_test"] = float(sum(unseen.values()))
     scores = {"model": p_te}
     baselines: dict[str, dict[str, float]] = {}
+    logreg_features: list[str] = []
     if config.baselines:
         with log.step("baselines (base rate, look-back heuristic, logistic regression)"):
             fit_part = pd.concat([tr, va], ignore_index=True)
@@ -342,6 +390,7 @@ def fit_and_evaluate(
                 seed=config.seed,
             )
             scores["logreg"] = p_lr
+            logreg_features = list(lr_info["features"])
             for name in ("base_rate", "lookback", "logreg"):
                 baselines[name] = ev.binary_metrics(y_te, scores[name])
             baselines["logreg"]["converged"] = float(lr_info["converged"])
@@ -364,6 +413,8 @@ def fit_and_evaluate(
         test_proba=p_te,
         empty_features=empty,
         tune=tune_info,
+        scores=scores,
+        logreg_features=logreg_features,
     )
 
 
