@@ -38,7 +38,7 @@ def _rolling_json(res: Any) -> tuple[Any, ...]:
     keys = ("auc", "ap", "ece")
     per_window = {}
     for score, g in res.metrics.groupby("score", sort=False):
-        per_window[score] = {k: [_r(v) for v in g[k]] for k in keys}
+        per_window[score] = {k: [_r(v) for v in g[k]] for k in (*keys, "mean_pred")}
     summary = {
         r["score"]: {f"{k}_{s}": _r(r[f"{k}_{s}"]) for k in keys for s in ("mean", "std")}
         for r in res.summary.to_dict("records")
@@ -52,6 +52,7 @@ def _rolling_json(res: Any) -> tuple[Any, ...]:
             "n_train": int(r["n_train"]),
             "n_valid": int(r["n_valid"]),
             "n_test": int(r["n_test"]),
+            "valid_case_rate": _r(float(r["valid_case_rate"])),
             "test_case_rate": _r(float(r["test_case_rate"])),
             "best_iteration": int(r["best_iteration"]),
             "calibration": r["calibration"],

@@ -290,6 +290,7 @@ def evaluate_window(
         "fit_end": split.fit_end - pd.Timedelta(days=1),
         **{f"{p}_{k}": w[f"{p}_{k}"] for p in ("train", "valid") for k in ("start", "end")},
         **{f"n_{p}": w[f"n_{p}"] for p in ("train", "valid", "test")},
+        "valid_case_rate": w["valid_case_rate"],
         "test_case_rate": w["test_case_rate"],
         "best_iteration": result.model.best_iteration_,
         "calibration": result.model.calibration_,
