@@ -225,3 +225,23 @@ def test_ablation_drops_exactly_each_familys_columns(prepared) -> None:
     np.testing.assert_allclose(pw["delta_auc"], pw["auc"] - pw["auc_full"])
     assert set(res.summary["group"]) == set(families)
     assert res.summary["delta_auc_mean"].is_monotonic_increasing
+
+
+def test_each_fitting_slice_tunes_its_own_study(prepared, tracking_uri) -> None:
+    """A study resumed by name must have been tuned on the same rows and columns: else a later
+    window (or a fit after `train --tune-trials` on the same data, whose fitting rows run into
+    the rolling windows) would reuse trials chosen on other rows."""
+    from returnrisk.train.pipeline import fit_parts
+    from returnrisk.train.rolling import RollingConfig, rolling_windows, without_features
+
+    cfg = replace(FAST, tune_trials=1, baselines=False, case_types=False, tracking_uri=tracking_uri)
+    a, b = rolling_windows(prepared.features, RollingConfig(n_windows=2))
+    names = {
+        fit_parts(prepared, a.parts, cfg).tune["study_name"],
+        fit_parts(prepared, b.parts, cfg).tune["study_name"],
+        fit_parts(without_features(prepared, ["lane_case_rate"]), b.parts, cfg).tune["study_name"],
+    }
+    assert len(names) == 3
+    again = fit_parts(prepared, b.parts, cfg).tune  # the same slice: the same study, resumed
+    assert again["study_name"] in names
+    assert again["n_trials"] == 1

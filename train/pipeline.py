@@ -301,6 +301,15 @@ def check_time_order(parts: dict[str, pd.DataFrame]) -> None:
             )
 
 
+def study_name(prepared: PreparedData, fit_part: pd.DataFrame, seed: int) -> str:
+    """The tuning study of a fit: the data's fingerprint, the seed and the fitting slice (its
+    size, its last order time, the feature list), so a study is resumed only by a fit on the
+    same rows and columns, never by one on another window (a rolling window, an ablation)."""
+    last = pd.Timestamp(fit_part["order_ts"].max()).strftime("%Y%m%dT%H%M%S")
+    cols = hashlib.sha256("\n".join(prepared.feature_names).encode()).hexdigest()[:8]
+    return f"return-risk-{prepared.fingerprint[:12]}-seed{seed}-{len(fit_part)}-{last}-{cols}"
+
+
 def fit_parts(
     prepared: PreparedData,
     parts: dict[str, pd.DataFrame],
@@ -332,7 +341,7 @@ def fit_parts(
             n_trials=config.tune_trials,
             seed=config.seed,
             storage=storage_for(resolve_tracking_uri(config.tracking_uri)),
-            study_name=f"return-risk-{prepared.fingerprint[:12]}-seed{config.seed}",
+            study_name=study_name(prepared, fit_part, config.seed),
         )
         with log.step(f"tune ({config.tune_trials} trials, Optuna TPE)"):
             res = tune(fit_part[names], fit_part["label"].to_numpy(), cats, tcfg, log=log)

@@ -4,8 +4,9 @@
 The study is persisted in an sqlite file next to the MLflow tracking database (``mlflow.db`` ->
 ``mlflow-optuna.db``; both libraries keep their schema version in a table named
 ``alembic_version``, so they cannot share one file). The study name is derived from the data
-fingerprint and the seed, so re-running an interrupted ``returnrisk train --tune-trials N`` on
-the same data resumes the same study and only runs the trials still missing.
+fingerprint, the seed and the fitting slice (``pipeline.study_name``), so re-running an
+interrupted ``returnrisk train --tune-trials N`` on the same data resumes the same study and
+only runs the trials still missing, and a fit on other rows never resumes it.
 """
 
 from __future__ import annotations
