@@ -64,9 +64,12 @@ def rolled(prepared, synth_world: Path):
     from returnrisk.train.rolling import RollingConfig, rolling_evaluation
 
     truth = pd.read_parquet(synth_world / "truth.parquet")
+    before = pd.util.hash_pandas_object(prepared.features).sum(), list(prepared.feature_names)
     with pytest.MonkeyPatch.context() as mp:
         spy = Spy(mp)
         result = rolling_evaluation(prepared, RollingConfig(n_windows=3), FAST, truth=truth)
+    after = pd.util.hash_pandas_object(prepared.features).sum(), list(prepared.feature_names)
+    assert before == after  # the prepared data is not changed
     return result, spy.calls
 
 
