@@ -35,6 +35,7 @@ import pandas as pd
 
 from returnrisk.arrays import DAY_NS, NAT, to_utc, ts_int
 from returnrisk.contract import SCHEMAS
+from returnrisk.duties import duties_in_force, duty_rules_of
 
 from .families import (
     DESTINATION_SOURCES,
@@ -42,8 +43,6 @@ from .families import (
     LANE_SOURCES,
     basket_features,
     customer_features,
-    duties_in_force,
-    duty_rules_of,
     item_features,
     lane_features,
     order_value_features,
