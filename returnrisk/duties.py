@@ -2,7 +2,7 @@
 
 ``duty_rules_of`` indexes a contract ``duty_rules`` table per country; ``duties_in_force`` gives
 each order's de-minimis and default incoterm at its time (the rule in force replaces the
-country's values). The features (``features.families``, ``features.online``) and the synthetic
+country's values). The features (``returnrisk.features``: batch and online) and the synthetic
 world's hidden duty cause (``returnrisk.synth``) both use these, so what the features see is
 what the generator's truth used.
 """

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from returnrisk.contract import CASE_TYPES, coerce_tables, load_tables
-from returnrisk.reference import load_countries
+from returnrisk.arrays import lookup, ts_int
+from returnrisk.contract import CASE_TYPES, SCHEMAS, coerce_tables, load_tables
+from returnrisk.duties import duties_in_force, duty_rules_of
+from returnrisk.reference import load_countries, load_duty_rules
 from returnrisk.synth import SynthConfig, generate_world, write_world
 
 WINDOW = pd.Timedelta(days=90)
@@ -39,8 +41,17 @@ def mature(world) -> pd.DataFrame:
     for kind in CASE_TYPES:
         o[kind] = o["order_id"].isin(c.loc[c["case_type"] == kind, "order_id"])
     countries = t["countries"].set_index("country_code")
-    o["de_minimis"] = o["destination_country"].map(countries["duty_de_minimis"])
-    incoterm = o["incoterm"].fillna(o["destination_country"].map(countries["default_incoterm"]))
+    # the de-minimis / default incoterm of the rule in force at the order's time, if any
+    rules = duty_rules_of(t["duty_rules"])
+    de_minimis, default_inc = duties_in_force(
+        rules,
+        lookup(o["destination_country"], rules.countries),
+        ts_int(o["order_ts"]),
+        o["destination_country"].map(countries["duty_de_minimis"]).to_numpy(dtype=np.float64),
+        o["destination_country"].map(countries["default_incoterm"]).to_numpy(dtype=object),
+    )
+    o["de_minimis"] = de_minimis
+    incoterm = o["incoterm"].fillna(pd.Series(default_inc, index=o.index, dtype="str"))
     o["ddu_above"] = (incoterm == "DDU") & (o["order_value"] > o["de_minimis"])
     lines = t["order_lines"].merge(t["skus"], on="sku_id")
     sized = lines.dropna(subset=["size"])
@@ -72,6 +83,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     assert "new/orders.parquet" in a
     assert "truth.parquet" in a
     assert "shipments.parquet" in a
+    assert "duty_rules.parquet" in a
     assert a == b
     assert a["orders.parquet"] != c["orders.parquet"]
 
@@ -96,24 +108,27 @@ def test_same_seed_identical_frames_other_seed_different_frames() -> None:
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True)
     assert c.keys() == a.keys()
-    for name in set(a) - {"countries", "carriers"}:  # static reference tables stay the same
+    for name in set(a) - {"countries", "carriers", "duty_rules"}:  # reference tables: the same
         assert len(a[name]) == 0 or not a[name].equals(c[name]), name
 
 
 # Digests of SynthConfig(n_orders=2000, seed=5, new_days=2) as generated before the stages
 # were split into functions (returnrisk/synth.py, one function): a change of any number, or of
 # the order the generator draws in, shows here. Update only for an intended change of the world.
+# Last updated when the duty cause began following the duty rule in force at the order's time
+# (US and TR orders' duty risk; the outcome draws, and every draw after them, move).
 PINNED = {
-    "orders": "01baade5228adb74",
+    "orders": "6541490d662986c7",
     "order_lines": "263f7829c002c599",
-    "skus": "3eb75c80baa7bdd9",
+    "skus": "37fc1f72a581b720",
     "countries": "9437ad117017373e",
     "carriers": "cef8fda824551a60",
     "customers": "77c1c31f79e85aa1",
-    "after_sales_cases": "e93ac081543b1b43",
-    "shipments": "73965aa631856c02",
-    "truth": "e75f404069fc5a7e",
-    "new/orders": "57aa144eca3a0d5d",
+    "after_sales_cases": "c7986b5c4c6c2e2e",
+    "shipments": "b8367f948387260c",
+    "duty_rules": "a249a5ff18119543",
+    "truth": "6e2c441ca66bd81a",
+    "new/orders": "b5325db08c9550a7",
     "new/order_lines": "29764c3604526841",
     "new/skus": "f136ee75b1b399c9",
     "new/customers": "f644bee4e38df088",
@@ -492,3 +507,130 @@ def test_config_rejects_unknown_scenario_and_start_outside_the_window() -> None:
         SynthConfig(scenario="quality_drop", scenario_start=date(2023, 1, 1))
     assert SynthConfig(days=100).scenario_day == 60
     assert SynthConfig(scenario_start=date(2024, 2, 1)).scenario_day == 31
+
+
+# --- duty rules in force at the order's time --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def default_window():
+    """A small world over the default window (start and days of ``SynthConfig``), with the
+    features of its history and new orders."""
+    from returnrisk.features import build_features
+
+    world = generate_world(SynthConfig(n_orders=6000, seed=7, new_days=20, truth_actions_days=0))
+    frames = dict(world.tables)
+    for name, df in world.new.items():
+        frames[name] = pd.concat([frames[name], df], ignore_index=True)
+    feats = build_features(frames).set_index("order_id")
+    return world, feats.join(world.truth.set_index("order_id")["p_duty_dispute"])
+
+
+def _window(cfg: SynthConfig) -> tuple[pd.Timestamp, pd.Timestamp]:
+    t0 = pd.Timestamp(cfg.start, tz="UTC")
+    return t0, t0 + pd.Timedelta(days=cfg.days)
+
+
+def test_the_world_writes_the_reference_rules_of_its_window(default_window) -> None:
+    world, _ = default_window
+    t0, t_end = _window(world.config)
+    rules = world.tables["duty_rules"].set_index("rule_id")
+    ref = load_duty_rules().set_index("rule_id")
+    live = (ref["valid_from"] < t_end) & (ref["valid_to"].isna() | (ref["valid_to"] > t0))
+    live &= ref["country_code"].isin(world.tables["countries"]["country_code"])
+    assert set(rules.index) == set(ref.index[live])
+    assert not live.all()  # some reference rules lie outside the window and are left out
+    cols = ["country_code", "valid_from", "valid_to", "duty_de_minimis", "source"]
+    pd.testing.assert_frame_equal(rules[cols], ref.loc[rules.index, cols], check_dtype=False)
+    coerce_tables(world.tables)  # a valid contract table: known countries, no overlaps
+
+
+def test_the_default_window_crosses_a_change_seen_alike_by_features_and_truth(
+    default_window,
+) -> None:
+    world, f = default_window
+    assert (world.config.start, world.config.days) == (SynthConfig().start, SynthConfig().days)
+    t0, t_end = _window(world.config)
+    rules = world.tables["duty_rules"]
+    changes = rules.loc[(rules["valid_from"] > t0) & (rules["valid_from"] < t_end)]
+    assert len(changes) >= 1
+    crossed = 0
+    for _, rule in changes.iterrows():  # a few rules, not orders
+        there = f["destination_country"] == rule["country_code"]
+        before = f.loc[there & (f["order_ts"] < rule["valid_from"])]
+        ends = pd.isna(rule["valid_to"]) or (f["order_ts"] < rule["valid_to"])
+        after = f.loc[there & (f["order_ts"] >= rule["valid_from"]) & ends]
+        if before.empty or after.empty:
+            continue
+        crossed += 1
+        # the features: the de-minimis of the rule in force at each order's time
+        assert (after["duty_de_minimis"] == rule["duty_de_minimis"]).all()
+        assert (before["duty_de_minimis"] != rule["duty_de_minimis"]).all()
+    assert crossed >= 1
+    # the hidden cause: duties are due (DDU above the de-minimis in force) exactly where the
+    # features say so; due or not, the truth's duty risk is an order of magnitude apart
+    due = (f["effective_incoterm"] == "DDU") & (f["order_value"] > f["duty_de_minimis"])
+    assert due.any()
+    assert (~due).any()
+    assert f.loc[due, "p_duty_dispute"].min() > 3 * f.loc[~due, "p_duty_dispute"].max()
+    # the US rule of 2025-05-02: the same DDU orders under the old de minimis, before and after
+    us = rules.set_index("rule_id").loc["US-2025-05"]
+    old = world.tables["countries"].set_index("country_code").loc["US", "duty_de_minimis"]
+    ddu_low = (f["destination_country"] == "US") & (f["effective_incoterm"] == "DDU")
+    ddu_low &= f["order_value"] <= old
+    p_before = f.loc[ddu_low & (f["order_ts"] < us["valid_from"]), "p_duty_dispute"]
+    p_after = f.loc[ddu_low & (f["order_ts"] >= us["valid_from"]), "p_duty_dispute"]
+    assert len(p_before) >= 20
+    assert len(p_after) >= 20
+    assert p_after.min() > 3 * p_before.max()
+
+
+def test_de_minimis_drop_is_a_duty_rule_cutting_the_reference_rules() -> None:
+    world = _scenario_world("de_minimis_drop")
+    info, rules = world.scenario, world.tables["duty_rules"]
+    start = pd.Timestamp(info["start"], tz="UTC")
+    coerce_tables(world.tables)  # no overlapping rules of one country
+    mine = rules.loc[rules["country_code"] == info["country"]].set_index("rule_id")
+    rule = mine.loc[info["duty_rule"]]
+    assert rule["valid_from"] == start
+    assert pd.isna(rule["valid_to"])
+    assert rule["duty_de_minimis"] == 0.0
+    others = mine.drop(index=info["duty_rule"])
+    assert (others["valid_from"] < start).all()
+    assert (others["valid_to"] <= start).all()
+    # the other countries keep their reference rules untouched
+    base = generate_world(replace(world.config, scenario="stationary")).tables["duty_rules"]
+    keep = base["country_code"] != info["country"]
+    pd.testing.assert_frame_equal(
+        rules.loc[rules["country_code"] != info["country"]].reset_index(drop=True),
+        base.loc[keep].reset_index(drop=True),
+    )
+    again = _scenario_world("de_minimis_drop")
+    pd.testing.assert_frame_equal(again.tables["duty_rules"], rules, check_exact=True)
+    pd.testing.assert_frame_equal(again.truth, world.truth, check_exact=True)
+
+
+def test_rule_from_cuts_the_rule_in_force_and_drops_later_ones() -> None:
+    from returnrisk.synth.scenarios import rule_from
+
+    ref = load_duty_rules()
+    columns = SCHEMAS["duty_rules"].column_names
+    table = ref.loc[ref["country_code"].isin(["TR", "US"]), columns].reset_index(drop=True)
+    snapshot = table.copy()
+    at = pd.Timestamp("2024-10-01", tz="UTC")
+    out = rule_from(table, "TR", at, 0.0, "tr-drop").set_index("rule_id")
+    pd.testing.assert_frame_equal(table, snapshot)  # the input is not modified
+    tr = table.loc[table["country_code"] == "TR"].set_index("rule_id")
+    cut = tr.index[(tr["valid_from"] < at) & (tr["valid_to"] > at)]
+    later = tr.index[tr["valid_from"] >= at]
+    assert len(cut) == 1
+    assert len(later) >= 1
+    assert out.loc[cut[0], "valid_to"] == at
+    assert not set(later) & set(out.index)
+    assert out.loc["tr-drop", "valid_from"] == at
+    assert pd.isna(out.loc["tr-drop", "valid_to"])
+    untouched = tr.index[tr["valid_to"] <= at]
+    pd.testing.assert_frame_equal(out.loc[untouched], tr.loc[untouched])
+    us = table.loc[table["country_code"] == "US"].set_index("rule_id")
+    pd.testing.assert_frame_equal(out.loc[us.index], us)
+    assert (out.dtypes == table.set_index("rule_id").dtypes).all()

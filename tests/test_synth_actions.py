@@ -147,3 +147,31 @@ def test_the_default_backtest_window_has_its_truth(tmp_path: Path) -> None:
 def test_truth_actions_days_must_not_be_negative() -> None:
     with pytest.raises(ValueError, match="truth_actions_days: must be >= 0"):
         SynthConfig(truth_actions_days=-1)
+
+
+def test_ship_ddp_follows_the_duty_rule_in_force_at_the_orders_time() -> None:
+    """The default window crosses the US rule of 2025-05-02 (de minimis 0): US DDU orders
+    under the old de minimis owe no duty before it (shipping them DDP changes nothing) and
+    owe it after (DDP removes a real part of their risk), in the truth for actions as in the
+    world's truth."""
+    world = generate_world(SynthConfig(n_orders=6000, seed=4, new_days=20))  # default window
+    rule = world.tables["duty_rules"].set_index("rule_id").loc["US-2025-05"]
+    us = world.tables["countries"].set_index("country_code").loc["US"]
+    old = us["duty_de_minimis"]
+    assert old > rule["duty_de_minimis"]
+    assert us["default_incoterm"] == "DDU"  # an order without an incoterm is DDU
+    orders = pd.concat([world.tables["orders"], world.new["orders"]]).set_index("order_id")
+    ta = world.truth_actions
+    ship = ta[ta["action"] == "ship"].set_index("order_id")
+    ddp = ta[ta["action"] == "ship_ddp"].set_index("order_id").loc[ship.index]
+    o = orders.loc[ship.index]
+    low_ddu = (o["destination_country"] == "US") & (o["incoterm"].fillna("DDU") == "DDU")
+    low_ddu &= o["order_value"] <= old
+    after = (o["order_ts"] >= rule["valid_from"]).to_numpy()
+    drop = (ship["p_duties"] - ddp["p_duties"]).to_numpy()
+    before_rows, after_rows = low_ddu.to_numpy() & ~after, low_ddu.to_numpy() & after
+    assert before_rows.sum() >= 20  # the default backtest window's orders, before the rule
+    assert after_rows.sum() >= 20  # the new orders, after it
+    np.testing.assert_array_equal(drop[before_rows], 0.0)
+    assert drop[after_rows].min() > 0.005
+    assert drop[after_rows].mean() > 0.05

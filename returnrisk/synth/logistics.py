@@ -8,7 +8,7 @@ import numpy as np
 from scipy.special import expit, ndtr
 
 from returnrisk.synth.demand import Orders, Prices
-from returnrisk.synth.setting import Geography
+from returnrisk.synth.setting import Duties, Geography, in_force
 from returnrisk.synth.shift import Shift
 from returnrisk.synth.static import CARRIERS, LEVEL_DAYS, LEVEL_SIGMA, LEVELS, ZONE_FACTOR
 from returnrisk.synth.util import choice_rows
@@ -125,20 +125,20 @@ def make_charges(
     prices: Prices,
     car: Carriage,
     transit: Transit,
-    shift: Shift,
+    duties: Duties,
 ) -> Charges:
-    """Shipping fee (often free), the effective incoterm and the de-minimis position."""
+    """Shipping fee (often free), the effective incoterm and the de-minimis position, under the
+    duty rule in force at each order's time (``duties``: the world's, scenario included)."""
     n, value, o_lvl, o_dest = orders.n, prices.value, car.o_lvl, orders.o_dest
     free = (value >= 25) & (o_lvl < 2) & (rng.random(n) < 0.6)
     fee = np.round(
         np.array([3.5, 6.0, 14.0])[o_lvl] * transit.zf + 0.004 * prices.o_weight * (o_lvl + 1) / 2,
         2,
     )
-    default_ddu = geo.default_ddu[o_dest]
+    o_dm, default_ddu = in_force(geo, duties, o_dest, orders.o_ts)
     ddu = np.where(rng.random(n) < 0.82, default_ddu, ~default_ddu)
     ddu = np.where((orders.o_chan == 0) & ~default_ddu, False, ddu)  # marketplace collects
     incoterm_null = rng.random(n) < 0.07
-    o_dm = geo.dm[o_dest] if shift.de_minimis is None else shift.de_minimis
     return Charges(
         fee=np.where(free, 0.0, fee),
         ddu=np.where(incoterm_null, default_ddu, ddu),

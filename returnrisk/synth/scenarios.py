@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from returnrisk.errors import ReturnriskError
 from returnrisk.synth.catalog import Catalog
@@ -23,7 +24,7 @@ from returnrisk.synth.config import SynthConfig
 from returnrisk.synth.demand import Customers, Lines, Orders, Prices
 from returnrisk.synth.logistics import Carriage
 from returnrisk.synth.risk import REFUSE_SHARE
-from returnrisk.synth.setting import Geography
+from returnrisk.synth.setting import Duties, Geography, duties_of, in_force
 from returnrisk.synth.shift import Shift
 from returnrisk.synth.static import CARRIERS, COUNTRY_MIX
 
@@ -37,6 +38,7 @@ LANE_COLLAPSE_TRANSIT = 1.3  # factor on the median transit there
 LANE_COUNT, LANE_POOL = 3, 8  # lanes drawn among the carrier's busiest destinations
 DE_MINIMIS_REFUSE = 0.8  # share of duty disputes refused once the de minimis is gone
 DE_MINIMIS_MARKET_SHARE = 0.03  # markets with at least this share of the orders are eligible
+DE_MINIMIS_SOURCE = "synthetic: scenario de_minimis_drop (returnrisk synth)"
 NEW_MARKET_SHARE = 0.3  # of customers arriving from the start day on
 NEW_MARKET_LOSS = 2.5  # unproven lanes to the new market
 NEW_MARKET_TRANSIT = 1.4
@@ -55,6 +57,7 @@ class Plan:
     name: str
     day: int
     rng: np.random.Generator
+    start: pd.Timestamp  # the first instant of ``day`` (UTC)
     info: dict[str, Any] = field(default_factory=dict)
     market: int = -1  # new_market: the country index that opens on ``day``
 
@@ -66,15 +69,16 @@ class Plan:
 def make_plan(cfg: SynthConfig, geo: Geography) -> Plan:
     """The scenario of ``cfg``; ``new_market`` chooses its country here (before customers)."""
     rng = np.random.default_rng([cfg.seed, SCENARIO_STREAM])
-    start = (cfg.start + timedelta(days=cfg.scenario_day)).isoformat()
+    first = cfg.start + timedelta(days=cfg.scenario_day)
+    at, start = pd.Timestamp(first, tz="UTC").as_unit("ns"), first.isoformat()
     info: dict[str, Any] = {"scenario": cfg.scenario, "start": start, "day": cfg.scenario_day}
     if cfg.scenario != "new_market":
-        return Plan(cfg.scenario, cfg.scenario_day, rng, info)
+        return Plan(cfg.scenario, cfg.scenario_day, rng, at, info)
     # a market the seller never targeted (the 0.4 % default share of the market mix)
     candidates = np.flatnonzero(~np.isin(geo.cc, list(COUNTRY_MIX)))
     market = int(rng.choice(candidates))
     return Plan(
-        cfg.scenario, cfg.scenario_day, rng, {**info, "country": str(geo.cc[market])}, market
+        cfg.scenario, cfg.scenario_day, rng, at, {**info, "country": str(geo.cc[market])}, market
     )
 
 
@@ -128,19 +132,51 @@ def _lane_collapse(plan: Plan, geo: Geography, orders: Orders, car: Carriage) ->
     )
 
 
-def _de_minimis_drop(plan: Plan, geo: Geography, orders: Orders, value: np.ndarray) -> Shift:
+def rule_from(
+    table: pd.DataFrame, country: str, start: pd.Timestamp, de_minimis: float, rule_id: str
+) -> pd.DataFrame:
+    """``table`` (contract ``duty_rules``) with a new open-ended rule for ``country`` from
+    ``start``: that country's rules from ``start`` on are removed and the one in force then ends
+    at ``start``, so the rules of one country still do not overlap. A new frame."""
+    there = (table["country_code"] == country).to_numpy(dtype=bool)
+    later = there & (table["valid_from"] >= start).to_numpy(dtype=bool)
+    ends = table["valid_to"].isna() | (table["valid_to"] > start)
+    out = table.loc[~later].copy()
+    out.loc[there[~later] & ends.to_numpy(dtype=bool)[~later], "valid_to"] = start
+    values = {
+        "rule_id": rule_id,
+        "country_code": country,
+        "valid_from": start,
+        "valid_to": pd.NaT,
+        "duty_de_minimis": de_minimis,
+        "default_incoterm": None,  # the country's
+        "source": DE_MINIMIS_SOURCE,
+    }
+    row = pd.DataFrame({c: pd.Series([v], dtype=out[c].dtype) for c, v in values.items()})
+    return pd.concat([out, row], ignore_index=True)
+
+
+def _de_minimis_drop(
+    plan: Plan, geo: Geography, duties: Duties, orders: Orders, value: np.ndarray
+) -> Shift:
     before = ~orders.o_new & (orders.o_day < plan.day)
     per_cty = np.bincount(orders.o_dest[before], minlength=geo.n_cty)
-    below = before & (value <= geo.dm[orders.o_dest])  # the orders the drop would expose
+    dm_o, _ = in_force(geo, duties, orders.o_dest, orders.o_ts)
+    below = before & (value <= dm_o)  # the orders the drop would expose
     weights = np.bincount(orders.o_dest[below], minlength=geo.n_cty).astype(np.float64)
-    eligible = geo.default_ddu & (geo.dm > 0)  # DDU markets that had a de minimis
+    # DDU markets that had a de minimis just before the start (under the rule then in force)
+    just_before = np.full(geo.n_cty, int(plan.start.timestamp()) - 1, dtype=np.int64)
+    dm_c, ddu_c = in_force(geo, duties, np.arange(geo.n_cty), just_before)
+    eligible = ddu_c & (dm_c > 0)
     big = eligible & (per_cty >= DE_MINIMIS_MARKET_SHARE * per_cty.sum())
     weights[~(big if big.any() else eligible)] = 0.0
     k = int(_weighted_pick(plan.rng, weights, "country")[0])
-    info = {**plan.info, "country": str(geo.cc[k]), "de_minimis_before": float(geo.dm[k])}
+    country, rule_id = str(geo.cc[k]), f"scenario-de_minimis_drop-{geo.cc[k]}"
+    info = {**plan.info, "country": country, "de_minimis_before": float(dm_c[k])}
+    info = {**info, "duty_rule": rule_id}
     hit = (orders.o_dest == k) & (orders.o_day >= plan.day)
     return Shift(
-        de_minimis=np.where(hit, 0.0, geo.dm[orders.o_dest]),
+        duties=duties_of(rule_from(duties.table, country, plan.start, 0.0, rule_id)),
         refuse=np.where(hit, DE_MINIMIS_REFUSE, REFUSE_SHARE),
         affected=hit,
         info=info,
@@ -177,6 +213,7 @@ def _quality_drop(plan: Plan, cat: Catalog, orders: Orders, lines: Lines) -> Shi
 def make_shift(
     plan: Plan,
     geo: Geography,
+    duties: Duties,
     cat: Catalog,
     orders: Orders,
     lines: Lines,
@@ -187,7 +224,7 @@ def make_shift(
     if plan.name == "lane_collapse":
         return _lane_collapse(plan, geo, orders, car)
     if plan.name == "de_minimis_drop":
-        return _de_minimis_drop(plan, geo, orders, prices.value)
+        return _de_minimis_drop(plan, geo, duties, orders, prices.value)
     if plan.name == "new_market":
         return _new_market(plan, orders)
     if plan.name == "quality_drop":

@@ -1,4 +1,4 @@
-"""The setting every stage shares: the destination markets and the calendar."""
+"""The setting every stage shares: the destination markets, their duty rules, the calendar."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from returnrisk.reference import load_countries
+from returnrisk.contract import SCHEMAS
+from returnrisk.duties import DutyRules, duties_in_force, duty_rules_of
+from returnrisk.reference import load_countries, load_duty_rules
 from returnrisk.synth.config import DAY, SynthConfig
 from returnrisk.synth.static import (
     COD_COUNTRIES,
@@ -50,6 +52,56 @@ class Calendar:
     vol: np.ndarray
     peak_day: np.ndarray
     gift_day: np.ndarray
+
+
+@dataclass(frozen=True)
+class Duties:
+    """The world's duty rules: the contract ``duty_rules`` table it writes, and the same table
+    indexed (``returnrisk.duties``) for the hidden duty cause, so features and truth agree."""
+
+    table: pd.DataFrame
+    rules: DutyRules
+
+
+def duties_of(table: pd.DataFrame) -> Duties:
+    """``Duties`` of a contract ``duty_rules`` table (contract columns and dtypes, sorted)."""
+    schema = SCHEMAS["duty_rules"]
+    out = table[list(schema.column_names)].astype({c.name: c.dtype for c in schema.columns})
+    out = out.sort_values(["country_code", "valid_from"], kind="stable", ignore_index=True)
+    return Duties(table=out, rules=duty_rules_of(out))
+
+
+def make_duties(geo: Geography, cal: Calendar) -> Duties:
+    """The reference duty rules (``returnrisk.reference.load_duty_rules``, each with its
+    source) of the world's countries whose validity overlaps the world's window."""
+    ref = load_duty_rules()
+    t0 = pd.Timestamp(cal.t0, unit="s", tz="UTC")
+    t_end = pd.Timestamp(cal.t_end, unit="s", tz="UTC")
+    live = (ref["valid_from"] < t_end) & (ref["valid_to"].isna() | (ref["valid_to"] > t0))
+    return duties_of(ref.loc[live & ref["country_code"].isin(geo.cc)])
+
+
+def in_force(
+    geo: Geography, duties: Duties, dest: np.ndarray, t_sec: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per order (destination index ``dest``, epoch seconds ``t_sec``): the de-minimis (EUR)
+    and whether the default incoterm is DDU under the rule in force then
+    (``returnrisk.duties.duties_in_force``, as the features read them)."""
+    rules = duties.rules
+    pos = np.array([rules.position.get(c, -1) for c in geo.cc], dtype=np.int64)  # 40 countries
+    default = (
+        geo.countries["default_incoterm"]
+        .astype(object)
+        .where(geo.countries["default_incoterm"].notna(), None)
+    )
+    dm, inc = duties_in_force(
+        rules,
+        pos[dest],
+        np.asarray(t_sec, dtype=np.int64) * 10**9,
+        geo.dm[dest],
+        default.to_numpy(dtype=object)[dest],
+    )
+    return dm, inc == "DDU"
 
 
 def make_geography() -> Geography:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from returnrisk.synth.setting import Duties
 
 
 @dataclass(frozen=True)
@@ -14,7 +17,7 @@ class Shift:
 
     loss: np.ndarray | None = None  # per order: added log-odds of loss
     transit: np.ndarray | None = None  # per order: factor on the median transit
-    de_minimis: np.ndarray | None = None  # per order: de minimis in force, EUR
+    duties: Duties | None = None  # the world's duty rules with the scenario's change
     refuse: np.ndarray | None = None  # per order: share of duty disputes refused
     quality: np.ndarray | None = None  # per line: added hidden quality problem
     mismatch: np.ndarray | None = None  # per line: added description mismatch

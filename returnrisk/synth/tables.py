@@ -240,6 +240,7 @@ def split_tables(
         "customers": frames["customers"],
         "after_sales_cases": frames["after_sales_cases"],
         "shipments": frames["shipments"],
+        "duty_rules": frames["duty_rules"],
     }
     new = {}
     if o_new.any():

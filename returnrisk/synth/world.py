@@ -23,7 +23,7 @@ from returnrisk.synth.logistics import choose_carriage, make_charges, make_trans
 from returnrisk.synth.outcomes import draw_events, make_cases
 from returnrisk.synth.risk import line_risks, make_truth, order_risks
 from returnrisk.synth.scenarios import make_plan, make_shift, open_market
-from returnrisk.synth.setting import make_calendar, make_geography
+from returnrisk.synth.setting import make_calendar, make_duties, make_geography
 
 
 def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
@@ -34,6 +34,7 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
     """
     rng = np.random.default_rng(cfg.seed)
     geo, cal = make_geography(), make_calendar(cfg)
+    reference = make_duties(geo, cal)  # the real rules in force during the world's window
     plan = make_plan(cfg, geo)
     with log.step("catalogue"):
         cat = make_catalog(rng, cfg, geo)
@@ -46,9 +47,10 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
         prices = make_prices(rng, cat, orders, lines)
     with log.step("shipping"):
         car = choose_carriage(rng, geo, orders, prices)
-        shift = make_shift(plan, geo, cat, orders, lines, prices, car)
+        shift = make_shift(plan, geo, reference, cat, orders, lines, prices, car)
+        duties = reference if shift.duties is None else shift.duties
         transit = make_transit(cfg.days, orders, car, shift)
-        charges = make_charges(rng, geo, orders, prices, car, transit, shift)
+        charges = make_charges(rng, geo, orders, prices, car, transit, duties)
     with log.step("risk model"):
         lr = line_risks(cal, geo, cat, orders, lines, prices, car, shift)
         risks = order_risks(orders, lines, prices, car, transit, charges, lr, shift)
@@ -67,6 +69,7 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
             "new_customers": new_customers,
             "shipments": tb.shipments_table(cal, keys, orders, ev),
             "after_sales_cases": tb.cases_table(keys, lines, cases),
+            "duty_rules": duties.table,
         }
         tables, new = tb.split_tables(cfg, cal, geo, cat, orders, lines, frames)
         truth["order_id"] = keys.order_ids
