@@ -141,6 +141,28 @@ def test_world_for_a_seed_is_pinned() -> None:
     assert got == PINNED
 
 
+# The same world before the duty cause followed the dated duty rules: ``duty_changes=False``
+# still generates it, number for number (and an empty ``duty_rules``).
+PINNED_WITHOUT_DUTY_CHANGES = {
+    **PINNED,
+    "orders": "01baade5228adb74",
+    "skus": "3eb75c80baa7bdd9",
+    "after_sales_cases": "e93ac081543b1b43",
+    "shipments": "73965aa631856c02",
+    "truth": "e75f404069fc5a7e",
+    "new/orders": "57aa144eca3a0d5d",
+}
+
+
+def test_without_duty_changes_the_world_is_the_one_before_duty_rules() -> None:
+    world = generate_world(SynthConfig(n_orders=2000, seed=5, new_days=2, duty_changes=False))
+    assert world.tables["duty_rules"].empty
+    got = {k: _fingerprint(v) for k, v in _frames(world).items() if k != "duty_rules"}
+    want = {k: v for k, v in PINNED_WITHOUT_DUTY_CHANGES.items() if k != "duty_rules"}
+    assert got == want
+    assert got["truth"] != PINNED["truth"]  # the duty changes do move the world
+
+
 def test_fixture_world_passes_the_contract(synth_world: Path) -> None:
     tables = load_tables(synth_world)
     assert len(tables.orders) > 3000

@@ -43,6 +43,10 @@ class SynthConfig:
     # truth for actions also for the history orders a backtest window needs: the last
     # ``truth_actions_days`` days of mature orders and everything after (0: new orders only)
     truth_actions_days: int = 84
+    # the dated duty rules of the reference (returnrisk/reference/duty_rules.csv) in force during
+    # the window apply, and are written as ``duty_rules``; False: every destination keeps its
+    # countries-table figures throughout (only a de_minimis_drop scenario writes a rule)
+    duty_changes: bool = True
 
     def __post_init__(self) -> None:
         if self.n_orders < 10:

@@ -71,10 +71,13 @@ def duties_of(table: pd.DataFrame) -> Duties:
     return Duties(table=out, rules=duty_rules_of(out))
 
 
-def make_duties(geo: Geography, cal: Calendar) -> Duties:
+def make_duties(cfg: SynthConfig, geo: Geography, cal: Calendar) -> Duties:
     """The reference duty rules (``returnrisk.reference.load_duty_rules``, each with its
-    source) of the world's countries whose validity overlaps the world's window."""
+    source) of the world's countries whose validity overlaps the world's window; none without
+    ``cfg.duty_changes``."""
     ref = load_duty_rules()
+    if not cfg.duty_changes:
+        ref = ref.iloc[:0]
     t0 = pd.Timestamp(cal.t0, unit="s", tz="UTC")
     t_end = pd.Timestamp(cal.t_end, unit="s", tz="UTC")
     live = (ref["valid_from"] < t_end) & (ref["valid_to"].isna() | (ref["valid_to"] > t0))

@@ -34,7 +34,7 @@ def generate_world(cfg: SynthConfig, *, log: StepLog = QUIET) -> World:
     """
     rng = np.random.default_rng(cfg.seed)
     geo, cal = make_geography(), make_calendar(cfg)
-    reference = make_duties(geo, cal)  # the real rules in force during the world's window
+    reference = make_duties(cfg, geo, cal)  # the real rules in force during the world's window
     plan = make_plan(cfg, geo)
     with log.step("catalogue"):
         cat = make_catalog(rng, cfg, geo)
