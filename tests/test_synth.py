@@ -332,7 +332,18 @@ def test_cli_synth_writes_a_valid_directory_and_rejects_bad_input(tmp_path: Path
     res = runner.invoke(app, ["synth", "--orders", "800", "--seed", "5", "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
     assert (out / "new" / "orders.parquet").is_file()
-    load_tables(out)
+    written = load_tables(out)  # checks the contract, the duty rules' overlaps included
+    assert set(written.duty_rules["country_code"]) >= {"TR", "US"}  # the default window's changes
+    drop = tmp_path / "drop"
+    res = runner.invoke(
+        app,
+        ["synth", "--orders", "800", "--seed", "5", "--out", str(drop), "-q"]
+        + ["--scenario", "de_minimis_drop"],
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads((drop / "scenario.json").read_text())
+    rules = load_tables(drop).duty_rules
+    assert info["duty_rule"] in set(rules["rule_id"])
     bad = runner.invoke(app, ["synth", "--orders", "800", "--out", str(out), "--start", "x"])
     assert bad.exit_code == 1
     assert "--start" in bad.output

@@ -27,7 +27,7 @@ class Geography:
     countries: pd.DataFrame
     cc: np.ndarray  # country codes (object)
     dm: np.ndarray  # duty de-minimis, EUR
-    default_ddu: np.ndarray
+    default_inc: np.ndarray  # the countries' default incoterm (object; None: missing)
     regions: list[str]
     cty_region: np.ndarray
     cty_zone: np.ndarray
@@ -92,17 +92,12 @@ def in_force(
     (``returnrisk.duties.duties_in_force``, as the features read them)."""
     rules = duties.rules
     pos = np.array([rules.position.get(c, -1) for c in geo.cc], dtype=np.int64)  # 40 countries
-    default = (
-        geo.countries["default_incoterm"]
-        .astype(object)
-        .where(geo.countries["default_incoterm"].notna(), None)
-    )
     dm, inc = duties_in_force(
         rules,
         pos[dest],
         np.asarray(t_sec, dtype=np.int64) * 10**9,
         geo.dm[dest],
-        default.to_numpy(dtype=object)[dest],
+        geo.default_inc[dest],
     )
     return dm, inc == "DDU"
 
@@ -133,7 +128,10 @@ def make_geography() -> Geography:
         countries=countries,
         cc=cc,
         dm=countries["duty_de_minimis"].to_numpy(dtype=np.float64),
-        default_ddu=(countries["default_incoterm"] == "DDU").to_numpy(),
+        default_inc=countries["default_incoterm"]
+        .astype(object)
+        .where(countries["default_incoterm"].notna(), None)
+        .to_numpy(dtype=object),
         regions=regions,
         cty_region=np.searchsorted(regions, countries["region"].to_numpy(dtype=object)),
         cty_zone=cty_zone,
