@@ -172,8 +172,12 @@ def _de_minimis_drop(
     weights[~(big if big.any() else eligible)] = 0.0
     k = int(_weighted_pick(plan.rng, weights, "country")[0])
     country, rule_id = str(geo.cc[k]), f"scenario-de_minimis_drop-{geo.cc[k]}"
-    info = {**plan.info, "country": country, "de_minimis_before": float(dm_c[k])}
-    info = {**info, "duty_rule": rule_id}
+    info = {
+        **plan.info,
+        "country": country,
+        "de_minimis_before": float(dm_c[k]),
+        "duty_rule": rule_id,
+    }
     hit = (orders.o_dest == k) & (orders.o_day >= plan.day)
     return Shift(
         duties=duties_of(rule_from(duties.table, country, plan.start, 0.0, rule_id)),
