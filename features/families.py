@@ -13,6 +13,7 @@ formulas, so batch and online rows agree bit for bit.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ import pyarrow.compute as pc
 from returnrisk.arrays import DAY_NS, NAT, lookup, ts_int
 from returnrisk.duties import duties_in_force, duty_rules_of
 
-from .history import Cases, Context, Items
+from .history import LIFETIME, Cases, Context, Items, mature_sources
 from .kernels import (
     Groups,
     PriorAggregate,
@@ -61,7 +62,45 @@ LANE_SOURCES: dict[str, tuple[str, ...]] = {
     "ships": ("transit_s", "late", "promised"),
 }
 DESTINATION_SOURCES: dict[str, tuple[str, ...]] = {"orders": (), "dispute": ()}
+MATURE_SOURCES: dict[str, tuple[str, ...]] = {"mature": (), "mature_case": ()}
+LANE_SOURCES.update(MATURE_SOURCES)
 ITEM_SOURCES: dict[str, tuple[str, ...]] = {"items": ("units",), "cases": ()}
+# the product level also counts its items' cases by type and its matured items
+PRODUCT_SOURCES: dict[str, tuple[str, ...]] = {
+    **ITEM_SOURCES,
+    "returns": (),
+    "not_as_described": (),
+    **MATURE_SOURCES,
+}
+
+# Recent windows, in days, of each history (``Context.prior_windows``): the aggregate over
+# [t - w, t) next to the lifetime one (``LIFETIME``). Fixed, like the features they make.
+CUSTOMER_ORDER_WINDOWS = (30,)
+CUSTOMER_CASE_WINDOWS = (90,)
+LANE_WINDOWS = (30, 90)
+DESTINATION_WINDOWS = (90,)
+
+
+@dataclass(frozen=True)
+class ItemLevel:
+    """A key of the item history: its event sources and recent windows (days)."""
+
+    sources: Mapping[str, tuple[str, ...]]
+    windows: tuple[int, ...] = ()
+
+
+ITEM_LEVELS: dict[str, ItemLevel] = {
+    "category": ItemLevel(ITEM_SOURCES),
+    "sku": ItemLevel(ITEM_SOURCES, (90,)),
+    "product": ItemLevel(PRODUCT_SOURCES, (30, 90)),
+    "supplier": ItemLevel(ITEM_SOURCES, (90,)),
+    "brand": ItemLevel(ITEM_SOURCES),
+    "category_destination": ItemLevel(ITEM_SOURCES, (90,)),
+    "customer_category": ItemLevel(ITEM_SOURCES),
+    "customer_product": ItemLevel(ITEM_SOURCES),
+}
+RETURN_TYPES = ("return", "refund")
+NOT_AS_DESCRIBED_TYPES = ("not_as_described", "wrong_item")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,10 +231,7 @@ def basket(ctx: Context, items: Items, out: dict[str, Any]) -> None:
     )
 
     # SKU attributes, computed once per SKU and then indexed
-    apparel_sku = (
-        skus["category"].str.lower().isin({c.lower() for c in cfg.apparel_categories})
-        | skus["size"].notna()
-    ).to_numpy(dtype=bool)
+    apparel_sku = sized_skus(skus, cfg)
     size_code = np.where(skus["size"].notna().to_numpy(), codes(skus["size"]), -1)
     main = basket_features(
         out,
@@ -299,25 +335,50 @@ def customer_history(ctx: Context, cases: Cases, out: dict[str, Any]) -> None:
     k, q, q_ts = ctx.k, ctx.q_idx, ctx.q_ts
     cust = ctx.codes("customer", ctx.orders["customer_id"])
     ev = np.flatnonzero(ctx.o_known)
-    orders_before = ctx.prior_one(
-        "customer_orders", cust[ev], ctx.o_ts[ev], cust[q], q_ts, with_times=True
+    orders_before = ctx.prior_one_windows(
+        "customer_orders",
+        cust[ev],
+        ctx.o_ts[ev],
+        cust[q],
+        q_ts,
+        CUSTOMER_ORDER_WINDOWS,
+        with_times=True,
     )
     type_values = {
         name: cases.case_type.isin(types).to_numpy(dtype=bool)
         for name, types in CUSTOMER_TYPE_GROUPS.items()
     }
-    cases_before = ctx.prior_one(
-        "customer_cases", cust[cases.o], cases.ts, cust[q], q_ts, type_values, with_times=True
+    cases_before = ctx.prior_one_windows(
+        "customer_cases",
+        cust[cases.o],
+        cases.ts,
+        cust[q],
+        q_ts,
+        CUSTOMER_CASE_WINDOWS,
+        type_values,
+        with_times=True,
     )
     with_case = ctx.prior_one(
         "customer_with_case", cust[cases.first_o], cases.first_ts, cust[q], q_ts
     ).count
+    mature = ctx.prior("customer_mature", mature_sources(cust, cases), cust[q], q_ts)
     prior = ctx.global_rate("case", cases.first_ts, ctx.cfg.default_case_rate)
     customers = ctx.tables.customers
     ui = ctx.q_customer
     seen_all = ts_int(customers["first_seen_ts"])
     seen = np.where(ui >= 0, seen_all[np.where(ui >= 0, ui, 0)] if len(seen_all) else NAT, NAT)
-    customer_features(out, k, q_ts, prior, orders_before, cases_before, with_case, seen)
+    customer_features(
+        out,
+        k,
+        q_ts,
+        prior,
+        orders_before,
+        cases_before,
+        with_case,
+        seen,
+        mature,
+        cases.mature_prior,
+    )
 
 
 def customer_features(
@@ -325,17 +386,27 @@ def customer_features(
     k: float,
     q_ts: np.ndarray,
     prior: np.ndarray,
-    orders: PriorAggregate,
-    cases: PriorAggregate,
+    orders_w: Mapping[int, PriorAggregate],
+    cases_w: Mapping[int, PriorAggregate],
     with_case: np.ndarray,
     seen: np.ndarray,
+    mature: Mapping[str, PriorAggregate],
+    mature_prior: np.ndarray,
 ) -> None:
     """The customer-history features from the customer's aggregates before each order
-    (shared with the online store): orders (with times), cases (with times and type sums),
-    orders with a case, and ``first_seen_ts`` (``NAT`` when unknown)."""
+    (shared with the online store): orders (with times; and per ``CUSTOMER_ORDER_WINDOWS``),
+    cases (with times and type sums; and per ``CUSTOMER_CASE_WINDOWS``), orders with a case,
+    ``first_seen_ts`` (``NAT`` when unknown), the matured orders (``MATURE_SOURCES``) and the
+    global share of matured orders with a case (their prior)."""
+    orders, cases = orders_w[LIFETIME], cases_w[LIFETIME]
     out["customer_prior_orders"] = orders.count.astype(np.float64)
     out["customer_prior_cases"] = cases.count.astype(np.float64)
     out["customer_case_rate"] = smoothed_rate(with_case, orders.count, prior, k)
+    out["customer_orders_30d"] = orders_w[30].count.astype(np.float64)
+    out["customer_cases_90d"] = cases_w[90].count.astype(np.float64)
+    out["customer_case_rate_mature"] = smoothed_rate(
+        mature["mature_case"].count, mature["mature"].count, mature_prior, k
+    )
     # tenure: from the earliest of first_seen_ts (when not after the order) and the first order
     first = np.where(orders.count > 0, orders.first_ts, _TS_MAX)
     first = np.where((seen != NAT) & (seen <= q_ts), np.minimum(first, seen), first)
@@ -377,7 +448,7 @@ def lane_history(ctx: Context, cases: Cases, out: dict[str, Any]) -> None:
     }
     nr_o, nr_ts = first_of["not_received"]
     dm_o, dm_ts = first_of["damaged"]
-    lane_h = ctx.prior(
+    lane_h = ctx.prior_windows(
         "lane",
         {
             "orders": (lane[ev], ctx.o_ts[ev], None),
@@ -385,16 +456,19 @@ def lane_history(ctx: Context, cases: Cases, out: dict[str, Any]) -> None:
             "not_received": (lane[nr_o], nr_ts, None),
             "damaged": (lane[dm_o], dm_ts, None),
             "ships": (lane[so], d_ts, ship_vals),
+            **mature_sources(lane, cases),
         },
         lane[q],
         q_ts,
+        LANE_WINDOWS,
     )
     dd_o, dd_ts = first_of["duty_dispute"]
-    dest_h = ctx.prior(
+    dest_h = ctx.prior_windows(
         "destination",
         {"orders": (dest[ev], ctx.o_ts[ev], None), "dispute": (dest[dd_o], dd_ts, None)},
         dest[q],
         q_ts,
+        DESTINATION_WINDOWS,
     )
     # global history (the priors of the lane's and destination's rates): before each order
     global_counts = {
@@ -405,23 +479,38 @@ def lane_history(ctx: Context, cases: Cases, out: dict[str, Any]) -> None:
     }
     zero_d, zero_q = np.zeros(len(d_ts), np.int64), np.zeros(len(q_ts), np.int64)
     delivered = ctx.prior_one("ships", zero_d, d_ts, zero_q, q_ts, ship_vals)
-    lane_features(out, k, cfg, lane_h, dest_h, ctx.orders_before, global_counts, delivered)
+    lane_features(
+        out,
+        k,
+        cfg,
+        lane_h,
+        dest_h,
+        ctx.orders_before,
+        global_counts,
+        delivered,
+        cases.mature_prior,
+    )
 
 
 def lane_features(
     out: dict[str, Any],
     k: float,
     cfg: FeatureConfig,
-    lane: Mapping[str, PriorAggregate],
-    dest: Mapping[str, PriorAggregate],
+    lane_w: Mapping[int, Mapping[str, PriorAggregate]],
+    dest_w: Mapping[int, Mapping[str, PriorAggregate]],
     orders_before: np.ndarray,
     global_counts: Mapping[str, np.ndarray],
     delivered: PriorAggregate,
+    mature_prior: np.ndarray,
 ) -> None:
     """The lane and destination features from their aggregates before each order (shared with
-    the online store): per lane its orders, orders with a case / not received / damaged and
-    delivered shipments; per destination its orders and duty disputes; globally the orders
-    placed, the orders with each kind of case and the delivered shipments (the priors)."""
+    the online store): per lane (``LANE_SOURCES``, lifetime and per ``LANE_WINDOWS``) its
+    orders, orders with a case / not received / damaged, delivered shipments and matured
+    orders; per destination (lifetime and per ``DESTINATION_WINDOWS``) its orders and duty
+    disputes; globally the orders placed, the orders with each kind of case, the delivered
+    shipments and the share of matured orders with a case (the priors). A recent rate is
+    shrunk towards the key's lifetime rate."""
+    lane, dest = lane_w[LIFETIME], dest_w[LIFETIME]
     lane_orders = lane["orders"].count
     out["lane_prior_orders"] = lane_orders.astype(np.float64)
     out["destination_prior_orders"] = dest["orders"].count.astype(np.float64)
@@ -445,6 +534,31 @@ def lane_features(
     sh = lane["ships"]
     out["lane_transit_days"] = (sh.sums["transit_s"] / day_s + k * g_transit) / (sh.count + k)
     out["lane_late_rate"] = smoothed_rate(sh.sums["late"], sh.sums["promised"], g_late, k)
+    out["lane_case_rate_mature"] = smoothed_rate(
+        lane["mature_case"].count, lane["mature"].count, mature_prior, k
+    )
+    # recent: the last 30 / 90 days, shrunk towards the lane's lifetime values
+    for w in LANE_WINDOWS:
+        recent = lane_w[w]
+        out[f"lane_case_rate_{w}d"] = smoothed_rate(
+            recent["case"].count, recent["orders"].count, out["lane_case_rate"], k
+        )
+    out["lane_case_trend_30d"] = out["lane_case_rate_30d"] - out["lane_case_rate"]
+    recent = lane_w[30]
+    out["lane_not_received_rate_30d"] = smoothed_rate(
+        recent["not_received"].count, recent["orders"].count, out["lane_not_received_rate"], k
+    )
+    sh30 = recent["ships"]
+    out["lane_transit_days_30d"] = (
+        sh30.sums["transit_s"] / day_s + k * out["lane_transit_days"]
+    ) / (sh30.count + k)
+    out["lane_late_rate_30d"] = smoothed_rate(
+        sh30.sums["late"], sh30.sums["promised"], out["lane_late_rate"], k
+    )
+    dest90 = dest_w[90]
+    out["destination_duty_dispute_rate_90d"] = smoothed_rate(
+        dest90["dispute"].count, dest90["orders"].count, out["destination_duty_dispute_rate"], k
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -476,6 +590,32 @@ def _case_items(
     return key // n_sku, key % n_sku, ts
 
 
+def _of_types(cases: Cases, types: tuple[str, ...]) -> Cases:
+    """The cases of some types (their per-order first cases are not recomputed: unused)."""
+    keep = cases.case_type.isin(types).to_numpy(dtype=bool)
+    return replace(
+        cases,
+        o=cases.o[keep],
+        ts=cases.ts[keep],
+        case_type=cases.case_type[keep].reset_index(drop=True),
+        sku=cases.sku[keep].reset_index(drop=True),
+    )
+
+
+def sized_skus(skus: pd.DataFrame, cfg: FeatureConfig) -> np.ndarray:
+    """Per SKU row: it has a size (apparel or shoes by category, or a size given)."""
+    return (
+        skus["category"].str.lower().isin({c.lower() for c in cfg.apparel_categories})
+        | skus["size"].notna()
+    ).to_numpy(dtype=bool)
+
+
+def own_or_sku(column: pd.Series, sku_id: pd.Series) -> pd.Series:
+    """A SKU's supplier / brand key; a SKU without one is a key of its own (its sku_id, as a
+    product without product_id is), so missing values never pool into one key."""
+    return column.astype(object).where(column.notna(), "\0" + sku_id.astype(object))
+
+
 def item_history(ctx: Context, items: Items, cases: Cases, out: dict[str, Any]) -> None:
     k, cfg, skus = ctx.k, ctx.cfg, ctx.tables.skus
     a_o, a_s, a_ts = _case_items(ctx, items, cases)
@@ -487,33 +627,58 @@ def item_history(ctx: Context, items: Items, cases: Cases, out: dict[str, Any]) 
     sku = ctx.codes("sku", skus["sku_id"])
     cat = ctx.codes("category", skus["category"])
     prod = ctx.codes("product", skus["product_id"].fillna(skus["sku_id"]))
+    supplier = ctx.codes("supplier", own_or_sku(skus["supplier_id"], skus["sku_id"]))
+    brand = ctx.codes("brand", own_or_sku(skus["brand"], skus["sku_id"]))
     dest = ctx.codes("destination", ctx.orders["destination_country"])
-    cd = ctx.combine(
-        "category_destination",
-        np.concatenate([cat[items.s], cat[a_s]]),
-        np.concatenate([dest[items.o], dest[a_o]]),
-    )
-    cd_items, cd_cases = cd[: len(items.s)], cd[len(items.s) :]
-    qty_int = np.rint(np.nan_to_num(items.qty)).astype(np.int64)
+    cust = ctx.codes("customer", ctx.orders["customer_id"])
+    n_it = len(items.s)
 
+    def pair(name: str, first: tuple, second: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """One code per (first, second) key pair; each given for the items and the case items."""
+        c = ctx.combine(name, np.concatenate(first), np.concatenate(second))
+        return c[:n_it], c[n_it:]
+
+    by_cat, by_prod = (cat[items.s], cat[a_s]), (prod[items.s], prod[a_s])
+    by_cust = (cust[items.o], cust[a_o])
     levels = {
-        "category": (cat[items.s], cat[a_s]),
+        "category": by_cat,
         "sku": (sku[items.s], sku[a_s]),
-        "product": (prod[items.s], prod[a_s]),
-        "category_destination": (cd_items, cd_cases),
+        "product": by_prod,
+        "supplier": (supplier[items.s], supplier[a_s]),
+        "brand": (brand[items.s], brand[a_s]),
+        "category_destination": pair("category_destination", by_cat, (dest[items.o], dest[a_o])),
+        "customer_category": pair("customer_category", by_cust, by_cat),
+        "customer_product": pair("customer_product", by_cust, by_prod),
     }
-    history = {
-        name: ctx.prior(
-            name,
-            {
-                "items": (key_items[ev], it_ts[ev], {"units": qty_int[ev]}),
-                "cases": (key_cases, a_ts, None),
-            },
-            key_items[r],
-            q_ts,
-        )
-        for name, (key_items, key_cases) in levels.items()
+    qty_int = np.rint(np.nan_to_num(items.qty)).astype(np.int64)
+    # the product's extra sources: its items' cases by type, its matured items
+    window = cfg.label_window_days * DAY_NS
+    ret_o, ret_s, ret_ts = _case_items(ctx, items, _of_types(cases, RETURN_TYPES))
+    nad_o, nad_s, nad_ts = _case_items(ctx, items, _of_types(cases, NOT_AS_DESCRIBED_TYPES))
+    m_ts = it_ts[ev] + window
+    a_end = ctx.o_ts[a_o] + window
+    a_mature = (a_ts >= ctx.o_ts[a_o]) & (a_ts <= a_end) & ctx.o_known[a_o]
+    product_extra = {
+        "returns": (prod[ret_s], ret_ts, None),
+        "not_as_described": (prod[nad_s], nad_ts, None),
+        "mature": (prod[items.s][ev], m_ts, None),
+        "mature_case": (prod[a_s][a_mature], a_end[a_mature], None),
     }
+    history = {}
+    for name, (key_items, key_cases) in levels.items():  # a loop over the 8 levels
+        sources = {
+            "items": (key_items[ev], it_ts[ev], {"units": qty_int[ev]}),
+            "cases": (key_cases, a_ts, None),
+        }
+        if name == "product":
+            sources.update(product_extra)
+        windows = ITEM_LEVELS[name].windows
+        history[name] = ctx.prior_windows(name, sources, key_items[r], q_ts, windows)
+    # the customer's earlier returns of sized items (a return or refund case on a sized SKU)
+    sized = sized_skus(skus, cfg)[ret_s]
+    sized_returns = ctx.prior_one(
+        "customer_sized_returns", cust[ret_o[sized]], ret_ts[sized], cust[ctx.q_idx], ctx.q_ts
+    ).count
     g = Groups(items.q_pos, len(ctx.q_idx))
     best = item_features(
         out,
@@ -525,6 +690,8 @@ def item_history(ctx: Context, items: Items, cases: Cases, out: dict[str, Any]) 
         ctx.count_before("item_cases", a_ts, q_ts),
         ctx.count_before("items", it_ts[ev], q_ts),
         history,
+        cases.mature_prior[items.q_pos],
+        sized_returns,
     )
     top_sku = np.full(len(best), -1, dtype=np.int64)
     top_sku[best >= 0] = items.s[r][best[best >= 0]]
@@ -541,23 +708,34 @@ def item_features(
     qty: np.ndarray,
     n_item_cases: np.ndarray,
     n_items: np.ndarray,
-    history: Mapping[str, Mapping[str, PriorAggregate]],
+    history: Mapping[str, Mapping[int, Mapping[str, PriorAggregate]]],
+    mature_prior: np.ndarray,
+    sized_returns: np.ndarray,
 ) -> np.ndarray:
-    """The SKU, product and category features of each order from its items' aggregates before
-    it (shared with the online store). ``history[level]["items"]`` / ``["cases"]``: per item,
-    the level's earlier items (with units) and items with a case, for the levels category, sku,
-    product and category_destination; ``n_item_cases`` / ``n_items``: the global counts (the
-    prior). Returns per order the item row of its riskiest SKU (-1 when it has none)."""
+    """The SKU, product, supplier, brand, category and customer x item features of each order
+    from its items' aggregates before it (shared with the online store).
+    ``history[level][w][source]``: per item, the level's (``ITEM_LEVELS``) earlier items (with
+    units), items with a case, and for the product its cases by type and matured items, over
+    the lifetime (``w = LIFETIME``) and the level's recent windows; ``n_item_cases`` /
+    ``n_items``: the global counts (the prior); ``mature_prior``: per item, the global share of
+    matured orders with a case; ``sized_returns``: per order, the customer's earlier return or
+    refund items of sized SKUs. Returns per order the item row of its riskiest SKU (-1 when it
+    has none)."""
 
-    def rate(level: str, prior: np.ndarray) -> np.ndarray:
-        h = history[level]
+    def rate(level: str, prior: np.ndarray, w: int = LIFETIME) -> np.ndarray:
+        h = history[level][w]
         return smoothed_rate(h["cases"].count, h["items"].count, prior, k)
 
-    cat_rate = rate("category", smoothed_rate(n_item_cases, n_items, cfg.default_case_rate, k))
+    item_rate = smoothed_rate(n_item_cases, n_items, cfg.default_case_rate, k)
+    cat_rate = rate("category", item_rate)
     sku_rate = rate("sku", cat_rate)
     prod_rate = rate("product", cat_rate)
     cd_rate = rate("category_destination", cat_rate)
-    sku_trials, sku_cases = history["sku"]["items"], history["sku"]["cases"].count
+    supplier_rate = rate("supplier", item_rate)
+    sku_trials, sku_cases = (
+        history["sku"][LIFETIME]["items"],
+        history["sku"][LIFETIME]["cases"].count,
+    )
     w = _weights(g, value, qty)
 
     def wmean(x: np.ndarray) -> np.ndarray:
@@ -572,6 +750,38 @@ def item_features(
     out["product_case_rate_mean"] = wmean(prod_rate)
     out["category_case_rate_mean"] = wmean(cat_rate)
     out["category_destination_case_rate_max"] = g.max(cd_rate)
+    out["supplier_case_rate_max"] = g.max(supplier_rate)
+    out["brand_case_rate_max"] = g.max(rate("brand", item_rate))
+
+    # recent windows, each shrunk towards the key's lifetime rate
+    out["sku_case_rate_90d_max"] = g.max(rate("sku", sku_rate, 90))
+    out["product_case_rate_30d_max"] = g.max(rate("product", prod_rate, 30))
+    prod_90 = rate("product", prod_rate, 90)
+    out["product_case_rate_90d_max"] = g.max(prod_90)
+    out["product_case_trend_90d_max"] = g.max(prod_90 - prod_rate)
+    out["supplier_case_rate_90d_max"] = g.max(rate("supplier", supplier_rate, 90))
+    out["category_destination_case_rate_90d_max"] = g.max(rate("category_destination", cd_rate, 90))
+
+    # the product's case-type mix and its rate over matured items only
+    prod = history["product"][LIFETIME]
+    prod_items = prod["items"].count
+    out["product_return_rate_max"] = g.max(
+        smoothed_rate(prod["returns"].count, prod_items, cfg.default_type_rate, k)
+    )
+    out["product_not_as_described_rate_max"] = g.max(
+        smoothed_rate(prod["not_as_described"].count, prod_items, cfg.default_type_rate, k)
+    )
+    out["product_case_rate_mature_max"] = g.max(
+        smoothed_rate(prod["mature_case"].count, prod["mature"].count, mature_prior, k)
+    )
+
+    # the customer with these categories and products
+    cc = history["customer_category"][LIFETIME]
+    out["customer_category_prior_items"] = g.max(cc["items"].count.astype(np.float64))
+    out["customer_category_case_rate_max"] = g.max(rate("customer_category", cat_rate))
+    cp = history["customer_product"][LIFETIME]["items"].count
+    out["customer_product_prior_items"] = g.max(cp.astype(np.float64))
+    out["customer_prior_sized_returns"] = sized_returns.astype(np.float64)
 
     # riskiest SKU of each order (context for reason codes): highest rate, then value
     best = np.full(g.n, -1, dtype=np.int64)

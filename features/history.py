@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from returnrisk.arrays import NAT, ts_int
+from returnrisk.arrays import DAY_NS, NAT, ts_int
 from returnrisk.contract import SCHEMAS, Tables
 
 from .kernels import (
@@ -45,11 +45,15 @@ from .kernels import (
     query_events,
     smoothed_rate,
     split_many,
+    windowed,
 )
 from .specs import FeatureConfig
 
 # the tables whose keys a request may share with the history
 KEYED_TABLES = ("orders", "skus", "customers", "countries", "carriers")
+
+# the key of the lifetime aggregate among the windowed ones (a window is a number of days > 0)
+LIFETIME = 0
 
 # an event source of ``Context.prior``: (event key codes, event times, value columns or None)
 Source = tuple[np.ndarray, np.ndarray, Mapping[str, np.ndarray] | None]
@@ -170,6 +174,53 @@ class Context:
         """``prior_aggregate`` of one event source (and of the prepared history's)."""
         index = index_events(event_key, event_ts, values)
         return self._query(name, index, query_key, query_ts, with_times=with_times)
+
+    def _windows(
+        self,
+        name: str,
+        index: EventIndex,
+        query_key: np.ndarray,
+        query_ts: np.ndarray,
+        windows: tuple[int, ...],
+        *,
+        with_times: bool = False,
+    ) -> dict[int, PriorAggregate]:
+        """The events before each query (``LIFETIME``) and, per window of ``w`` days, those in
+        ``[t - w days, t)``: the same index queried at t and at t - w (``kernels.windowed``)."""
+        now = self._query(name, index, query_key, query_ts, with_times=with_times)
+        out = {LIFETIME: now}
+        for w in windows:
+            then = self._query(name, index, query_key, query_ts - w * DAY_NS)
+            out[w] = windowed(now, then)
+        return out
+
+    def prior_windows(
+        self,
+        name: str,
+        sources: Mapping[str, Source],
+        query_key: np.ndarray,
+        query_ts: np.ndarray,
+        windows: tuple[int, ...],
+    ) -> dict[int, dict[str, PriorAggregate]]:
+        """``prior`` over the lifetime (``LIFETIME``) and over each recent window (days)."""
+        aggs = self._windows(name, index_many(sources), query_key, query_ts, windows)
+        return {w: split_many(agg, sources) for w, agg in aggs.items()}
+
+    def prior_one_windows(
+        self,
+        name: str,
+        event_key: np.ndarray,
+        event_ts: np.ndarray,
+        query_key: np.ndarray,
+        query_ts: np.ndarray,
+        windows: tuple[int, ...],
+        values: Mapping[str, np.ndarray] | None = None,
+        *,
+        with_times: bool = False,
+    ) -> dict[int, PriorAggregate]:
+        """``prior_one`` over the lifetime (``LIFETIME``) and over each recent window (days)."""
+        index = index_events(event_key, event_ts, values)
+        return self._windows(name, index, query_key, query_ts, windows, with_times=with_times)
 
     def count_before(self, name: str, event_ts: np.ndarray, query_ts: np.ndarray) -> np.ndarray:
         """Number of events strictly before each query time (no key: the global history)."""
@@ -294,6 +345,12 @@ class Cases:
     sku: pd.Series
     first_o: np.ndarray  # orders with a case ...
     first_ts: np.ndarray  # ... and their first case's opened_ts
+    # the orders whose outcome is known, as events at the end of their label window
+    # (order_ts + window): a rate over them has an honest denominator (``returnrisk.labels``)
+    mature_o: np.ndarray  # order rows (orders known at as_of)
+    mature_ts: np.ndarray  # their order_ts + label window
+    mature_case: np.ndarray  # bool: the first case opened within the window (label 1)
+    mature_prior: np.ndarray  # per queried order: share of matured orders with a case (smoothed)
 
 
 def known_cases(ctx: Context) -> Cases:
@@ -304,6 +361,22 @@ def known_cases(ctx: Context) -> Cases:
     ts = ts[keep]
     o = index_of(cases["order_id"], ctx.orders["order_id"], "after_sales_cases.order_id")
     first_o, first_ts = first_per_group(o, ts)
+    # matured orders: placed at t, known when t + window passes; a case if the first case
+    # opened in [t, t + window] (the label's definition)
+    window = ctx.cfg.label_window_days * DAY_NS
+    mature_o = np.flatnonzero(ctx.o_known)
+    fc = np.full(len(ctx.o_ts), NAT, dtype=np.int64)
+    fc[first_o] = first_ts
+    t = ctx.o_ts[mature_o]
+    mature_ts = t + window
+    f = fc[mature_o]
+    mature_case = (f != NAT) & (f >= t) & (f <= mature_ts)
+    mature_prior = smoothed_rate(
+        ctx.count_before("mature_case", mature_ts[mature_case], ctx.q_ts),
+        ctx.count_before("mature", mature_ts, ctx.q_ts),
+        ctx.cfg.default_case_rate,
+        ctx.k,
+    )
     return Cases(
         o=o.astype(np.int64),
         ts=ts,
@@ -311,4 +384,15 @@ def known_cases(ctx: Context) -> Cases:
         sku=cases["sku_id"].reset_index(drop=True),
         first_o=first_o,
         first_ts=first_ts,
+        mature_o=mature_o,
+        mature_ts=mature_ts,
+        mature_case=mature_case,
+        mature_prior=mature_prior,
     )
+
+
+def mature_sources(key: np.ndarray, cases: Cases) -> dict[str, Source]:
+    """The matured orders as events of a key (``key``: a code per order row): every matured
+    order (``mature``) and those with a case (``mature_case``), at order_ts + window."""
+    o, ts, case = cases.mature_o, cases.mature_ts, cases.mature_case
+    return {"mature": (key[o], ts, None), "mature_case": (key[o[case]], ts[case], None)}

@@ -257,6 +257,19 @@ def add_aggregates(a: PriorAggregate, b: PriorAggregate) -> PriorAggregate:
     )
 
 
+def windowed(now: PriorAggregate, then: PriorAggregate) -> PriorAggregate:
+    """The events of a recent window ``[t - w, t)``: those strictly before ``t`` (``now``) minus
+    those strictly before ``t - w`` (``then``), queried alike. Counts and integer sums are exact;
+    the window's first and last times are not kept (``NAT``)."""
+    nat = np.full(len(now.count), NAT, dtype=np.int64)
+    return PriorAggregate(
+        count=now.count - then.count,
+        sums={k: now.sums[k] - then.sums[k] for k in now.sums},
+        first_ts=nat,
+        last_ts=nat.copy(),
+    )
+
+
 def prior_aggregate(
     event_key: np.ndarray,
     event_ts: np.ndarray,

@@ -38,16 +38,21 @@ from returnrisk.contract import SCHEMAS
 from returnrisk.duties import duties_in_force, duty_rules_of
 
 from .families import (
+    CUSTOMER_CASE_WINDOWS,
+    CUSTOMER_ORDER_WINDOWS,
     DESTINATION_SOURCES,
-    ITEM_SOURCES,
+    DESTINATION_WINDOWS,
+    ITEM_LEVELS,
     LANE_SOURCES,
+    LANE_WINDOWS,
+    MATURE_SOURCES,
     basket_features,
     customer_features,
     item_features,
     lane_features,
     order_value_features,
 )
-from .history import History
+from .history import LIFETIME, History
 from .kernels import (
     PACK,
     Groups,
@@ -59,6 +64,7 @@ from .kernels import (
     query_one,
     smoothed_rate,
     split_columns,
+    windowed,
 )
 from .specs import (
     CATEGORICAL_FEATURES,
@@ -75,6 +81,7 @@ _SKU_COLUMNS = (
     "product_id",
     "category",
     "brand",
+    "supplier_id",
     "size",
     "listing_languages",
     "has_size_chart",
@@ -251,6 +258,24 @@ class OnlineFeatures:
         c = np.where(c >= 0, c, index.n_keys)
         return query_events(index, c, np.full(len(c), t_ns, np.int64), with_times=True)
 
+    def query_windows(
+        self,
+        name: str,
+        codes: Any,
+        t_ns: int,
+        windows: tuple[int, ...],
+        sources: Mapping[str, Sequence[str]] | None = None,
+    ) -> dict[int, Any]:
+        """``query`` over the lifetime (``LIFETIME``) and per recent window of ``w`` days
+        (``[t - w, t)``, as ``Context.prior_windows``), split by ``sources`` when given."""
+        now = self.query(name, codes, t_ns)
+        aggs = {LIFETIME: now}
+        for w in windows:
+            aggs[w] = windowed(now, self.query(name, codes, t_ns - w * DAY_NS))
+        if sources is None:
+            return aggs
+        return {w: split_columns(agg, sources) for w, agg in aggs.items()}
+
     # -- the features -----------------------------------------------------------------------
     # one pass over one order, the service's hot path (~1 ms): its steps share a dozen values
     def order_features(self, new: OnlineOrder) -> dict[str, Any]:  # noqa: PLR0915
@@ -383,15 +408,20 @@ class OnlineFeatures:
             return totals[name]
 
         cust = self.vocab["customer"].code(customer)
+        mature_prior = smoothed_rate(
+            total("mature_case"), total("mature"), cfg.default_case_rate, k
+        )
         customer_features(
             out,
             k,
             q_ts,
             smoothed_rate(total("case"), total("orders"), cfg.default_case_rate, k),
-            query("customer_orders", cust),
-            query("customer_cases", cust),
+            self.query_windows("customer_orders", cust, t_ns, CUSTOMER_ORDER_WINDOWS),
+            self.query_windows("customer_cases", cust, t_ns, CUSTOMER_CASE_WINDOWS),
             query("customer_with_case", cust).count,
             np.asarray([buyer["first_seen_ts"]], dtype=np.int64),
+            split_columns(query("customer_mature", cust), MATURE_SOURCES),
+            mature_prior,
         )
 
         d_code = self.vocab["destination"].code(dest)
@@ -404,30 +434,56 @@ class OnlineFeatures:
             out,
             k,
             cfg,
-            split_columns(query("lane", lane_code), LANE_SOURCES),
-            split_columns(query("destination", d_code), DESTINATION_SOURCES),
+            self.query_windows("lane", lane_code, t_ns, LANE_WINDOWS, LANE_SOURCES),
+            self.query_windows(
+                "destination", d_code, t_ns, DESTINATION_WINDOWS, DESTINATION_SOURCES
+            ),
             total("orders"),
             {t: total(t) for t in ("case", "not_received", "damaged", "duty_dispute")},
             ships,
+            mature_prior,
         )
 
         cat_codes = np.asarray([self.vocab["category"].code(c) for c in attrs["category"]])
-        cd_vocab = self.vocab["category_destination"]
+        prod_codes = [self.vocab["product"].code(x) for x in attrs["product"]]
+
+        def paired(name: str, first: Sequence[int], second: Sequence[int]) -> list[int]:
+            """Codes of key pairs (``Context.combine``): -1 when either key is unseen."""
+            vocab = self.vocab[name]
+            return [
+                vocab.code(a * PACK + b) if a >= 0 and b >= 0 else -1
+                for a, b in zip(first, second, strict=True)
+            ]
+
+        n_items = len(cat_codes)
         level_codes = {
             "category": cat_codes,
             "sku": [self.vocab["sku"].code(x) for x in attrs["sku_id"]],
-            "product": [self.vocab["product"].code(x) for x in attrs["product"]],
-            "category_destination": [
-                cd_vocab.code(c * PACK + d_code) if c >= 0 and d_code >= 0 else -1
-                for c in cat_codes
-            ],
+            "product": prod_codes,
+            "supplier": [self.vocab["supplier"].code(x) for x in attrs["supplier"]],
+            "brand": [self.vocab["brand"].code(x) for x in attrs["brand_key"]],
+            "category_destination": paired("category_destination", cat_codes, [d_code] * n_items),
+            "customer_category": paired("customer_category", [cust] * n_items, cat_codes),
+            "customer_product": paired("customer_product", [cust] * n_items, prod_codes),
         }
         history = {
-            level: split_columns(query(level, codes), ITEM_SOURCES)
+            level: self.query_windows(
+                level, codes, t_ns, ITEM_LEVELS[level].windows, ITEM_LEVELS[level].sources
+            )
             for level, codes in level_codes.items()
         }
         best = item_features(
-            out, k, cfg, g, item_value, qty, total("item_cases"), total("items"), history
+            out,
+            k,
+            cfg,
+            g,
+            item_value,
+            qty,
+            total("item_cases"),
+            total("items"),
+            history,
+            np.full(n_items, mature_prior[0]),
+            query("customer_sized_returns", cust).count,
         )
         out["top_sku_id"] = [attrs["sku_id"][int(best[0])]]
         out["top_category"] = [attrs["category"][int(best[0])]]
@@ -469,6 +525,12 @@ class OnlineFeatures:
         attrs: dict[str, Any] = {c: [r[c] for r in rows] for c in _SKU_COLUMNS}
         attrs["product"] = [  # build: product_id.fillna(sku_id)
             r["sku_id"] if r["product_id"] is None else r["product_id"] for r in rows
+        ]
+        attrs["supplier"] = [  # families.own_or_sku
+            "\0" + r["sku_id"] if r["supplier_id"] is None else r["supplier_id"] for r in rows
+        ]
+        attrs["brand_key"] = [
+            "\0" + r["sku_id"] if r["brand"] is None else r["brand"] for r in rows
         ]
         attrs["languages"] = [_languages(r["listing_languages"]) for r in rows]
         attrs["apparel"] = np.asarray(

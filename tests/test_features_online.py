@@ -246,7 +246,12 @@ def test_the_store_needs_a_complete_history(synth_world: Path) -> None:
 
 
 def test_the_store_splits_totals_by_the_names_the_feature_code_records(history) -> None:
-    from returnrisk.features.families import DESTINATION_SOURCES, ITEM_SOURCES, LANE_SOURCES
+    from returnrisk.features.families import (
+        DESTINATION_SOURCES,
+        ITEM_LEVELS,
+        LANE_SOURCES,
+        MATURE_SOURCES,
+    )
 
     def columns(sources: dict) -> set[str]:
         return {f"{s}\0n" for s in sources} | {
@@ -255,8 +260,9 @@ def test_the_store_splits_totals_by_the_names_the_feature_code_records(history) 
 
     assert set(history.events["lane"].cums) == columns(LANE_SOURCES)
     assert set(history.events["destination"].cums) == columns(DESTINATION_SOURCES)
-    for level in ("category", "sku", "product", "category_destination"):
-        assert set(history.events[level].cums) == columns(ITEM_SOURCES)
+    assert set(history.events["customer_mature"].cums) == columns(MATURE_SOURCES)
+    for level, spec in ITEM_LEVELS.items():
+        assert set(history.events[level].cums) == columns(spec.sources)
 
 
 def test_duty_rules_in_force_agree_online_and_in_batch(synth_world: Path, new) -> None:
