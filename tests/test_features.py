@@ -514,6 +514,18 @@ def test_no_leakage_cut_at_t(quantile):
     # history actually moved (the test can fail): later orders see more than earlier ones
     assert full["customer_prior_cases"].max() > 0
     assert full["lane_prior_orders"].is_monotonic_increasing is False
+    if quantile > 0.5:  # recent windows and matured orders vary before T: they are compared
+        for c in (
+            "customer_case_rate_mature",
+            "lane_case_rate_mature",
+            "product_case_rate_mature_max",
+            "customer_orders_30d",
+            "lane_case_rate_30d",
+            "lane_transit_days_30d",
+            "product_case_rate_90d_max",
+            "customer_prior_sized_returns",
+        ):
+            assert before[c].nunique() > 1, c
 
 
 def test_no_leakage_tiny_cut_between_tie_and_case():
