@@ -76,7 +76,38 @@ def _rolling_json(res: Any) -> tuple[Any, ...]:
     return per_window, summary, windows, families, slices
 
 
-def main() -> None:
+def history_groups(names: list[str]) -> dict[str, tuple[str, ...]]:
+    """The kinds of history features issue 13 added, by their names (``--groups history``):
+    recent windows and trends, rates over matured orders only, and the new keys and sources;
+    beside them the lifetime rates they complement."""
+
+    def pick(test) -> tuple[str, ...]:
+        return tuple(n for n in names if test(n))
+
+    recent = pick(lambda n: "_30d" in n or "_90d" in n)
+    mature = pick(lambda n: "_mature" in n)
+    new_keys = pick(
+        lambda n: (
+            n.startswith(("supplier_", "brand_", "customer_category_", "customer_product_"))
+            or n
+            in (
+                "customer_prior_sized_returns",
+                "product_return_rate_max",
+                "product_not_as_described_rate_max",
+            )
+        )
+    )
+    taken = set(recent) | set(mature) | set(new_keys)
+    lifetime = pick(lambda n: n not in taken and ("_rate" in n or "_prior_" in n))
+    return {
+        "recent_windows": recent,
+        "matured_rates": mature,
+        "new_keys_and_sources": new_keys,
+        "lifetime_history": lifetime,
+    }
+
+
+def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--orders", type=int, default=200_000)
     ap.add_argument("--days", type=int, default=540)
@@ -87,9 +118,19 @@ def main() -> None:
     ap.add_argument("--gap-days", type=int, default=0)
     ap.add_argument("--ablation-windows", type=int, default=None, help="latest N (all)")
     ap.add_argument("--no-ablation", action="store_true")
+    ap.add_argument(
+        "--groups",
+        choices=("families", "history"),
+        default="families",
+        help="ablation groups: the feature families, or the kinds of history of issue 13",
+    )
     ap.add_argument("--data", type=Path, default=None, help="read a data directory instead")
     ap.add_argument("--quick", action="store_true", help="20k orders, one ablation window")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _args()
     if args.quick:
         args.orders = 20_000
         args.ablation_windows = args.ablation_windows or 1
@@ -159,8 +200,13 @@ def main() -> None:
             early_stopping_rounds=50,
         )
         t3 = time.perf_counter()
+        groups = history_groups(prepared.feature_names) if args.groups == "history" else {}
         abl = ablation(
-            prepared, rolling, cheap, AblationConfig(windows=args.ablation_windows), log=log
+            prepared,
+            rolling,
+            cheap,
+            AblationConfig(windows=args.ablation_windows, groups=tuple(groups.items())),
+            log=log,
         )
         t_abl = time.perf_counter() - t3
         out["ablation"] = {
