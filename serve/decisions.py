@@ -147,28 +147,27 @@ class Decider:
         the online store ``online`` (``features.online``: ``build_features``' row, bit for bit,
         tested): the order as it is, changed to DDP unless it is DDP already, and switched to
         each other service seen shipping to its country in the history -- each variant the
-        order changed and built, as ``variant_features`` builds it. The rows as one mapping of
-        column -> values (``features.online.features_frame`` makes it the frame). ``base``: the
-        order's own row when the caller has it (``ScoringState.score_one``'s), else built."""
-        from dataclasses import replace
-
+        order changed, as ``variant_features`` builds it. The variants come from
+        ``OnlineFeatures.variants``: the order's own row with only its carrier's and incoterm's
+        parts built again, all at once (equal to building each changed order afresh, tested).
+        The rows as one mapping of column -> values (``features.online.features_frame`` makes
+        it the frame). ``base``: the order's own row when the caller has it
+        (``ScoringState.score_one``'s), else built."""
         if base is None:
             base = online.order_features(new)
-        rows, actions = [base], ["ship"]
+        changes: list[dict[str, Any]] = []
+        actions = ["ship"]
         if base["effective_incoterm"][0] != "DDP":
-            rows.append(online.order_features(replace(new, order={**new.order, "incoterm": "DDP"})))
+            changes.append({"incoterm": "DDP"})
             actions.append("ship_ddp")
         lanes = self.lanes if self.lanes is not None else history_lanes(self.history.tables.orders)
         dest, own = base["destination_country"][0], base["carrier_id"][0]
         served = lanes.loc[lanes["destination_country"] == dest, "carrier_id"].tolist()
         for carrier in served:  # a handful of services
-            if carrier == own:
-                continue
-            rows.append(
-                online.order_features(replace(new, order={**new.order, "carrier_id": carrier}))
-            )
-            actions.append("switch_carrier")
-        out = _stack(rows)
+            if carrier != own:
+                changes.append({"carrier_id": carrier})
+                actions.append("switch_carrier")
+        out = _stack([base, online.variants(new, base, changes)]) if changes else dict(base)
         out["action"] = actions
         out["variant_carrier"] = list(out["carrier_id"])
         return out

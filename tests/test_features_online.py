@@ -227,6 +227,10 @@ def test_variations_equal_build_features(
         ]
     order = OnlineOrder(o, lines, skus, customers, countries, carriers)
     _assert_same(features_frame(store.order_features(order)), _offline(history, order))
+    # its what-if variants: each equals the changed order built afresh
+    other = str(history.tables.carriers["carrier_id"].iloc[i % len(history.tables.carriers)])
+    changes = [{"incoterm": "DDP"}, {"carrier_id": other}, {"carrier_id": None, "incoterm": None}]
+    _assert_variants_afresh(store, order, changes)
 
 
 def test_orders_that_cannot_be_scored_are_rejected(store, history, new) -> None:
@@ -297,3 +301,101 @@ def test_duty_rules_in_force_agree_online_and_in_batch(synth_world: Path, new) -
         _assert_same(got, _offline(history, order))
         seen.add(float(got["duty_de_minimis"].iloc[0]))
     assert seen == {1e6, 0.0}  # both rules were in force for some of the orders
+
+
+# ---------------------------------------------------------------------------------------------
+# what-if variants (OnlineFeatures.variants): the order's row with its carrier's and incoterm's
+# parts built again, for several changes at once
+
+
+def _changed(order: OnlineOrder, change: dict) -> OnlineOrder:
+    return OnlineOrder({**order.order, **change}, *(getattr(order, f) for f in _REST))
+
+
+_REST = ("lines", "skus", "customers", "countries", "carriers")
+
+
+def _rows(frame: pd.DataFrame, i: int) -> pd.DataFrame:
+    return frame.iloc[[i]].reset_index(drop=True)
+
+
+def _assert_variants_afresh(store, order: OnlineOrder, changes: list[dict]) -> pd.DataFrame:
+    """``variants`` row i equals ``order_features`` of the order with ``changes[i]`` applied,
+    bit for bit, every column; ``variants`` itself never builds a whole row."""
+    base = store.order_features(order)
+
+    def whole_row(*_args):  # the variants must not build one
+        raise AssertionError("variants built a whole row")
+
+    store.__dict__["order_features"] = whole_row
+    try:
+        got = features_frame(store.variants(order, base, changes))
+    finally:
+        del store.__dict__["order_features"]
+    assert len(got) == len(changes)
+    for i, change in enumerate(changes):
+        _assert_same(_rows(got, i), features_frame(store.order_features(_changed(order, change))))
+    return got
+
+
+def test_variants_equal_the_order_changed_and_built_afresh(store, history, new) -> None:
+    """Every new order (at its own time and after the export), changed to each incoterm and
+    each carrier service of the history (lanes seen and never seen for its country), both at
+    once, and to no carrier: each variant is the changed order's row built afresh."""
+    carriers = history.tables.carriers["carrier_id"].astype("str").tolist()
+    changes = [{"incoterm": "DDP"}, {"incoterm": "DDU"}, {"incoterm": None}]
+    changes += [{"carrier_id": c} for c in carriers] + [{"carrier_id": None}]
+    changes += [{"carrier_id": carriers[0], "incoterm": "DDP"}]
+    after = history.as_of + pd.Timedelta(minutes=5)
+    seen = {"cold_lane": 0, "ddp_already": 0, "lane_moves": 0, "duties_move": 0}
+    for i in range(len(new["orders"])):
+        for ts in (new["orders"]["order_ts"].iloc[i], after + pd.Timedelta(seconds=i)):
+            order = _order(store, new, i, ts)
+            got = _assert_variants_afresh(store, order, changes)
+            own = store.order_features(order)
+            seen["ddp_already"] += own["effective_incoterm"][0] == "DDP"
+            lane = got["lane_prior_orders"].to_numpy()[3:-2]
+            seen["cold_lane"] += bool((lane == 0).any())
+            seen["lane_moves"] += len(np.unique(lane)) > 1
+            duties = got["duties_due_on_arrival"].to_numpy()[:2]
+            seen["duties_move"] += bool(duties[0] != duties[1])
+    assert min(seen.values()) > 0, seen  # the parts that can change do, on some orders
+    # and the afresh rows are build_features' (the batch path) for a changed order
+    order = _order(store, new, 0, after)
+    for change in (changes[0], changes[4]):
+        changed = _changed(order, change)
+        _assert_same(features_frame(store.order_features(changed)), _offline(history, changed))
+
+
+def test_variants_of_unusual_orders(store, history, new) -> None:
+    """A new carrier service (its row in the request: a lane never seen), a new country (no
+    lane, no duty history), an order with no carrier or incoterm, no variant at all."""
+    order = _order(store, new, 1, history.as_of + pd.Timedelta(hours=2))
+    k_new = {"carrier_id": "K-NEW", "carrier_name": "New Post", "service_level": "economy"}
+    qq = {
+        "country_code": "QQ",
+        "region": "Atlantis",
+        "languages": "de,fr",
+        "duty_de_minimis": 50.0,
+        "default_incoterm": "DDU",
+    }
+    odd = OnlineOrder(
+        {**order.order, "destination_country": "QQ", "carrier_id": None, "incoterm": None},
+        order.lines,
+        order.skus,
+        order.customers,
+        [qq],
+        [k_new],
+    )
+    known = str(history.tables.carriers["carrier_id"].iloc[0])
+    changes = [{"carrier_id": "K-NEW"}, {"carrier_id": known}, {"incoterm": "DDP"}, {}]
+    got = _assert_variants_afresh(store, odd, changes)
+    names = history.tables.carriers.set_index("carrier_id")["carrier_name"]
+    assert got["carrier_name"].tolist()[:2] == ["New Post", names.loc[known]]
+    assert got["effective_incoterm"].tolist() == ["DDU", "DDU", "DDP", "DDU"]
+    assert (got["lane_prior_orders"] == 0).all()
+    none = features_frame(store.variants(odd, store.order_features(odd), []))
+    assert len(none) == 0
+    assert list(none.columns) == list(got.columns)
+    with pytest.raises(ValueError, match="order_value"):
+        store.variants(odd, store.order_features(odd), [{"order_value": 1.0}])
