@@ -136,3 +136,26 @@ def test_positive_orders_without_cases_are_left_out_and_counted(synth_world: Pat
     ct = fit_case_types(tr2, va, prepared.tables, names, cats, num_threads=1)
     assert ct.n_without_family_ == 7
     assert fit_case_types(tr2.loc[fake], va.iloc[0:0], prepared.tables, names, cats) is None
+
+
+def test_a_few_rows_are_predicted_on_one_thread(fitted, monkeypatch) -> None:
+    """The service's what-if variants (a handful of rows): one thread, as the risk model
+    predicts them (waking LightGBM's thread team costs more than the rows on a busy host)."""
+    prepared, te, _, ct = fitted
+    names = prepared.feature_names
+    calls: list[dict] = []
+    real = ct.booster_.predict
+
+    def spy(matrix, **kw):
+        calls.append({"rows": len(matrix), **kw})
+        return real(matrix, **kw)
+
+    monkeypatch.setattr(ct.booster_, "predict", spy)
+    few = ct.predict_family_proba(te[names].head(8))
+    many = ct.predict_family_proba(pd.concat([te[names]] * (1 + 200 // len(te))))
+    assert calls[0]["rows"] == 8
+    assert calls[0]["num_threads"] == 1
+    assert "num_threads" not in calls[1]  # a batch keeps the model's threads
+    monkeypatch.undo()
+    np.testing.assert_array_equal(few, ct.predict_family_proba(te[names].head(8)))
+    assert len(many) > 128

@@ -22,7 +22,7 @@ import pandas as pd
 from returnrisk.costs import CASE_FAMILY, FAMILIES
 
 from . import evaluate as ev
-from .model import DEFAULT_PARAMS
+from .model import _ONE_THREAD_ROWS, DEFAULT_PARAMS
 
 # the risk model's LightGBM settings, as a multiclass model with a fixed leaf size (the positive
 # orders are few; the risk model's "auto" sizes are resolved from its own training rows)
@@ -139,7 +139,10 @@ class CaseTypeModel:
         or a mapping of column -> values (``features.online`` rows)."""
         if not hasattr(self, "booster_"):
             raise RuntimeError("CaseTypeModel is not fitted; call fit() first")
-        p = self.booster_.predict(self._matrix(X), num_iteration=self.best_iteration_)
+        matrix = self._matrix(X)
+        # a few rows (the service's what-if variants) on one thread, as the risk model does
+        kw = {"num_threads": 1} if len(matrix) <= _ONE_THREAD_ROWS else {}
+        p = self.booster_.predict(matrix, num_iteration=self.best_iteration_, **kw)
         p = np.asarray(p, dtype=np.float64).reshape(-1, len(FAMILIES))
         return p / p.sum(axis=1, keepdims=True)
 
