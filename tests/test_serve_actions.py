@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -110,12 +111,24 @@ def test_fast_path_actions_equal_score_actions(client, state, new_raw) -> None:
     assert online_requests() == before + len(_singles(new_raw))  # all on the fast path
 
 
+def _unusual_singles(raw: dict[str, pd.DataFrame]) -> list[dict]:
+    """An order already DDP, and one by a carrier service the history never saw (its row in
+    the request: a lane never seen, for the order as it is and changed to DDP)."""
+    ddp, cold = _singles(raw)[:2]
+    ddp = {**ddp, "orders": [{**ddp["orders"][0], "incoterm": "DDP"}]}
+    k_new = {"carrier_id": "K-NEW", "carrier_name": "New Post", "service_level": "economy"}
+    order = {**cold["orders"][0], "carrier_id": "K-NEW", "incoterm": "DDU"}
+    return [ddp, {**cold, "orders": [order], "carriers": [k_new]}]
+
+
 def test_online_what_if_rows_are_the_batch_rows(state, new_raw) -> None:
-    """The online variants of an order (DDP, each switch of carrier) are ``build_features`` of
-    the order changed by hand, bit for bit."""
+    """The online variants of an order (DDP, each switch of carrier: ``OnlineFeatures.variants``
+    from the order's own row) are, bit for bit and every column, the rows built afresh for the
+    order changed by hand: by the full online path (``order_features``) and by
+    ``build_features``. Orders as sent, one already DDP, one on a lane never seen."""
     d = Decider.build(state.feature_history, state.risk_model, resolve_costs(None))
-    checked = 0
-    for body in _singles(new_raw)[:6]:
+    checked = {"ship_ddp": 0, "switch_carrier": 0, "ddp_already": 0, "cold_lane": 0}
+    for body in _singles(new_raw)[:6] + _unusual_singles(new_raw):
         new = online_order(ScoreRequest.model_validate(body))
         got = features_frame(d.online_variant_features(state.online, new))
         acts = d.online_variant_features(state.online, new)["action"]
@@ -128,10 +141,15 @@ def test_online_what_if_rows_are_the_batch_rows(state, new_raw) -> None:
         v = validate_new(frames, state.history)
         o = v.orders
         as_of = max(state.as_of, o["order_ts"].max())
+        checked["ddp_already"] += got["effective_incoterm"].iloc[0] == "DDP"
+        checked["cold_lane"] += bool((got["lane_prior_orders"] == 0).any())
         for i, (action, carrier) in enumerate(zip(acts, got["carrier_id"], strict=True)):
             change = {"incoterm": "DDP"} if action == "ship_ddp" else {}
             if action == "switch_carrier":
                 change = {"carrier_id": carrier}
+            row = got.iloc[[i]].reset_index(drop=True)
+            afresh = state.online.order_features(replace(new, order={**new.order, **change}))
+            pd.testing.assert_frame_equal(row, features_frame(afresh), check_exact=True)
             orders = o.assign(**change)
             static = {k: df for k, df in v.static.items() if len(df)}
             want = build_features(
@@ -140,11 +158,52 @@ def test_online_what_if_rows_are_the_batch_rows(state, new_raw) -> None:
                 as_of=as_of,
                 history=state.feature_history,
             )
-            pd.testing.assert_frame_equal(
-                got.iloc[[i]].reset_index(drop=True), want[got.columns], check_exact=True
-            )
-            checked += 1
-    assert checked > 12  # ship, ship_ddp and carriers of several orders
+            pd.testing.assert_frame_equal(row, want[got.columns], check_exact=True)
+            checked[action] = checked.get(action, 0) + 1
+    assert checked["ship"] == 8
+    assert checked["ship_ddp"] == 8 - checked["ddp_already"] >= 1  # every order not DDP
+    assert checked["switch_carrier"] > 12  # the carriers of several orders
+    assert checked["ddp_already"] >= 1
+    assert checked["cold_lane"] >= 1
+
+
+def test_an_orders_variants_are_one_batch_for_each_model(state, new_raw, monkeypatch) -> None:
+    """The fast path's what-if of one order: every variant encoded in one matrix, one predict
+    of the risk model and one of the case-type model (not one per variant), and no whole
+    feature row built again (the variants come from the order's own row)."""
+    from returnrisk.serve.decisions import online_action_fields
+
+    d = Decider.build(state.feature_history, state.risk_model, resolve_costs(None))
+    assert d.case_types is not None  # the registered model carries one
+    body = _singles(new_raw)[0]
+    new = online_order(ScoreRequest.model_validate(body))
+    one = state.score_one(new)
+    assert one is not None
+    calls: dict[str, list[int]] = {"risk": [], "case_types": [], "rows": []}
+    rm, ct = state.risk_model, d.case_types
+    real_risk, real_ct = rm.predict_matrix, ct.predict_family_proba
+
+    def risk(matrix):
+        calls["risk"].append(len(matrix))
+        return real_risk(matrix)
+
+    def families(X):
+        calls["case_types"].append(len(X["order_id"]))
+        return real_ct(X)
+
+    def whole_row(order):
+        calls["rows"].append(1)
+        raise AssertionError("a whole row built again")
+
+    monkeypatch.setattr(rm, "predict_matrix", risk)
+    monkeypatch.setattr(ct, "predict_family_proba", families)
+    monkeypatch.setattr(state.online, "order_features", whole_row)
+    fields = online_action_fields(d, state.online, new, True, "all", one.features)
+    monkeypatch.undo()
+    n_variants = len({(a["action"], a["carrier_id"]) for a in fields["actions"]
+                      if a["action"] in ("ship", "ship_ddp", "switch_carrier")})  # fmt: skip
+    assert n_variants >= 3
+    assert calls == {"risk": [n_variants], "case_types": [n_variants], "rows": []}
 
 
 def test_full_path_actions_equal_score_actions(client, state, new_raw) -> None:
