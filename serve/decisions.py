@@ -227,23 +227,20 @@ class Decider:
         eff = np.array([[self.costs.efficacy[a][f] for f in FAMILIES] for a in others])
         k, n = len(others), len(ids)
         pf_if = np.concatenate([pf, (pb[None, :, :] * (1 - eff[:, None, :])).reshape(k * n, -1)])
-        rows = pd.DataFrame(
-            {
-                "order_id": np.concatenate([fid, np.tile(ids, k)]),
-                "action": np.concatenate([act, np.repeat(np.asarray(others, dtype=object), n)]),
-                "carrier_id": np.concatenate([car, np.tile(car[base_rows], k)]),
-            }
-        )
-        value = orders.set_index(orders["order_id"].astype("str"))["order_value"]
+        oid = np.concatenate([fid, np.tile(ids, k)])
+        action = np.concatenate([act, np.repeat(np.asarray(others, dtype=object), n)])
+        carrier = np.concatenate([car, np.tile(car[base_rows], k)])
+        pos = pd.Index(orders["order_id"].astype("str")).get_indexer(oid)
+        value = orders["order_value"].to_numpy(dtype=np.float64)[pos]
         pf_b = np.concatenate([pf_base, np.tile(pb, (k, 1))])
-        out = self._rows(rows, pf_if, pf_b, self.costs.family_costs(), value)
-        pos = pd.Index(orders["order_id"].astype("str")).get_indexer(out["order_id"])
-        rank = pd.Index(ACTIONS).get_indexer(out["action"])
-        carrier = out["carrier_id"].to_numpy(dtype=object)
-        carrier = np.where(pd.isna(carrier), "", carrier).astype(str)
-        out = out.iloc[np.lexsort((carrier, rank, pos))].reset_index(drop=True)
-        out["carrier_id"] = out["carrier_id"].astype("str")
-        return out[list(TABLE_COLUMNS)]
+        cols = {"order_id": oid, "action": action, "carrier_id": carrier}
+        cols.update(self._columns(action, pf_if, pf_b, self.costs.family_costs(), value))
+        rank = pd.Index(ACTIONS).get_indexer(action)
+        by_carrier = np.where(pd.isna(carrier), "", carrier).astype(str)
+        order = np.lexsort((by_carrier, rank, pos))
+        out = {c: cols[c][order] for c in TABLE_COLUMNS}
+        out["carrier_id"] = pd.array(out["carrier_id"], dtype="str")
+        return pd.DataFrame(out)
 
     def _rows(
         self,
@@ -253,21 +250,34 @@ class Decider:
         cost_f: np.ndarray,
         value: pd.Series,
     ) -> pd.DataFrame:
-        """``rows`` (order_id, action, carrier_id) with ``p_case_if``, the families' ``_if``,
-        ``action_cost`` and ``saving`` = (p_family - p_family_if) x family cost - action cost."""
-        act = pd.Index(ACTIONS).get_indexer(rows["action"])
+        """``rows`` (order_id, action, carrier_id) with ``_columns``; ``value`` by order_id."""
         v = value.to_numpy(dtype=np.float64)[value.index.get_indexer(rows["order_id"])]
-        v = np.where(np.isfinite(v), v, 0.0)
+        cols: dict[str, Any] = {c: rows[c].to_numpy() for c in rows.columns}
+        cols.update(self._columns(rows["action"], pf_if, pf_base, cost_f, v))
+        return pd.DataFrame(cols)
+
+    def _columns(
+        self,
+        action: Any,
+        pf_if: np.ndarray,
+        pf_base: np.ndarray,
+        cost_f: np.ndarray,
+        value: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Per row of ``action`` (and its order's ``value``): ``p_case_if``, the families'
+        ``_if``, ``action_cost`` and ``saving`` = (p_family - p_family_if) x family cost -
+        action cost."""
+        act = pd.Index(ACTIONS).get_indexer(action)
+        v = np.where(np.isfinite(value), value, 0.0)
         fixed = np.array([self.costs.action_cost[a] for a in ACTIONS])[act]
         share = np.array([self.costs.action_value_share[a] for a in ACTIONS])[act]
         cost = fixed + share * v
-        cols: dict[str, Any] = {c: rows[c].to_numpy() for c in rows.columns}
-        cols["p_case_if"] = pf_if.sum(axis=1)
+        cols: dict[str, np.ndarray] = {"p_case_if": pf_if.sum(axis=1)}
         for j, c in enumerate(FAMILY_COLUMNS):
             cols[f"{c}_if"] = pf_if[:, j]
         cols["action_cost"] = cost
         cols["saving"] = (pf_base - pf_if) @ cost_f - cost
-        return pd.DataFrame(cols)
+        return cols
 
     def recommend(self, table: pd.DataFrame) -> pd.DataFrame:
         """Per order (first-seen order of ``table``): ``recommended_action``,

@@ -183,3 +183,75 @@ def test_recommendations_against_the_generators_truth(setup) -> None:
     assert got["regret_share"] < 0.3
     assert got["agreement"] > 0.55
     assert never["regret_share"] == pytest.approx(1.0)
+
+
+def _table_of_before(d: Decider, orders: pd.DataFrame, feats) -> pd.DataFrame:
+    """``Decider.table_of`` as it was before it kept its columns as arrays to the end (two
+    frames built, sorted with ``iloc``): the oracle the faster one is checked against."""
+    from returnrisk.costs import WHAT_IF_ACTIONS
+
+    pf = d.family_proba(feats)
+    fid = pd.array(feats["order_id"], dtype="str").to_numpy(dtype=object)
+    act = np.asarray(feats["action"], dtype=object)
+    car = pd.array(feats["variant_carrier"], dtype="str").to_numpy(dtype=object)
+    base_rows = act == "ship"
+    ids = fid[base_rows]
+    pb = pf[base_rows]
+    pf_base = pb[pd.Index(ids).get_indexer(fid)]
+    others = [a for a in ACTIONS if a != "ship" and a not in WHAT_IF_ACTIONS]
+    eff = np.array([[d.costs.efficacy[a][f] for f in FAMILIES] for a in others])
+    k, n = len(others), len(ids)
+    pf_if = np.concatenate([pf, (pb[None, :, :] * (1 - eff[:, None, :])).reshape(k * n, -1)])
+    rows = pd.DataFrame(
+        {
+            "order_id": np.concatenate([fid, np.tile(ids, k)]),
+            "action": np.concatenate([act, np.repeat(np.asarray(others, dtype=object), n)]),
+            "carrier_id": np.concatenate([car, np.tile(car[base_rows], k)]),
+        }
+    )
+    value = orders.set_index(orders["order_id"].astype("str"))["order_value"]
+    pf_b = np.concatenate([pf_base, np.tile(pb, (k, 1))])
+    out = d._rows(rows, pf_if, pf_b, d.costs.family_costs(), value)
+    pos = pd.Index(orders["order_id"].astype("str")).get_indexer(out["order_id"])
+    rank = pd.Index(ACTIONS).get_indexer(out["action"])
+    carrier = out["carrier_id"].to_numpy(dtype=object)
+    carrier = np.where(pd.isna(carrier), "", carrier).astype(str)
+    out = out.iloc[np.lexsort((carrier, rank, pos))].reset_index(drop=True)
+    out["carrier_id"] = out["carrier_id"].astype("str")
+    return out[list(TABLE_COLUMNS)]
+
+
+def _online_order(new: dict[str, pd.DataFrame], order_id: str):
+    from returnrisk.features.online import OnlineOrder
+
+    def records(df: pd.DataFrame) -> list[dict]:
+        return df.astype(object).where(df.notna(), None).to_dict("records")
+
+    one = _one(new, order_id)
+    lines = [
+        {k: r[k] for k in ("order_id", "sku_id", "quantity", "unit_price")}
+        for r in records(one["order_lines"])
+    ]
+    static = {k: records(new[k]) for k in ("skus", "customers") if k in new}
+    return OnlineOrder(records(one["orders"])[0], lines, **static)
+
+
+def test_the_table_is_what_it_was_before_it_kept_arrays(setup) -> None:
+    """Every column, exactly, of the batch's table (every new order) and of the online
+    store's (one order's variants as a mapping of column -> values)."""
+    from returnrisk.features.online import OnlineFeatures
+
+    _, history, decider, new = setup
+    o = new["orders"].reset_index(drop=True)
+    feats = decider.variant_features(new)
+    want = _table_of_before(decider, o, feats)
+    got = decider.table_of(o, feats)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    online = OnlineFeatures(history)
+    for oid in o["order_id"].iloc[:5]:
+        order = _online_order(new, oid)
+        rows = decider.online_variant_features(online, order)
+        one = o[o["order_id"] == oid].reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            decider.table_of(one, rows), _table_of_before(decider, one, rows), check_exact=True
+        )
