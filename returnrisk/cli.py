@@ -774,10 +774,11 @@ def score(
         str,
         typer.Option(
             "--actions",
-            help="What-if actions: none, flagged (recommended_action + expected_saving for the "
-            "flagged orders) or all (every scored order, + FILE_actions: the whole table).",
+            help="What-if actions: flagged (the default, as the service's: recommended_action + "
+            "expected_saving for the flagged orders), all (every scored order, + FILE_actions: "
+            "the whole table) or none.",
         ),
-    ] = "none",
+    ] = "flagged",
     costs: Annotated[
         Path | None, typer.Option("--costs", help="Cost model YAML file (with --actions).")
     ] = None,

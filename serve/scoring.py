@@ -484,7 +484,7 @@ class BatchConfig:
     model_uri: str = CHAMPION_URI
     score: ScoreConfig = field(default_factory=ScoreConfig)
     show: int = 10
-    actions: str = "none"  # none | flagged | all: what-if actions (serve/decisions.py)
+    actions: str = "flagged"  # flagged | all | none: what-if actions (serve/decisions.py)
     costs: Path | None = None  # the cost model's YAML file (default: the assumptions)
 
 

@@ -20,15 +20,21 @@ def _score(world: Path, out: Path, *extra: str):
 def test_score_with_actions(synth_world: Path, registry, tmp_path: Path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry[0])
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry[0])
-    r = _score(synth_world, tmp_path / "plain.csv")
+    r = _score(synth_world, tmp_path / "plain.csv", "--actions", "none")
     assert r.exit_code == 0, r.output
     plain = pd.read_csv(tmp_path / "plain.csv", dtype={"order_id": str})
-    assert not set(ACTION_COLUMNS) & set(plain.columns)  # unchanged without --actions
+    assert not set(ACTION_COLUMNS) & set(plain.columns)  # unchanged with --actions none
 
     r = _score(synth_world, tmp_path / "flagged.csv", "--actions", "flagged")
     assert r.exit_code == 0, r.output
     got = pd.read_csv(tmp_path / "flagged.csv", dtype={"order_id": str})
     pd.testing.assert_frame_equal(got[plain.columns], plain)  # the scores stay as they are
+    # the default is flagged, as the service's: the same file without --actions
+    r = _score(synth_world, tmp_path / "default.csv")
+    assert r.exit_code == 0, r.output
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "default.csv", dtype={"order_id": str}), got
+    )
     flagged = got["flagged"].fillna(False).astype(bool)
     assert flagged.any()
     assert (~flagged).any()
