@@ -160,10 +160,8 @@ class Decider:
         if base["effective_incoterm"][0] != "DDP":
             changes.append({"incoterm": "DDP"})
             actions.append("ship_ddp")
-        lanes = self.lanes if self.lanes is not None else history_lanes(self.history.tables.orders)
         dest, own = base["destination_country"][0], base["carrier_id"][0]
-        served = lanes.loc[lanes["destination_country"] == dest, "carrier_id"].tolist()
-        for carrier in served:  # a handful of services
+        for carrier in self._served().get(dest, ()):  # a handful of services
             if carrier != own:
                 changes.append({"carrier_id": carrier})
                 actions.append("switch_carrier")
@@ -171,6 +169,19 @@ class Decider:
         out["action"] = actions
         out["variant_carrier"] = list(out["carrier_id"])
         return out
+
+    def _served(self) -> dict[str, list[str]]:
+        """The carrier services seen shipping to each destination (``lanes``), looked up once
+        per decider (not filtered again for each order)."""
+        got = self.__dict__.get("_served_by_destination")
+        if got is None:
+            lanes = self.lanes
+            if lanes is None:
+                lanes = history_lanes(self.history.tables.orders)
+            by = lanes.groupby("destination_country", sort=False)["carrier_id"]
+            got = {str(d): [str(c) for c in g] for d, g in by}
+            self.__dict__["_served_by_destination"] = got  # a frozen dataclass: a cache
+        return got
 
     def online_action_table(
         self, online: Any, new: Any, base: dict[str, Any] | None = None
@@ -315,14 +326,17 @@ def recommend(table: pd.DataFrame) -> pd.DataFrame:
     p_case[codes[ship]] = p_if[ship]
     positive = s[first] > 0
     carrier = table["carrier_id"].to_numpy(dtype=object)[first]
-    out = pd.DataFrame({"order_id": ids})
-    out["recommended_action"] = pd.Series(np.where(positive, act[first], "ship"), dtype="str")
     keep = positive & (act[first] == "switch_carrier")
-    out["recommended_carrier"] = pd.Series(np.where(keep, carrier, None), dtype="str")
-    out["expected_saving"] = np.where(positive, s[first], 0.0)
-    out["p_case"] = p_case
-    out["p_case_if"] = np.where(positive, p_if[first], p_case)
-    return out
+    return pd.DataFrame(  # one frame of the columns (not one insert each)
+        {
+            "order_id": ids,
+            "recommended_action": pd.array(np.where(positive, act[first], "ship"), dtype="str"),
+            "recommended_carrier": pd.array(np.where(keep, carrier, None), dtype="str"),
+            "expected_saving": np.where(positive, s[first], 0.0),
+            "p_case": p_case,
+            "p_case_if": np.where(positive, p_if[first], p_case),
+        }
+    )
 
 
 # ---------------------------------------------------------------------------------------------
