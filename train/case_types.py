@@ -141,7 +141,7 @@ class CaseTypeModel:
             raise RuntimeError("CaseTypeModel is not fitted; call fit() first")
         matrix = self._matrix(X)
         # a few rows (the service's what-if variants) on one thread, as the risk model does
-        kw = {"num_threads": 1} if len(matrix) <= _ONE_THREAD_ROWS else {}
+        kw: dict[str, Any] = {"num_threads": 1} if len(matrix) <= _ONE_THREAD_ROWS else {}
         p = self.booster_.predict(matrix, num_iteration=self.best_iteration_, **kw)
         p = np.asarray(p, dtype=np.float64).reshape(-1, len(FAMILIES))
         return p / p.sum(axis=1, keepdims=True)
