@@ -341,6 +341,71 @@ FEATURE_SPECS: dict[str, FeatureSpec] = _specs(
 )
 del N, C
 
+# The features computed from the history before the order (counts, rates, windows, tenure): they
+# move as the history grows, as cases open and with the season, whatever the orders look like.
+# One list, checked by a test (a feature whose value depends on earlier orders, cases or
+# shipments is in it); the monitor keeps them out of its drift alerts.
+HISTORY_FEATURES: tuple[str, ...] = (
+    "lane_prior_orders",
+    "lane_case_rate",
+    "lane_not_received_rate",
+    "lane_damaged_rate",
+    "lane_transit_days",
+    "lane_late_rate",
+    "destination_duty_dispute_rate",
+    "customer_prior_orders",
+    "customer_prior_cases",
+    "customer_case_rate",
+    "customer_tenure_days",
+    "customer_days_since_last_order",
+    "customer_days_since_last_case",
+    "customer_prior_returns",
+    "customer_prior_not_received",
+    "customer_prior_damaged",
+    "customer_prior_not_as_described",
+    "customer_prior_duty_disputes",
+    "sku_min_prior_orders",
+    "sku_prior_units",
+    "sku_prior_cases",
+    "sku_case_rate_max",
+    "sku_case_rate_mean",
+    "product_case_rate_max",
+    "product_case_rate_mean",
+    "category_case_rate_mean",
+    "category_destination_case_rate_max",
+    "lane_case_rate_mature",
+    "lane_case_rate_30d",
+    "lane_case_rate_90d",
+    "lane_case_trend_30d",
+    "lane_not_received_rate_30d",
+    "lane_transit_days_30d",
+    "lane_late_rate_30d",
+    "destination_duty_dispute_rate_90d",
+    "customer_orders_30d",
+    "customer_cases_90d",
+    "customer_case_rate_mature",
+    "customer_category_prior_items",
+    "customer_category_case_rate_max",
+    "customer_product_prior_items",
+    "customer_prior_sized_returns",
+    "supplier_case_rate_max",
+    "brand_case_rate_max",
+    "sku_case_rate_90d_max",
+    "product_case_rate_30d_max",
+    "product_case_rate_90d_max",
+    "product_case_trend_90d_max",
+    "supplier_case_rate_90d_max",
+    "category_destination_case_rate_90d_max",
+    "product_return_rate_max",
+    "product_not_as_described_rate_max",
+    "product_case_rate_mature_max",
+)
+_unknown = sorted(set(HISTORY_FEATURES) - set(FEATURE_SPECS))
+if _unknown:
+    raise ValueError(f"HISTORY_FEATURES names columns that are not features: {_unknown}")
+# the calendar features: they move with the window (hour, weekday, month, season)
+CALENDAR_FEATURES = ("order_hour", "order_weekday", "order_month", "is_peak_season")
+
 CATEGORICAL_FEATURES = tuple(n for n, s in FEATURE_SPECS.items() if s.kind == "categorical")
 NUMERIC_FEATURES = tuple(n for n, s in FEATURE_SPECS.items() if s.kind == "numeric")
 

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from returnrisk.errors import ReturnriskError
+from returnrisk.features.specs import CALENDAR_FEATURES, HISTORY_FEATURES
 from returnrisk.progress import QUIET, StepLog
 
 from .monitor_page import as_float, render_html
@@ -69,37 +70,8 @@ DAY = pd.Timedelta(days=1)
 # counts, tenure, smoothed case / transit rates) move as the history grows, as cases open, and
 # with the season -- in a stationary synthetic world of 200k orders their PSI against the
 # validation slice reaches 0.5-2 (docs/operations.md). Label drift on a lane or a customer group
-# is what the early-realised check watches directly.
-CALENDAR_FEATURES = ("order_hour", "order_weekday", "order_month", "is_peak_season")
-HISTORY_FEATURES = (
-    "lane_prior_orders",
-    "lane_case_rate",
-    "lane_not_received_rate",
-    "lane_damaged_rate",
-    "lane_transit_days",
-    "lane_late_rate",
-    "destination_duty_dispute_rate",
-    "customer_prior_orders",
-    "customer_prior_cases",
-    "customer_case_rate",
-    "customer_tenure_days",
-    "customer_days_since_last_order",
-    "customer_days_since_last_case",
-    "customer_prior_returns",
-    "customer_prior_not_received",
-    "customer_prior_damaged",
-    "customer_prior_not_as_described",
-    "customer_prior_duty_disputes",
-    "sku_min_prior_orders",
-    "sku_prior_units",
-    "sku_prior_cases",
-    "sku_case_rate_max",
-    "sku_case_rate_mean",
-    "product_case_rate_max",
-    "product_case_rate_mean",
-    "category_case_rate_mean",
-    "category_destination_case_rate_max",
-)
+# is what the early-realised check watches directly. Both lists live beside the features
+# (``features.specs``), the one authority on what each column is.
 DRIFT_EXCLUDE = CALENDAR_FEATURES + HISTORY_FEATURES
 
 # metric -> (default threshold, what fires). ``None`` in a config file switches a metric off.

@@ -612,6 +612,35 @@ def test_every_family_has_features_and_descriptions():
     assert describe_features().count("\n") == len(FEATURE_SPECS) + 1
 
 
+def test_every_feature_that_reads_the_history_is_a_declared_history_feature():
+    """HISTORY_FEATURES (what the monitor keeps out of drift alerts) holds every feature whose
+    value moves with the history: the last orders built with and without everything before
+    them (earlier orders, every case and shipment) differ only in declared history features."""
+    from returnrisk.features.specs import HISTORY_FEATURES
+
+    frames = random_frames(600, seed=5)
+    full = build_features(coerce_tables(frames)).set_index("order_id")
+    last = full.index[-60:]
+    orders, lines = frames["orders"], frames["order_lines"]
+    alone = {
+        **frames,
+        "orders": orders.loc[orders["order_id"].isin(last)],
+        "order_lines": lines.loc[lines["order_id"].isin(last)],
+        "after_sales_cases": frames["after_sales_cases"].iloc[0:0],
+        "shipments": frames["shipments"].iloc[0:0],
+    }
+    cut = build_features(coerce_tables(alone)).set_index("order_id").loc[last]
+    ref = full.loc[last]
+    moved = {
+        c
+        for c in FEATURE_SPECS
+        if not ref[c].equals(cut[c])
+        and not (ref[c].isna() & cut[c].isna() | (ref[c] == cut[c])).all()
+    }
+    assert moved - set(HISTORY_FEATURES) == set()
+    assert len(moved) > 30  # the test can fail: most history features did move
+
+
 def test_prior_aggregate_rank_path_with_nanosecond_times():
     """Many keys and ns timestamps over years force the dense-rank packing; same answers."""
     rng = np.random.default_rng(5)
