@@ -158,7 +158,7 @@ class Context:
         query_ts: np.ndarray,
     ) -> dict[str, PriorAggregate]:
         """``prior_aggregate_many`` of the events of ``sources`` (and of the prepared history)."""
-        return split_many(self._query(name, index_many(sources), query_key, query_ts), sources)
+        return self.prior_windows(name, sources, query_key, query_ts, ())[LIFETIME]
 
     def prior_one(
         self,
@@ -172,8 +172,9 @@ class Context:
         with_times: bool = False,
     ) -> PriorAggregate:
         """``prior_aggregate`` of one event source (and of the prepared history's)."""
-        index = index_events(event_key, event_ts, values)
-        return self._query(name, index, query_key, query_ts, with_times=with_times)
+        return self.prior_one_windows(
+            name, event_key, event_ts, query_key, query_ts, (), values, with_times=with_times
+        )[LIFETIME]
 
     def _windows(
         self,
