@@ -136,6 +136,10 @@ def test_item_levels_supplier_brand_and_windows(f):
     assert o5["supplier_case_rate_90d_max"] == pytest.approx(
         rate(1, 2, o5["supplier_case_rate_max"])
     )
+    # apparel to DE over [d45, d135): (o2, A) over o2 A, o3 A, o4 B
+    assert o5["category_destination_case_rate_90d_max"] == pytest.approx(
+        rate(1, 3, o5["category_destination_case_rate_max"])
+    )
     # the case-type mix of product P: k1 is a return of A; nothing was not as described
     assert o5["product_return_rate_max"] == pytest.approx(rate(1, 4, TYPE_PRIOR))
     assert o5["product_not_as_described_rate_max"] == pytest.approx(rate(0, 4, TYPE_PRIOR))
