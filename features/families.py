@@ -633,7 +633,9 @@ def item_history(ctx: Context, items: Items, cases: Cases, out: dict[str, Any]) 
     cust = ctx.codes("customer", ctx.orders["customer_id"])
     n_it = len(items.s)
 
-    def pair(name: str, first: tuple, second: tuple) -> tuple[np.ndarray, np.ndarray]:
+    def pair(
+        name: str, first: tuple[np.ndarray, np.ndarray], second: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One code per (first, second) key pair; each given for the items and the case items."""
         c = ctx.combine(name, np.concatenate(first), np.concatenate(second))
         return c[:n_it], c[n_it:]

@@ -388,7 +388,9 @@ class OnlineFeatures:
         cat_codes = np.asarray([self.vocab["category"].code(c) for c in attrs["category"]])
         prod_codes = [self.vocab["product"].code(x) for x in attrs["product"]]
 
-        def paired(name: str, first: Sequence[int], second: Sequence[int]) -> list[int]:
+        def paired(
+            name: str, first: Sequence[int] | np.ndarray, second: Sequence[int] | np.ndarray
+        ) -> list[int]:
             """Codes of key pairs (``Context.combine``): -1 when either key is unseen."""
             vocab = self.vocab[name]
             return [
