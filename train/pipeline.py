@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -234,15 +234,25 @@ def time_split(features: pd.DataFrame, split: SplitConfig) -> dict[str, pd.DataF
         "valid": mature[(ts >= valid_start) & (ts < test_start)],
         "test": mature[ts >= test_start],
     }
+    require_both_classes(
+        parts,
+        "time split",
+        f"(mature orders {ts.iloc[0]} .. {ts.iloc[-1]}, split {asdict(split)})",
+    )
+    return parts
+
+
+def require_both_classes(parts: Mapping[str, pd.DataFrame], what: str, hint: str) -> None:
+    """``TrainDataError`` naming the first slice of ``parts`` that is empty or holds one class
+    only: ``what`` says which split it is, ``hint`` what to change."""
     for name, part in parts.items():
         y = part["label"].to_numpy(dtype=np.float64)
         if len(part) == 0 or y.min() == y.max():
             raise TrainDataError(
-                f"time split: the {name} slice has {len(part)} order(s) and "
+                f"{what}: the {name} slice has {len(part)} order(s) and "
                 f"{int(y.sum()) if len(y) else 0} case(s); need both classes in every slice "
-                f"(mature orders {ts.iloc[0]} .. {ts.iloc[-1]}, split {asdict(split)})"
+                f"{hint}"
             )
-    return parts
 
 
 def data_window(parts: dict[str, pd.DataFrame], prepared: PreparedData) -> dict[str, Any]:

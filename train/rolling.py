@@ -37,7 +37,14 @@ import pandas as pd
 from returnrisk.progress import QUIET, StepLog
 
 from . import evaluate as ev
-from .pipeline import PreparedData, TrainConfig, TrainDataError, TrainResult, fit_parts
+from .pipeline import (
+    PreparedData,
+    TrainConfig,
+    TrainDataError,
+    TrainResult,
+    fit_parts,
+    require_both_classes,
+)
 
 if TYPE_CHECKING:
     from returnrisk.features.specs import FeatureSpec
@@ -168,15 +175,12 @@ def rolling_windows(features: pd.DataFrame, config: RollingConfig) -> list[Windo
             "valid": before[bts >= valid_start],
             "test": mature[(ts >= start) & (ts < stop)],
         }
-        for name, part in parts.items():
-            y = part["label"].to_numpy(dtype=np.float64)
-            if len(part) == 0 or y.min() == y.max():
-                raise TrainDataError(
-                    f"rolling window {j} ({start.date()} .. {(stop - day).date()}): the {name} "
-                    f"slice has {len(part)} order(s) and {int(y.sum()) if len(y) else 0} "
-                    "case(s); need both classes in every slice (fewer or longer windows, or a "
-                    f"smaller gap; mature orders {ts.iloc[0]} .. {ts.iloc[-1]})"
-                )
+        require_both_classes(
+            parts,
+            f"rolling window {j} ({start.date()} .. {(stop - day).date()})",
+            "(fewer or longer windows, or a smaller gap; "
+            f"mature orders {ts.iloc[0]} .. {ts.iloc[-1]})",
+        )
         out.append(WindowSplit(j, start, stop, fit_end, parts))
     return out
 
