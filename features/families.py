@@ -54,16 +54,17 @@ CUSTOMER_TYPE_GROUPS: dict[str, tuple[str, ...]] = {
 }
 # the event sources (name -> value columns) of the aggregates queried several at a time
 # (``Context.prior``): the online store splits its per-key totals by the same names
+# the matured orders (``history.mature_sources``), a source of the lane, customer and product
+MATURE_SOURCES: dict[str, tuple[str, ...]] = {"mature": (), "mature_case": ()}
 LANE_SOURCES: dict[str, tuple[str, ...]] = {
     "orders": (),
     "case": (),
     "not_received": (),
     "damaged": (),
     "ships": ("transit_s", "late", "promised"),
+    **MATURE_SOURCES,
 }
 DESTINATION_SOURCES: dict[str, tuple[str, ...]] = {"orders": (), "dispute": ()}
-MATURE_SOURCES: dict[str, tuple[str, ...]] = {"mature": (), "mature_case": ()}
-LANE_SOURCES.update(MATURE_SOURCES)
 ITEM_SOURCES: dict[str, tuple[str, ...]] = {"items": ("units",), "cases": ()}
 # the product level also counts its items' cases by type and its matured items
 PRODUCT_SOURCES: dict[str, tuple[str, ...]] = {

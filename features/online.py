@@ -365,9 +365,7 @@ class OnlineFeatures:
         total = self._totals(t_ns)  # the whole history before t (asked by several families)
 
         cust = self.vocab["customer"].code(customer)
-        mature_prior = smoothed_rate(
-            total("mature_case"), total("mature"), cfg.default_case_rate, k
-        )
+        mature_prior = self._mature_prior(total)
         customer_features(
             out,
             k,
@@ -548,14 +546,10 @@ class OnlineFeatures:
         def query(name: str, codes: Any) -> PriorAggregate:  # one row per carrier
             return self.query(name, rows + codes, t_ns)
 
-        cfg, k = self.config, self.k
-        mature_prior = smoothed_rate(
-            total("mature_case"), total("mature"), cfg.default_case_rate, k
-        )
         lane_features(
             out,
-            k,
-            cfg,
+            self.k,
+            self.config,
             self.query_windows(
                 "lane", np.asarray(lane_codes, dtype=np.int64), t_ns, LANE_WINDOWS, LANE_SOURCES
             ),
@@ -563,12 +557,15 @@ class OnlineFeatures:
                 "destination", rows + d_code, t_ns, DESTINATION_WINDOWS, DESTINATION_SOURCES
             ),
             np.repeat(total("orders"), n),
-            {
-                t: np.repeat(total(t), n)
-                for t in ("case", "not_received", "damaged", "duty_dispute")
-            },
+            {t: np.repeat(total(t), n) for t in _GLOBAL_TYPES},
             query("ships", 0),
-            np.repeat(mature_prior, n),
+            np.repeat(self._mature_prior(total), n),
+        )
+
+    def _mature_prior(self, total: Callable[[str], np.ndarray]) -> np.ndarray:
+        """The global share of matured orders with a case before t (``Cases.mature_prior``)."""
+        return smoothed_rate(
+            total("mature_case"), total("mature"), self.config.default_case_rate, self.k
         )
 
     def _totals(self, t_ns: int) -> Callable[[str], np.ndarray]:
